@@ -1,0 +1,103 @@
+"""Thin confluent-kafka adapters shared by the workers: client configs and the dead-letter path."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer
+
+from execsight.settings import Settings
+from schemas.topics import DEADLETTER
+
+log = logging.getLogger(__name__)
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "zstd",
+        "linger.ms": 20,
+        "batch.num.messages": 10000,
+        # Keep retrying while the broker is away; callers see delivery errors only after this.
+        "message.timeout.ms": 300000,
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": f"{settings.topic_prefix}{group_id}",
+        "enable.auto.commit": False,  # offsets are committed after the database commit
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def make_producer(settings: Settings, **overrides: Any) -> Producer:
+    return Producer(producer_config(settings, **overrides))
+
+
+def make_consumer(settings: Settings, group_id: str, topics: Sequence[str], **overrides: Any) -> Consumer:
+    consumer = Consumer(consumer_config(settings, group_id, **overrides))
+    consumer.subscribe([settings.topic(t) for t in topics])
+    return consumer
+
+
+def deadletter_headers(msg: Message, reason: str, origin: str) -> list[tuple[str, str | bytes | None]]:
+    return [
+        ("execsight.reason", reason.encode()),
+        ("execsight.origin", origin.encode()),
+        ("execsight.topic", (msg.topic() or "").encode()),
+        ("execsight.partition", str(msg.partition()).encode()),
+        ("execsight.offset", str(msg.offset()).encode()),
+    ]
+
+
+def send_to_deadletter(
+    producer: Producer, settings: Settings, msg: Message, reason: str, origin: str
+) -> None:
+    """Republishes the original bytes with the reason and origin in headers, and waits for the ack."""
+    producer.produce(
+        settings.topic(DEADLETTER),
+        key=msg.key(),
+        value=msg.value(),
+        headers=deadletter_headers(msg, reason, origin),
+    )
+    remaining = producer.flush(30)
+    if remaining:
+        raise KafkaException(f"dead-letter publish not acknowledged ({remaining} pending)")
+    log.warning("message sent to dead-letter topic", extra={"reason": reason, "origin": origin})
+
+
+def headers_dict(msg: Message) -> Mapping[str, bytes]:
+    out: dict[str, bytes] = {}
+    for header in msg.headers() or []:
+        key, value = header[0], header[1]
+        out[key] = value.encode() if isinstance(value, str) else (value or b"")
+    return out
+
+
+def wait_for_broker(settings: Settings, timeout_s: float = 0, interval_s: float = 2.0) -> None:
+    """Blocks until the broker answers metadata (forever when timeout_s is 0), logging each retry."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    while True:
+        try:
+            admin.list_topics(timeout=5)
+            return
+        except KafkaException as exc:
+            if deadline is not None and time.monotonic() > deadline:
+                raise
+            log.warning("kafka not reachable, retrying", extra={"error": str(exc)})
+            time.sleep(interval_s)

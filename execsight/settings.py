@@ -1,0 +1,178 @@
+"""Typed settings from allow-listed environment variables, with defaults for the local stack.
+
+Every variable is listed in SETTINGS_DOC, which the README's configuration table mirrors
+(a test keeps the two in step). Nothing else in the environment is read.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+def _default_host_id() -> str:
+    try:
+        return Path("/etc/machine-id").read_text().strip() or socket.gethostname()
+    except OSError:
+        return socket.gethostname()
+
+
+@dataclass(frozen=True)
+class Var:
+    env: str
+    default: str
+    doc: str
+
+
+# One row per variable: (name, default, meaning). The README table is generated from this.
+SETTINGS_DOC: tuple[Var, ...] = (
+    Var("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Kafka bootstrap servers."),
+    Var("EXECSIGHT_TOPIC_PREFIX", "", "Prefix put before every topic name (isolates tests and tenants)."),
+    Var("EXECSIGHT_DATABASE_URL", "postgresql://execsight:execsight@127.0.0.1:5432/execsight",
+        "PostgreSQL/TimescaleDB DSN for writers."),
+    Var("EXECSIGHT_UI_DATABASE_URL", "postgresql://execsight_ui:execsight_ui@127.0.0.1:5432/execsight",
+        "Read-only DSN for the dashboard (SELECT-only role)."),
+    Var("EXECSIGHT_STATE_DIR", "~/.local/state/execsight",
+        "Local stack state: Kafka and PostgreSQL data, pid files, logs, collector spool."),
+    Var("EXECSIGHT_HOST_ID", "(/etc/machine-id)", "Host identity used as the Kafka key."),
+    Var("EXECSIGHT_LOG_LEVEL", "INFO", "Log level for all services (JSON lines on stderr)."),
+    Var("EXECSIGHT_LOG_FORMAT", "json", "json or text."),
+    Var("EXECSIGHT_UI_PORT", "8501", "Dashboard port."),
+    Var("EXECSIGHT_METRICS_PORT", "0", "Prometheus /metrics port of a service (0: off, or the per-service default)."),
+    Var("EXECSIGHT_SAMPLE_INTERVAL_S", "1.0", "Collector: live process sample interval."),
+    Var("EXECSIGHT_HOST_INTERVAL_S", "5.0", "Collector: host sample / heartbeat interval."),
+    Var("EXECSIGHT_COLLECTOR_CONFIG", "", "Collector: filter/rate-limit rules file (YAML)."),
+    Var("EXECSIGHT_SPOOL_MAX_BYTES", "1073741824", "Collector: on-disk spool bound while Kafka is unreachable."),
+    Var("EXECSIGHT_INSTANCE_TYPE", "", "Host instance type when no cloud metadata service answers."),
+    Var("EXECSIGHT_REGION", "", "Host region when no cloud metadata service answers."),
+    Var("EXECSIGHT_TOOL_RULES", "", "Correlator: extra tool rules files or directories (colon-separated)."),
+    Var("EXECSIGHT_RUN_TIMEOUT_S", "3600", "Correlator: close a run after this much inactivity (flagged TIMED_OUT)."),
+    Var("EXECSIGHT_SHORT_LIVED_S", "1.0", "Processes shorter than this count as short-lived helpers."),
+    Var("EXECSIGHT_PRICES_FILE", "", "Tune/sweep: price table override (YAML)."),
+    Var("EXECSIGHT_ONPREM_HOURLY_USD", "0.10", "Hourly rate for hosts without a known instance type."),
+    Var("EXECSIGHT_AWS_REGIONS", "", "Sweep: regions to scan (comma-separated; empty: no cloud scan)."),
+    Var("EXECSIGHT_SWEEP_INTERVAL_S", "300", "Sweep: scan interval."),
+    Var("EXECSIGHT_IDLE_AFTER_S", "1800", "Sweep: a host with no execution this long is idle."),
+    Var("EXECSIGHT_IDLE_CPU_RATIO", "0.05", "Sweep: workload CPU share under which a host counts as idle."),
+)
+
+
+def env_value(env: Mapping[str, str], name: str) -> str:
+    for var in SETTINGS_DOC:
+        if var.env == name:
+            return env.get(name, var.default)
+    raise KeyError(f"{name} is not an allow-listed execsight setting")
+
+
+def _float(env: Mapping[str, str], name: str) -> float:
+    raw = env_value(env, name)
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a number") from None
+
+
+def _int(env: Mapping[str, str], name: str) -> int:
+    raw = env_value(env, name)
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected an integer") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str
+    topic_prefix: str
+    database_url: str
+    ui_database_url: str
+    state_dir: Path
+    host_id: str
+    log_level: str
+    log_format: str
+    ui_port: int
+    metrics_port: int
+    sample_interval_s: float
+    host_interval_s: float
+    collector_config: Path | None
+    spool_max_bytes: int
+    instance_type: str | None
+    region: str | None
+    tool_rules: tuple[Path, ...]
+    run_timeout_s: float
+    short_lived_s: float
+    prices_file: Path | None
+    onprem_hourly_usd: float
+    aws_regions: tuple[str, ...]
+    sweep_interval_s: float
+    idle_after_s: float
+    idle_cpu_ratio: float
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def topic(self, name: str) -> str:
+        """The broker-side name of a topic from schemas/topics.yaml."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.state_dir / "spool"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "log"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    e = os.environ if env is None else env
+    host_id = e.get("EXECSIGHT_HOST_ID") or _default_host_id()
+    level = env_value(e, "EXECSIGHT_LOG_LEVEL").upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise SettingsError(f"EXECSIGHT_LOG_LEVEL={level!r}: expected DEBUG, INFO, WARNING or ERROR")
+    fmt = env_value(e, "EXECSIGHT_LOG_FORMAT")
+    if fmt not in {"json", "text"}:
+        raise SettingsError(f"EXECSIGHT_LOG_FORMAT={fmt!r}: expected json or text")
+
+    def opt_path(name: str) -> Path | None:
+        raw = env_value(e, name)
+        return Path(raw).expanduser() if raw else None
+
+    return Settings(
+        kafka_bootstrap=env_value(e, "KAFKA_BOOTSTRAP_SERVERS"),
+        topic_prefix=env_value(e, "EXECSIGHT_TOPIC_PREFIX"),
+        database_url=env_value(e, "EXECSIGHT_DATABASE_URL"),
+        ui_database_url=env_value(e, "EXECSIGHT_UI_DATABASE_URL"),
+        state_dir=Path(env_value(e, "EXECSIGHT_STATE_DIR")).expanduser(),
+        host_id=host_id,
+        log_level=level,
+        log_format=fmt,
+        ui_port=_int(e, "EXECSIGHT_UI_PORT"),
+        metrics_port=_int(e, "EXECSIGHT_METRICS_PORT"),
+        sample_interval_s=_float(e, "EXECSIGHT_SAMPLE_INTERVAL_S"),
+        host_interval_s=_float(e, "EXECSIGHT_HOST_INTERVAL_S"),
+        collector_config=opt_path("EXECSIGHT_COLLECTOR_CONFIG"),
+        spool_max_bytes=_int(e, "EXECSIGHT_SPOOL_MAX_BYTES"),
+        instance_type=env_value(e, "EXECSIGHT_INSTANCE_TYPE") or None,
+        region=env_value(e, "EXECSIGHT_REGION") or None,
+        tool_rules=tuple(Path(p).expanduser() for p in env_value(e, "EXECSIGHT_TOOL_RULES").split(":") if p),
+        run_timeout_s=_float(e, "EXECSIGHT_RUN_TIMEOUT_S"),
+        short_lived_s=_float(e, "EXECSIGHT_SHORT_LIVED_S"),
+        prices_file=opt_path("EXECSIGHT_PRICES_FILE"),
+        onprem_hourly_usd=_float(e, "EXECSIGHT_ONPREM_HOURLY_USD"),
+        aws_regions=tuple(r.strip() for r in env_value(e, "EXECSIGHT_AWS_REGIONS").split(",") if r.strip()),
+        sweep_interval_s=_float(e, "EXECSIGHT_SWEEP_INTERVAL_S"),
+        idle_after_s=_float(e, "EXECSIGHT_IDLE_AFTER_S"),
+        idle_cpu_ratio=_float(e, "EXECSIGHT_IDLE_CPU_RATIO"),
+    )
+
+
+def settings_fields() -> list[str]:
+    return [f.name for f in fields(Settings)]

@@ -1,0 +1,144 @@
+"""Real servers for tests: Kafka and PostgreSQL.
+
+Order of preference for each server:
+1. the address in the environment (KAFKA_BOOTSTRAP_SERVERS, EXECSIGHT_DATABASE_URL) — CI sets these;
+2. testcontainers (Kafka, TimescaleDB images) when a Docker engine answers;
+3. the local stack's defaults (what `make up` starts).
+Every test gets its own topic prefix and its own database, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from execsight.settings import Settings, load_settings
+from schemas.migrate import apply_migrations
+from schemas.topics import load_topics
+
+DEFAULT_KAFKA = "127.0.0.1:9092"
+DEFAULT_DB = "postgresql://execsight:execsight@127.0.0.1:5432/execsight"
+
+
+def _docker_answers() -> bool:
+    sock = Path("/var/run/docker.sock")
+    if not sock.exists():
+        return False
+    try:
+        import docker
+
+        docker.from_env().ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if env:
+        yield env
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as kafka:
+            yield kafka.get_bootstrap_server()
+        return
+    yield DEFAULT_KAFKA
+
+
+@pytest.fixture(scope="session")
+def database_server_url() -> Iterator[str]:
+    env = os.environ.get("EXECSIGHT_DATABASE_URL")
+    if env:
+        yield env
+        return
+    if _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("timescale/timescaledb:latest-pg15", driver=None) as pg:
+            yield pg.get_connection_url()
+        return
+    yield DEFAULT_DB
+
+
+def _with_dbname(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def migrated_template(database_server_url: str) -> Iterator[str]:
+    """A database with every migration applied, cloned for each test (fast)."""
+    name = f"execsight_tmpl_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(database_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _with_dbname(database_server_url, name)
+    apply_migrations(url)
+    yield name
+    with psycopg.connect(database_server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture()
+def database_url(database_server_url: str, migrated_template: str) -> Iterator[str]:
+    """DSN of a fresh, fully migrated database of this test's own."""
+    name = f"execsight_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+    yield _with_dbname(database_server_url, name)
+    with psycopg.connect(database_server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture()
+def empty_database_url(database_server_url: str) -> Iterator[str]:
+    """DSN of a fresh database with no migrations applied."""
+    name = f"execsight_e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _with_dbname(database_server_url, name)
+    with psycopg.connect(database_server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture()
+def topic_prefix(kafka_bootstrap: str) -> str:
+    """A unique prefix with every topic of schemas/topics.yaml created under it."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    new = [
+        NewTopic(prefix + t.name, num_partitions=t.partitions, replication_factor=1, config=t.kafka_config())
+        for t in load_topics().values()
+    ]
+    for fut in admin.create_topics(new, operation_timeout=30).values():
+        fut.result(timeout=60)
+    return prefix
+
+
+@pytest.fixture()
+def settings(
+    kafka_bootstrap: str, topic_prefix: str, database_url: str, tmp_path: Path
+) -> Settings:
+    """Settings pointing at this test's topics, database and a private state dir."""
+    base = load_settings(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "EXECSIGHT_TOPIC_PREFIX": topic_prefix,
+            "EXECSIGHT_DATABASE_URL": database_url,
+            "EXECSIGHT_STATE_DIR": str(tmp_path / "state"),
+            "EXECSIGHT_HOST_ID": f"test-{socket.gethostname()}",
+            "EXECSIGHT_LOG_FORMAT": "text",
+        }
+    )
+    return replace(base)
