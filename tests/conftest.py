@@ -19,7 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import NewTopic
+from confluent_kafka.admin import AdminClient
 
 from execsight.settings import Settings, load_settings
 from schemas.migrate import apply_migrations
@@ -34,7 +35,7 @@ def _docker_answers() -> bool:
     if not sock.exists():
         return False
     try:
-        import docker
+        import docker  # type: ignore[import-untyped]
 
         docker.from_env().ping()
         return True
