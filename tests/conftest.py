@@ -19,8 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from confluent_kafka import NewTopic
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from execsight.settings import Settings, load_settings
 from schemas.migrate import apply_migrations
