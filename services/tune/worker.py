@@ -1,0 +1,297 @@
+"""The tune worker: enriched tasks and runs in, costs and findings out.
+
+Per batch of messages (arroyo-style small steps, commit last):
+1. decode; a message that is not the topic's record type, or does not decode, goes to
+   the dead-letter topic with the reason (once, before any retry);
+2. in one database transaction: per task, its breakdown, class, cost (task_costs) and
+   right-sizing over its type's history, with findings opened, updated or resolved;
+   per completed run, its cost (run_costs) and a regression check against previous
+   runs of the pipeline;
+3. commit the transaction, publish the findings (Avro TuneFinding, keyed by id), then
+   commit the Kafka offsets.
+
+An unreachable database or broker makes the worker wait and retry the same batch;
+nothing is dropped and offsets move only after both the database and Kafka have the
+findings. Re-processing a batch changes nothing but ``updated`` times.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+
+from execsight import pricing
+from execsight.findings import publish_findings, upsert_findings
+from execsight.kafka_io import make_consumer, make_producer, send_to_deadletter
+from execsight.settings import Settings
+from schemas.codec import CodecError, default_codec
+from schemas.topics import ENRICHED_RUN, ENRICHED_TASK, FINDINGS_TUNE
+from services.tune import store
+from services.tune.cost import task_cost
+from services.tune.finding_rules import REGRESSION, TASK_KINDS, regression_finding, resolved
+from services.tune.regression import detect_regression
+from services.tune.task_analysis import analyze_task, merge_history
+
+log = logging.getLogger(__name__)
+
+GROUP = "tune"
+SOURCE = "tune"
+SCHEMA = "TuneFinding"
+TOPICS = (ENRICHED_TASK, ENRICHED_RUN)
+EXPECTED = {ENRICHED_TASK: "EnrichedTask", ENRICHED_RUN: "EnrichedRun"}
+
+Record = dict[str, Any]
+
+
+class InvalidRecord(ValueError):
+    """A decoded record that cannot be analysed; it goes to the dead-letter topic."""
+
+
+def validate(kind: str, rec: Mapping[str, Any]) -> None:
+    if kind == "EnrichedTask":
+        if int(rec["wall_ns"]) < 0 or int(rec["end_ns"]) < int(rec["start_ns"]):
+            raise InvalidRecord(f"EnrichedTask {rec.get('task_id')}: end before start")
+        if not str(rec.get("task") or "").strip():
+            raise InvalidRecord(f"EnrichedTask {rec.get('task_id')}: empty task name")
+    elif kind == "EnrichedRun" and rec.get("end_ns") is not None and int(rec["end_ns"]) < int(rec["start_ns"]):
+        raise InvalidRecord(f"EnrichedRun {rec.get('run_id')}: end before start")
+
+
+@dataclass
+class Stats:
+    messages: int = 0
+    tasks: int = 0
+    runs: int = 0
+    deadlettered: int = 0
+    findings_published: int = 0
+    batches: int = 0
+    retries: int = 0
+    last_batch_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+class TuneWorker:
+    def __init__(self, settings: Settings, clock: Callable[[], int] = time.time_ns,
+                 retry_interval_s: float = 2.0) -> None:
+        self.settings = settings
+        self.codec = default_codec()
+        self.table = pricing.price_table(settings)
+        self.clock = clock
+        self.retry_interval_s = retry_interval_s
+        self.stats = Stats()
+        self._conn: psycopg.Connection[Any] | None = None
+
+    # --- database ------------------------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.settings.database_url, connect_timeout=10)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            self._conn.close()
+
+    def _rate(self, conn: psycopg.Connection[Any], rec: Mapping[str, Any]) -> tuple[pricing.HostRate, int, int]:
+        host = store.host_info(conn, str(rec["host_id"]))
+        instance_type = rec.get("instance_type") or (host.instance_type if host else None)
+        region = host.region if host else None
+        rate = pricing.host_rate(instance_type or self.settings.instance_type, region or self.settings.region,
+                                 self.settings.onprem_hourly_usd, self.table)
+        cpu_count = int(rec.get("cpu_count") or (host.cpu_count if host else 0) or 0)
+        mem_total = int(rec.get("mem_total_bytes") or (host.mem_total_bytes if host else 0) or 0)
+        return rate, cpu_count, mem_total
+
+    def handle_task(self, conn: psycopg.Connection[Any], task: Mapping[str, Any], now_ns: int) -> list[Record]:
+        rate, cpu_count, mem_total = self._rate(conn, task)
+        history = store.task_history(conn, task.get("pipeline"), str(task["task"]))
+        runs = merge_history(history, task)
+        keys = [(str(t["run_id"]), str(t["task_id"])) for t in runs if t.get("run_id")]
+        samples = store.process_samples(conn, keys)
+        psi = store.max_memory_pressure(conn, str(task["host_id"]), int(task["start_ns"]), int(task["end_ns"]))
+        a = analyze_task(task, history, rate, cpu_count, mem_total, samples, psi, now_ns)
+        if task.get("run_id"):
+            store.upsert_task_cost(conn, str(task["run_id"]), str(task["task_id"]), a.cost)
+        current = {f["finding_id"] for f in a.findings}
+        stale = [
+            resolved(row, now_ns, task.get("run_id"))
+            for row in store.open_findings(conn, TASK_KINDS, task.get("pipeline"), str(task["task"]))
+            if row["finding_id"] not in current
+        ]
+        log.info("task analysed", extra={
+            "run_id": task.get("run_id"), "task": task["task"], "class": a.classification.label,
+            "cost_usd": round(a.cost.cost_usd, 6), "findings": len(a.findings), "resolved": len(stale),
+        })
+        return a.findings + stale
+
+    def _task_cost_usd(
+        self, conn: psycopg.Connection[Any], t: Mapping[str, Any], store_it: bool
+    ) -> tuple[float, float]:
+        if t.get("cost_usd") is not None:
+            return float(t["cost_usd"]), float(t.get("waste_usd") or 0.0)
+        rate, cpu_count, mem_total = self._rate(conn, t)
+        cost = task_cost(t, rate, cpu_count, mem_total)
+        if store_it:
+            store.upsert_task_cost(conn, str(t["run_id"]), str(t["task_id"]), cost)
+        return cost.cost_usd, cost.waste_usd
+
+    def handle_run(self, conn: psycopg.Connection[Any], run: Mapping[str, Any], now_ns: int) -> list[Record]:
+        if run["event"] != "COMPLETED":
+            return []
+        run_id = str(run["run_id"])
+        tasks = store.run_tasks(conn, [run_id])[run_id]
+        total = waste = 0.0
+        for t in tasks:
+            c, w = self._task_cost_usd(conn, t, store_it=True)
+            t["cost_usd"] = c
+            total += c
+            waste += w
+        store.upsert_run_cost(conn, run_id, total, waste)
+        pipeline = run.get("pipeline")
+        out: list[Record] = []
+        if pipeline and run["status"] == "SUCCEEDED" and run.get("end_ns") is not None:
+            prev = store.previous_runs(conn, str(pipeline), run_id, int(run["start_ns"]))
+            prev_tasks = store.run_tasks(conn, [str(r["run_id"]) for r in prev])
+            for ts in prev_tasks.values():
+                for t in ts:
+                    t["cost_usd"] = self._task_cost_usd(conn, t, store_it=False)[0]
+            result = detect_regression(
+                tasks, [prev_tasks[str(r["run_id"])] for r in prev if prev_tasks[str(r["run_id"])]],
+                current_run_wall_ns=float(int(run["end_ns"]) - int(run["start_ns"])),
+                previous_run_walls_ns=[float(r["wall_ns"]) for r in prev if r["wall_ns"] is not None],
+            )
+            f = regression_finding(str(pipeline), run_id, str(run["host_id"]), result, now_ns)
+            if f is not None:
+                out.append(f)
+            elif not result.missing_baseline:
+                stale = store.open_findings(conn, [REGRESSION], pipeline, None)
+                out += [resolved(row, now_ns, run_id) for row in stale]
+            log.info("run analysed", extra={
+                "run_id": run_id, "pipeline": pipeline, "cost_usd": round(total, 6), "baseline_runs": len(prev),
+                "regressed": result.regressed, "moved_tasks": result.tasks,
+            })
+        return out
+
+    def analyse(self, decoded: Sequence[tuple[str, Record]]) -> list[Record]:
+        """One transaction over a batch of decoded records; returns the findings it stored (committed)."""
+        conn = self._connection()
+        now = self.clock()
+        findings: dict[str, Record] = {}
+        try:
+            for kind, rec in decoded:
+                batch = self.handle_task(conn, rec, now) if kind == "EnrichedTask" else self.handle_run(conn, rec, now)
+                # upsert as we go, so later records in the batch see earlier findings
+                self._keep_first_detection(conn, batch)
+                upsert_findings(conn, SOURCE, [{**f, "since_ns": None} for f in batch])
+                for f in batch:
+                    findings[f["finding_id"]] = f
+            conn.commit()
+        except BaseException:
+            if not conn.closed:
+                conn.rollback()
+            raise
+        return list(findings.values())
+
+    @staticmethod
+    def _keep_first_detection(conn: psycopg.Connection[Any], findings: Sequence[Record]) -> None:
+        first = store.first_detected(conn, [f["finding_id"] for f in findings])
+        for f in findings:
+            if f["finding_id"] in first:
+                f["detected_ns"] = first[f["finding_id"]]
+
+    # --- Kafka ---------------------------------------------------------------------------------------
+
+    def decode(self, producer: Producer, msgs: Sequence[Message]) -> list[tuple[str, Record]]:
+        out: list[tuple[str, Record]] = []
+        prefix = self.settings.topic_prefix
+        for msg in msgs:
+            topic = (msg.topic() or "")[len(prefix):]
+            try:
+                name, rec = self.codec.decode(msg.value() or b"")
+                if name != EXPECTED.get(topic):
+                    raise CodecError(f"{name} on {topic}: expected {EXPECTED.get(topic)}")
+                validate(name, rec)
+            except (CodecError, InvalidRecord, KeyError, TypeError, ValueError) as exc:
+                self.stats.deadlettered += 1
+                send_to_deadletter(producer, self.settings, msg, str(exc), "tune")
+                continue
+            out.append((name, rec))
+        return out
+
+    def process(self, producer: Producer, msgs: Sequence[Message], stop: threading.Event) -> bool:
+        """Handles a batch until it is stored and published; False when stopped before that."""
+        t0 = time.monotonic()
+        decoded = self.decode(producer, msgs)
+        findings: list[Record] | None = None
+        while findings is None:
+            try:
+                findings = self.analyse(decoded)
+            except psycopg.OperationalError as exc:
+                self.stats.retries += 1
+                log.warning("database unavailable, retrying batch", extra={"error": str(exc)})
+                self.close()
+                self._conn = None
+                if stop.wait(self.retry_interval_s):
+                    return False
+        while True:
+            try:
+                publish_findings(producer, self.settings, FINDINGS_TUNE, SCHEMA, findings, self.codec)
+                break
+            except (KafkaException, BufferError, RuntimeError) as exc:
+                self.stats.retries += 1
+                log.warning("findings not acknowledged, retrying", extra={"error": str(exc)})
+                if stop.wait(self.retry_interval_s):
+                    return False
+        self.stats.messages += len(msgs)
+        self.stats.tasks += sum(1 for k, _ in decoded if k == "EnrichedTask")
+        self.stats.runs += sum(1 for k, _ in decoded if k == "EnrichedRun")
+        self.stats.findings_published += len(findings)
+        self.stats.batches += 1
+        self.stats.last_batch_s = time.monotonic() - t0
+        return True
+
+    def run(self, stop: threading.Event, idle_exit_s: float | None = None, batch_size: int = 200) -> None:
+        consumer: Consumer = make_consumer(self.settings, GROUP, TOPICS)
+        producer = make_producer(self.settings)
+        idle_since = time.monotonic()
+        log.info("tune worker started", extra={"topics": [self.settings.topic(t) for t in TOPICS]})
+        try:
+            while not stop.is_set():
+                msgs = consumer.consume(num_messages=batch_size, timeout=0.5)
+                good: list[Message] = []
+                for m in msgs:
+                    err = m.error()
+                    if err is None:
+                        good.append(m)
+                    elif err.code() != KafkaError._PARTITION_EOF:
+                        log.warning("consumer error", extra={"error": str(err)})
+                if not good:
+                    if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
+                        break
+                    continue
+                if not self.process(producer, good, stop):
+                    break
+                while True:
+                    try:
+                        consumer.commit(asynchronous=False)
+                        break
+                    except KafkaException as exc:
+                        if exc.args and exc.args[0].code() == KafkaError._NO_OFFSET:
+                            break
+                        log.warning("offset commit failed, retrying", extra={"error": str(exc)})
+                        if stop.wait(self.retry_interval_s):
+                            return
+                idle_since = time.monotonic()
+        finally:
+            consumer.close()
+            producer.flush(10)
+            self.close()
+            log.info("tune worker stopped", extra={"messages": self.stats.messages,
+                                                   "deadlettered": self.stats.deadlettered})

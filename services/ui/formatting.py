@@ -1,0 +1,49 @@
+"""Human-readable numbers for the dashboard (pure)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def duration(ns: Any) -> str:
+    if _missing(ns):
+        return "–"
+    s = float(ns) / 1e9
+    if s < 1:
+        return f"{s * 1000:.0f} ms"
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60):02d} s"
+    return f"{int(s // 3600)} h {int((s % 3600) // 60):02d} min"
+
+
+def size(n: Any) -> str:
+    if _missing(n):
+        return "–"
+    v = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(v) < 1024 or unit == "TiB":
+            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.1f} {unit}"
+        v /= 1024
+    return f"{v:.1f} TiB"
+
+
+def usd(v: Any) -> str:
+    if _missing(v):
+        return "–"
+    x = float(v)
+    if x == 0:
+        return "$0"
+    if abs(x) < 0.01:
+        return f"${x:.4f}"
+    return f"${x:,.2f}"
+
+
+def ratio(v: Any) -> str:
+    return "–" if _missing(v) else f"{float(v):.0%}"

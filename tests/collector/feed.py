@@ -1,0 +1,91 @@
+"""Test helpers: run the collector as a subprocess and read what it writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+Rec = dict[str, Any]
+
+
+class JsonlFeed:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records: list[Rec] = []
+        self._pos = 0
+
+    def refresh(self) -> list[Rec]:
+        if not self.path.exists():
+            return self.records
+        with open(self.path) as f:
+            f.seek(self._pos)
+            data = f.read()
+        cut = data.rfind("\n") + 1
+        self._pos += len(data[:cut].encode())
+        for line in data[:cut].splitlines():
+            if line.strip():
+                self.records.append(json.loads(line))
+        return self.records
+
+    def of(self, type_: str) -> list[Rec]:
+        return [r for r in self.refresh() if r["type"] == type_]
+
+    def wait_for(self, pred: Callable[[list[Rec]], Any], timeout: float = 20.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            got = pred(self.refresh())
+            if got:
+                return got
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting ({len(self.records)} records seen)")
+            time.sleep(0.2)
+
+
+class CollectorProcess:
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, prefix: list[str] | None = None,
+                 log_path: Path | None = None) -> None:
+        self.log_path = log_path
+        self.log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        e = {**os.environ, "EXECSIGHT_LOG_LEVEL": "INFO", **(env or {})}
+        self.proc = subprocess.Popen(
+            [*(prefix or []), sys.executable, "-m", "services.collector.main", *args],
+            cwd=REPO, env=e, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+    def wait_started(self, timeout: float = 60.0) -> None:
+        assert self.log_path is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace")
+            if "collector started" in text:
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"collector exited {self.proc.returncode}: {text[-3000:]}")
+            time.sleep(0.2)
+        raise AssertionError("collector did not start")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def burst_script(n: int, marker: str) -> str:
+    """A shell script that starts n short-lived `sh -c 'exit K'` processes at once (K = i % 5)."""
+    return (
+        f"i=0; while [ $i -lt {n} ]; do sh -c 'exit $(($1 % 5))' {marker}-$i $i & i=$((i+1)); done; wait"
+    )
