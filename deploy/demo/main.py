@@ -13,7 +13,9 @@ Exit status: 0 when every run behaved as designed (and reached the database, unl
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -55,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for each run to be complete in the database (0: do not wait)")
     p.add_argument("--no-check", action="store_true", help="run even when the stack does not answer")
     return p
+
+
+def missing_prerequisites(engine: str) -> list[str]:
+    """What this host lacks to run the engine's demo: the snakemake module, the Debian tools."""
+    missing = []
+    if engine == "snakemake" and importlib.util.find_spec("snakemake") is None:
+        missing.append("the snakemake Python package (pip install 'snakemake>=8')")
+    for tool, package in (("bwa", "bwa"), ("samtools", "samtools"), ("gzip", "gzip"), ("dd", "coreutils")):
+        if shutil.which(tool) is None:
+            missing.append(f"{tool} (Debian package {package})")
+    return missing
 
 
 def dashboard_url(settings: Settings, run_id: str | None = None) -> str:
@@ -126,6 +139,11 @@ def main(argv: list[str]) -> int:
     except (SettingsError, ValueError) as exc:
         print(f"execsight demo: {exc}", file=sys.stderr)
         return 2
+    chosen = ["snakemake", "nextflow"] if args.both else ["nextflow"] if args.nextflow_shaped else ["snakemake"]
+    lacking = sorted({m for engine in chosen for m in missing_prerequisites(engine)})
+    if lacking:
+        print(f"execsight demo: this host lacks {'; '.join(lacking)}", file=sys.stderr)
+        return 2
     if not args.no_check:
         state = stack_check.check_stack(settings)
         if state.problems:
@@ -135,7 +153,6 @@ def main(argv: list[str]) -> int:
             return 2
         for warning in state.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-    chosen = ["snakemake", "nextflow"] if args.both else ["nextflow"] if args.nextflow_shaped else ["snakemake"]
     runs: list[DemoRun] = []
     for engine in chosen:
         default_pipeline = labels.SNAKEMAKE_PIPELINE if engine == "snakemake" else labels.NEXTFLOW_PIPELINE

@@ -246,8 +246,8 @@ def snakemake_driver(exe: str, argv: Sequence[str], cwd: str | None) -> tuple[st
         return name, path
     base = directory or cwd or ""
     name = _base(base) or "snakemake"
-    path = f"{cwd}/Snakefile" if cwd else None
-    return name, path
+    default = f"{directory or cwd}/Snakefile" if (directory or cwd) else None
+    return name, default
 
 
 @dataclass(frozen=True)
@@ -264,9 +264,8 @@ def snakemake_job(argv: Sequence[str], env: Mapping[str, str]) -> SnakemakeJob |
     """A Snakemake job's root process: a spawned `snakemake --target-jobs` or a job shell (bash -c)."""
     cmd = _cmdline(argv)
     target = SMK_TARGET.search(cmd)
-    if target is None and not (len(argv) >= 3 and argv[1] == "-c"):
-        if "SNAKEMAKE_RULE" not in env:
-            return None
+    if target is None and not (len(argv) >= 3 and argv[1] == "-c") and "SNAKEMAKE_RULE" not in env:
+        return None
     body = argv[2] if len(argv) >= 3 and argv[1] == "-c" else cmd
     rule: str | None = target["rule"] if target else None
     m = SMK_RULE_ASSIGN.search(body)

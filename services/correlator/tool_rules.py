@@ -39,7 +39,9 @@ JAVA = re.compile(r"^java$")
 _JAVA_OPTS_WITH_VALUE = {"-cp", "-classpath", "--class-path", "--module-path", "-p", "--add-opens", "--add-exports"}
 # interpreter options that take a separate value
 _INTERP_OPTS_WITH_VALUE = {"-W", "-X", "-Q", "--default-packages", "-e", "--file"}
-_KEYS = {"tool", "exe", "first_arg", "subcommand", "has_args", "arg_values", "cmdline", "java_jar", "java_main", "script"}
+_KEYS = {
+    "tool", "exe", "first_arg", "subcommand", "has_args", "arg_values", "cmdline", "java_jar", "java_main", "script",
+}
 
 
 class RulesError(ValueError):
@@ -191,7 +193,7 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping: dict[str, Any] = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    mapping: dict[str, Any] = {str(k): v for k, v in loader.construct_mapping(node, deep=True).items()}
     mapping["__line__"] = node.start_mark.line + 1
     return mapping
 
@@ -203,7 +205,7 @@ def parse_rules(text: str, path: Path | str) -> list[Rule]:
     """Parses one rules file; raises RulesError with the line and reason when it is broken."""
     p = Path(path)
     try:
-        doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = yaml.load(text, Loader=_LineLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise RulesError(p, mark.line + 1 if mark else None, f"invalid YAML: {exc.problem or exc}") from exc
@@ -212,7 +214,8 @@ def parse_rules(text: str, path: Path | str) -> list[Rule]:
     if doc is None:
         return []
     if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
-        raise RulesError(p, doc.get("__line__", 1) if isinstance(doc, dict) else 1, "expected a mapping with a 'rules' list")
+        line = doc.get("__line__", 1) if isinstance(doc, dict) else 1
+        raise RulesError(p, line, "expected a mapping with a 'rules' list")
     rules: list[Rule] = []
     for entry in doc["rules"]:
         if not isinstance(entry, dict):
@@ -225,7 +228,8 @@ def _rule(entry: dict[str, Any], path: Path) -> Rule:
     line = int(entry.pop("__line__", 0))
     unknown = set(entry) - _KEYS
     if unknown:
-        raise RulesError(path, line, f"unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_KEYS))}")
+        allowed = ", ".join(sorted(_KEYS))
+        raise RulesError(path, line, f"unknown key(s) {', '.join(sorted(unknown))}; allowed: {allowed}")
     tool = entry.get("tool")
     if not isinstance(tool, str) or not tool.strip():
         raise RulesError(path, line, "'tool' (a non-empty string) is required")

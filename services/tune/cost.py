@@ -13,7 +13,7 @@ task read from storage.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +99,17 @@ def task_cost(
         hourly_usd=rate.hourly_usd, cost_usd=cost, used_usd=used, waste_usd=max(0.0, cost - used),
         cpu_share=cpu_share, mem_share=mem_share, basis=basis, price_source=rate.source,
     )
+
+
+def split_by_cpu(total_usd: float, processes: Sequence[Mapping[str, Any]]) -> list[float]:
+    """A task's cost shared among its processes by CPU time (by wall x RSS when none used CPU); sums to the total."""
+    weights = [float(p.get("cpu_ns") or 0) for p in processes]
+    if not any(weights):
+        weights = [float(p.get("wall_ns") or 0) * float(p.get("peak_rss_bytes") or 0) for p in processes]
+    if not any(weights):
+        weights = [1.0] * len(processes)
+    total_w = sum(weights)
+    return [total_usd * w / total_w for w in weights] if total_w else []
 
 
 def rollup(

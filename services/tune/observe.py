@@ -81,10 +81,13 @@ def fetch_report(conn: psycopg.Connection[Any], run_id: str) -> RunReport | None
     if run is None:
         return None
     tasks = store.run_tasks(conn, [run_id])[run_id]
-    return RunReport(run=run, tasks=tasks, findings=store.run_findings(conn, run_id, run.get("pipeline")))
+    return RunReport(run=run, tasks=tasks, findings=store.run_findings(conn, run_id, run.get("pipeline")),
+                     processes=store.run_processes(conn, run_id))
 
 
-def wait_for_report(database_url: str, run_id: str, timeout_s: float, poll_s: float = 1.0) -> tuple[RunReport | None, str]:
+def wait_for_report(
+    database_url: str, run_id: str, timeout_s: float, poll_s: float = 1.0
+) -> tuple[RunReport | None, str]:
     """Polls until the run is ready (or the timeout); returns the report and a note for the reader."""
     deadline = time.monotonic() + timeout_s
     last_error = ""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.tune.breakdown import classify, sum_breakdowns, time_breakdown
+from services.tune.cost import cost_per_gb, split_by_cpu
 
 Row = Mapping[str, Any]
 
@@ -16,6 +17,7 @@ class RunReport:
     run: Row                      # run_overview row
     tasks: Sequence[Row]          # task_overview rows, EnrichedTask-shaped (store.task_from_row)
     findings: Sequence[Row]       # findings rows about the run and its task types
+    processes: Sequence[Row] = ()  # processes rows of the run (wall_ns added), when recorded
 
 
 def _dur(ns: float) -> str:
@@ -43,6 +45,32 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     fmt = "  ".join(f"{{:{'<' if i == 0 else '>'}{w}}}" for i, w in enumerate(widths))
     return [fmt.format(*headers), *(fmt.format(*r) for r in rows)]
+
+
+def tool_totals(tasks: Sequence[Row], processes: Sequence[Row]) -> dict[str, list[float]]:
+    """Per tool: [wall ns, cpu ns, cost usd, count]. From processes (each task's cost split among its
+    processes by CPU time) when recorded, else from tasks by their dominant tool."""
+    out: dict[str, list[float]] = {}
+    if processes:
+        by_task: dict[Any, list[Row]] = {}
+        for p in processes:
+            by_task.setdefault(p.get("task_id"), []).append(p)
+        costs = {t.get("task_id"): float(t.get("cost_usd") or 0) for t in tasks}
+        for task_id, procs in by_task.items():
+            for p, c in zip(procs, split_by_cpu(costs.get(task_id, 0.0), procs), strict=True):
+                acc = out.setdefault(str(p.get("tool") or f"{p.get('comm')} (no tool rule)"), [0.0, 0.0, 0.0, 0.0])
+                acc[0] += float(p.get("wall_ns") or 0)
+                acc[1] += float(p.get("cpu_ns") or 0)
+                acc[2] += c
+                acc[3] += 1
+        return out
+    for t in tasks:
+        acc = out.setdefault(str(t.get("tool") or "(no tool)"), [0.0, 0.0, 0.0, 0.0])
+        acc[0] += float(t.get("wall_ns") or 0)
+        acc[1] += float(t.get("cpu_ns") or 0)
+        acc[2] += float(t.get("cost_usd") or 0)
+        acc[3] += 1
+    return out
 
 
 def render(report: RunReport, top: int = 5) -> str:
@@ -82,18 +110,17 @@ def render(report: RunReport, top: int = 5) -> str:
                          _usd(t.get("cost_usd"))])
         lines += ["  " + x for x in _table(["task", "wall", "cpu", "peak rss", "bound by", "cost"], rows)]
 
-        by_tool: dict[str, list[float]] = {}
-        for t, b in parts:
-            acc = by_tool.setdefault(str(t.get("tool") or "(no tool)"), [0.0, 0.0, 0.0, 0.0])
-            acc[0] += b.wall_ns
-            acc[1] += float(t.get("cpu_ns") or 0)
-            acc[2] += float(t.get("cost_usd") or 0)
-            acc[3] += 1
+        by_tool = tool_totals(tasks, report.processes)
         lines.append("")
-        lines.append("top tools by time and cost")
+        unit = "processes" if report.processes else "tasks"
+        lines.append(f"top tools by time and cost (from {unit})")
         tool_rows = [[name, _dur(v[0]), _dur(v[1]), _usd(v[2]), str(int(v[3]))]
                      for name, v in sorted(by_tool.items(), key=lambda kv: (-kv[1][0], -kv[1][2]))[:top]]
-        lines += ["  " + x for x in _table(["tool", "wall", "cpu", "cost", "tasks"], tool_rows)]
+        lines += ["  " + x for x in _table(["tool", "wall", "cpu", "cost", unit], tool_rows)]
+        read = sum(int(t.get("read_bytes") or 0) for t in tasks)
+        per_gb = cost_per_gb(sum(float(t.get("cost_usd") or 0) for t in tasks), read)
+        if per_gb is not None:
+            lines.append(f"  cost per GB read from storage: {_usd(per_gb)} ({read / 1e9:.2f} GB read)")
 
     lines.append("")
     open_f = [f for f in report.findings if f.get("status") == "OPEN"]

@@ -82,6 +82,17 @@ def run_tasks(conn: psycopg.Connection[Any], run_ids: Sequence[str]) -> dict[str
     return out
 
 
+def run_processes(conn: psycopg.Connection[Any], run_id: str) -> list[Row]:
+    """Processes attributed to a run, with their wall time."""
+    with cursor(conn) as cur:
+        return cur.execute(
+            "SELECT pid, start_time_ns, comm, tool, task_id, task, cpu_ns, runq_ns, blkio_ns, peak_rss_bytes, "
+            "read_bytes, short_lived, (extract(epoch FROM end_time - start_time) * 1e9)::bigint AS wall_ns "
+            "FROM processes WHERE run_id = %s",
+            (run_id,),
+        ).fetchall()
+
+
 def previous_runs(
     conn: psycopg.Connection[Any], pipeline: str, run_id: str, before_ns: int, limit: int = 20
 ) -> list[Row]:

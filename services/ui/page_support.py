@@ -26,9 +26,21 @@ GET_DATA_IN = """
 """
 
 
+_OPEN_POOLS: dict[str, ConnectionPool] = {}
+
+
 @st.cache_resource(show_spinner=False)
 def _pool(dsn: str) -> ConnectionPool:
-    return db.open_pool(dsn)
+    pool = db.open_pool(dsn)
+    _OPEN_POOLS[dsn] = pool
+    return pool
+
+
+def close_pools() -> None:
+    """Closes every pool this process opened (tests, benchmark: before their database is dropped)."""
+    _pool.clear()
+    while _OPEN_POOLS:
+        _OPEN_POOLS.popitem()[1].close()
 
 
 def ui_dsn() -> str:

@@ -1,9 +1,10 @@
 """Observe real tool invocations without changing them: PATH shims that record, then exec the real tool.
 
 A shim is a bash script named after the tool. Using bash builtins only (no extra processes: no
-command substitution, no external command), it writes one record file per invocation, with the allow-listed labels of its environment (EXECSIGHT_*,
-SNAKEMAKE*, NXF_*) and its ancestor chain read from /proc (pid, cwd, argv per ancestor), then
-`exec`s the real tool, so the tool keeps the shim's pid, parent and environment.
+command substitution, no external command), it writes one record file per invocation, with the
+allow-listed labels of its environment (EXECSIGHT_*, SNAKEMAKE*, NXF_*) and its ancestor chain read
+from /proc (pid, cwd, argv per ancestor), then `exec`s the real tool, so the tool keeps the shim's
+pid, parent and environment.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def install(bin_dir: Path, record_dir: Path, tools: dict[str, str]) -> None:
 def read_records(record_dir: Path) -> list[Invocation]:
     out: list[Invocation] = []
     for path in sorted(record_dir.glob("*.rec")):
-        tool, args, env, chain = "", (), {}, []
+        tool, args, env, chain = "", tuple[str, ...](), dict[str, str](), list[Ancestor]()
         for line in path.read_text().splitlines():
             kind, _, rest = line.partition("\t")
             fields = rest.split("\t") if rest else []

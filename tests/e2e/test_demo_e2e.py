@@ -154,9 +154,10 @@ def _tune_findings_on_topic(settings: Settings, timeout_s: float) -> list[dict[s
     try:
         while time.monotonic() < deadline and time.monotonic() - idle_since < 10:
             msg = consumer.poll(1.0)
-            if msg is None or msg.error():
+            value = None if msg is None or msg.error() else msg.value()
+            if value is None:
                 continue
-            _, record = codec.decode(msg.value())
+            _, record = codec.decode(value)
             out.append(record)
             idle_since = time.monotonic()
     finally:

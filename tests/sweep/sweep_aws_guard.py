@@ -51,12 +51,12 @@ def _make_api_call(self: BaseClient, operation_name: str, api_params: Any) -> An
 def install() -> None:
     global _original
     if _original is None:
-        _original = BaseClient._make_api_call
-        BaseClient._make_api_call = _make_api_call  # type: ignore[method-assign]
+        _original = getattr(BaseClient, "_make_api_call")  # noqa: B009 (private to botocore stubs)
+        setattr(BaseClient, "_make_api_call", _make_api_call)  # noqa: B010
 
 
 def uninstall() -> None:
     global _original
     if _original is not None:
-        BaseClient._make_api_call = _original  # type: ignore[method-assign]
+        setattr(BaseClient, "_make_api_call", _original)  # noqa: B010
         _original = None

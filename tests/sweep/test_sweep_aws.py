@@ -47,8 +47,8 @@ def test_every_planted_case_is_found_and_nothing_else(aws: None) -> None:
     now = time.time_ns() + 40 * DAY
     settings = load_settings({})
     scanner = AwsScanner(retry_mode="standard", max_attempts=3)
-    worker = SweepWorker(settings, scanner, regions=[PRIMARY, SECONDARY],
-                         idle=IdleConfig(idle_after_s=1800, idle_cpu_ratio=0.05, sustain_s=120, heartbeat_timeout_s=120))
+    idle = IdleConfig(idle_after_s=1800, idle_cpu_ratio=0.05, sustain_s=120, heartbeat_timeout_s=120)
+    worker = SweepWorker(settings, scanner, regions=[PRIMARY, SECONDARY], idle=idle)
     feed_collectors(worker, planted.busy_instances, planted.idle_instances, now)
     calls_before = len(aws_guard.LOG.calls)
 
@@ -115,5 +115,5 @@ def test_shipped_iam_policy_is_read_only() -> None:
     actions = policy_actions()
     assert actions
     for action in actions:
-        service, op = action.split(":")
+        _service, op = action.split(":")
         assert "*" not in op and is_read_operation(op), action

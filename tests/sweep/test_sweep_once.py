@@ -34,8 +34,8 @@ def test_once_prints_and_stores_findings(
     env = {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap, "EXECSIGHT_TOPIC_PREFIX": settings.topic_prefix,
            "EXECSIGHT_DATABASE_URL": settings.database_url, "EXECSIGHT_LOG_FORMAT": "text",
            "EXECSIGHT_IDLE_AFTER_S": "30", "EXECSIGHT_AWS_REGIONS": "eu-west-1"}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
 
     assert main(["--once"]) == 0
     out = capsys.readouterr().out

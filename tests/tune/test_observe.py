@@ -23,9 +23,9 @@ def _report_rows() -> RunReport:
     for r in rows:
         r["tool"] = {"align": "python", "sort": "python", "index": "true"}[r["task"]]
     run_row = {**run, "wall_ns": run["end_ns"] - run["start_ns"], "cost_usd": 0.0006, "waste_usd": 0.0002}
-    findings = [
-        {"status": "OPEN", "severity": "HIGH", "kind": "regression",
-         "summary": "nightly run x regressed (sort): sort wall 2.9 s vs 0.4 s (6.8x)", "recommendation": "Compare sort"},
+    findings: list[dict[str, Any]] = [
+        {"status": "OPEN", "severity": "HIGH", "kind": "regression", "recommendation": "Compare sort",
+         "summary": "nightly run x regressed (sort): sort wall 2.9 s vs 0.4 s (6.8x)"},
         {"status": "RESOLVED", "severity": "INFO", "kind": "compute_bound", "summary": "old", "recommendation": None},
     ]
     return RunReport(run=run_row, tasks=rows, findings=findings)
@@ -38,7 +38,7 @@ def test_report_shows_breakdown_top_tasks_tools_and_findings() -> None:
         assert label in text
     top = text.split("top tasks by time")[1].split("top tools")[0].splitlines()
     assert top[2].split()[0] == "sort" and "io-bound" in top[2]  # the slowest task first, with what bounded it
-    tools = text.split("top tools by time and cost")[1].splitlines()
+    tools = text.split("top tools by time and cost (from tasks)")[1].splitlines()
     assert tools[2].split()[0] == "python" and tools[2].split()[-1] == "2"
     assert "[HIGH] regression: nightly run x regressed (sort)" in text and "-> Compare sort" in text
     assert "[INFO] resolved compute_bound: old" in text
@@ -110,3 +110,19 @@ def test_execsight_run_prints_the_analysed_run(
     assert "io_bound: demo/write is I/O-bound" in out
     assert "helper_churn: demo/helpers churns helpers" in out
     assert "true" in out.split("top tools by time and cost")[1]
+
+
+def test_tool_totals_split_task_cost_over_recorded_processes() -> None:
+    from tune_records import recorded
+
+    from services.tune.report import tool_totals
+
+    w = recorded()["workloads"]["helper_churn"]
+    task = dict(w["task"], task_id="h1", cost_usd=1.0)
+    procs = [dict(p, task_id="h1", tool=None) for p in w["processes"]]
+    totals = tool_totals([task], procs)
+    assert sum(v[2] for v in totals.values()) == pytest.approx(1.0)
+    assert totals["true (no tool rule)"][3] == 3000 and totals["sh (no tool rule)"][3] == 1
+    assert totals["seq (no tool rule)"][3] == 1
+    helpers_cpu = sum(p["cpu_ns"] for p in procs if p["comm"] == "true")
+    assert totals["true (no tool rule)"][2] == pytest.approx(helpers_cpu / task["cpu_ns"])

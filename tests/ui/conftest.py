@@ -1,0 +1,65 @@
+"""Fixtures for the dashboard: a read-only role like execsight_ui, and a database seeded with a real run."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from services.ui.page_support import close_pools
+
+from . import observed_fixture
+
+
+@pytest.fixture(scope="session")
+def readonly_role(database_server_url: str) -> Iterator[tuple[str, str]]:
+    """A login role with the grants 0005_grants.sql gives execsight_ui (SELECT only), for this session.
+
+    Its own name, so the shared server's execsight_ui (and its password) stay untouched.
+    """
+    name, password = f"execsight_ui_t{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with psycopg.connect(database_server_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+    yield name, password
+    with psycopg.connect(database_server_url, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {name}")
+
+
+def as_role(url: str, role: tuple[str, str]) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{role[0]}:{role[1]}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def grant_readonly(database_url: str, role: str) -> None:
+    dbname = urlsplit(database_url).path.lstrip("/")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'GRANT CONNECT ON DATABASE "{dbname}" TO {role}')
+        conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+
+
+@pytest.fixture()
+def ui_database_url(database_url: str, readonly_role: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh migrated database seeded with the observed runs; the app reads it as the read-only role."""
+    observed_fixture.load(database_url)
+    grant_readonly(database_url, readonly_role[0])
+    url = as_role(database_url, readonly_role)
+    monkeypatch.setenv("EXECSIGHT_UI_DATABASE_URL", url)
+    yield url
+    close_pools()
+
+
+@pytest.fixture()
+def empty_ui_database_url(
+    database_url: str, readonly_role: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    grant_readonly(database_url, readonly_role[0])
+    url = as_role(database_url, readonly_role)
+    monkeypatch.setenv("EXECSIGHT_UI_DATABASE_URL", url)
+    yield url
+    close_pools()
