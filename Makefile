@@ -16,12 +16,16 @@ export EXECSIGHT_UI_DATABASE_URL ?= postgresql://execsight_ui:execsight_ui@127.0
 # Debian packages: bcc, kernel headers, PostgreSQL 15, kcat, headless Chromium (UI tests), the JDK and
 # Maven (Kafka from Maven Central), python3-venv (a venv from Debian's python3.11).
 APT_PACKAGES := python3-bpfcc bpfcc-tools linux-headers-amd64 postgresql postgresql-server-dev-15 kcat \
-	chromium chromium-driver openjdk-17-jdk-headless maven python3-venv acl
+	chromium chromium-driver openjdk-17-jdk-headless maven python3-venv acl bwa samtools
 
-.PHONY: up down status test lint apt venv compose-plugin
+.PHONY: up down status test lint apt venv compose-plugin demo
 
 up: apt venv compose-plugin
 	$(EXECSIGHT) up
+
+# Runs the demo pipeline under observation; leaves a finished run in the dashboard.
+demo: up
+	$(EXECSIGHT) demo
 
 down:
 	@if [ -x $(EXECSIGHT) ]; then $(EXECSIGHT) down; else echo "no $(VENV): nothing to stop"; fi

@@ -125,7 +125,7 @@ class TuneWorker:
             for row in store.open_findings(conn, TASK_KINDS, task.get("pipeline"), str(task["task"]))
             if row["finding_id"] not in current
         ]
-        log.info("task analysed", extra={
+        log.debug("task analysed", extra={
             "run_id": task.get("run_id"), "task": task["task"], "class": a.classification.label,
             "cost_usd": round(a.cost.cost_usd, 6), "findings": len(a.findings), "resolved": len(stale),
         })
@@ -255,6 +255,10 @@ class TuneWorker:
         self.stats.findings_published += len(findings)
         self.stats.batches += 1
         self.stats.last_batch_s = time.monotonic() - t0
+        log.info("batch stored and published", extra={
+            "messages": len(msgs), "decoded": len(decoded), "findings": len(findings),
+            "seconds": round(self.stats.last_batch_s, 3),
+        })
         return True
 
     def run(self, stop: threading.Event, idle_exit_s: float | None = None, batch_size: int = 200) -> None:

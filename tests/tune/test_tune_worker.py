@@ -224,3 +224,48 @@ def test_reclassification_resolves_and_offsets_are_committed(settings: Settings)
     again_worker = TuneWorker(settings)
     again_worker.run(threading.Event(), idle_exit_s=3)
     assert again_worker.stats.messages == 0
+
+
+def test_worker_waits_for_an_unreachable_database_and_loses_nothing(
+    settings: Settings, database_server_url: str, migrated_template: str
+) -> None:
+    from dataclasses import replace
+    from urllib.parse import urlsplit, urlunsplit
+
+    name = f"execsight_late_{uuid.uuid4().hex[:10]}"
+    late = replace(settings, database_url=urlunsplit(urlsplit(database_server_url)._replace(path=f"/{name}")))
+    produce(late, "execsight.enriched.task", "EnrichedTask",
+            [workload_task("io_fsync", task_id="w1", run_id="r1", pipeline="p")])
+    try:
+        with running_worker(late) as worker:
+            wait_for(lambda: worker.stats.retries >= 2)  # the database does not exist yet
+            assert worker.stats.tasks == 0
+            with psycopg.connect(database_server_url, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+            wait_for(lambda: worker.stats.tasks == 1)
+        assert findings(late)[("io_bound", "write_fsync")]["status"] == "OPEN"
+    finally:
+        with psycopg.connect(database_server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
+
+
+def test_worker_accepts_every_example_of_its_input_schemas(settings: Settings) -> None:
+    """The contract: every EnrichedTask/EnrichedRun example is analysed, none is dead-lettered."""
+    tasks = [json.loads(p.read_text()) for p in sorted((EXAMPLES / "EnrichedTask").glob("*.json"))]
+    runs = [json.loads(p.read_text()) for p in sorted((EXAMPLES / "EnrichedRun").glob("*.json"))]
+    assert tasks and runs
+    with psycopg.connect(settings.database_url) as conn:
+        for t in tasks:
+            insert_task(conn, t)
+    produce(settings, "execsight.enriched.task", "EnrichedTask", tasks)
+    produce(settings, "execsight.enriched.run", "EnrichedRun", runs)
+    with running_worker(settings) as worker:
+        wait_for(lambda: worker.stats.messages >= len(tasks) + len(runs))
+    assert worker.stats.deadlettered == 0
+    assert worker.stats.tasks == len(tasks) and worker.stats.runs == len(runs)
+    with psycopg.connect(settings.database_url) as conn:
+        n = conn.execute("SELECT count(*) FROM task_costs").fetchone()
+    assert n is not None and n[0] == len(tasks)
