@@ -83,7 +83,7 @@ class Collector:
         env = {**os.environ, "EXECSIGHT_STATE_DIR": str(tmp / "state"), "EXECSIGHT_LOG_LEVEL": "INFO"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "services.collector.main", "--output", "jsonl", str(self.out), "--no-imds",
-             "--mode", "ebpf"], cwd=REPO, env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+             "--mode", "ebpf"], cwd=REPO, env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
         deadline = time.monotonic() + 60
         while "collector started" not in self.log.read_text(errors="replace"):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -162,7 +162,7 @@ def main() -> int:
         c = Collector(tmp, "side")
         marker = f"side-{os.getpid()}"
         snoop_out = tmp / "execsnoop.txt"
-        snoop = subprocess.Popen(["execsnoop-bpfcc"], stdout=open(snoop_out, "wb"), stderr=subprocess.DEVNULL)
+        snoop = subprocess.Popen(["execsnoop-bpfcc"], stdout=open(snoop_out, "wb"), stderr=subprocess.DEVNULL)  # noqa: SIM115
         deadline = time.monotonic() + 60
         while b"PCOMM" not in snoop_out.read_bytes() and time.monotonic() < deadline:
             time.sleep(0.2)

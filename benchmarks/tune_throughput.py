@@ -12,28 +12,31 @@ findings written. Drops the database and topics at the end.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import threading
 import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "tune"))
 
-from tune_records import enriched_run, insert_host, insert_run, insert_task, recorded, workload_task  # noqa: E402
 
 from execsight.settings import load_settings  # noqa: E402
 from schemas.codec import default_codec  # noqa: E402
 from schemas.migrate import apply_migrations  # noqa: E402
 from schemas.topics import ENRICHED_RUN, ENRICHED_TASK, load_topics  # noqa: E402
 from services.tune.worker import TuneWorker  # noqa: E402
+
+records: Any = importlib.import_module("tune_records")  # tests/tune/tune_records.py: recorded workloads
 
 
 def main() -> int:
@@ -56,30 +59,30 @@ def main() -> int:
                                                  config=t.kafka_config()) for t in load_topics().values()]).values():
             fut.result(60)
         settings = replace(base, database_url=url, topic_prefix=prefix)
-        names = list(recorded()["workloads"])
+        names = list(records.recorded()["workloads"])
         tasks = []
         runs = []
         per_run = max(1, args.types // 4)
         t0 = time.time_ns() - args.tasks * 10**9
         for i in range(args.tasks):
             run_id = f"bench-run-{i // per_run}"
-            t = workload_task(names[i % len(names)], task_id=f"t{i}", run_id=run_id, pipeline=f"p{(i // per_run) % 4}",
-                              task=f"step{i % args.types}")
+            t = records.workload_task(names[i % len(names)], task_id=f"t{i}", run_id=run_id,
+                                      pipeline=f"p{(i // per_run) % 4}", task=f"step{i % args.types}")
             shift = t0 + i * 10**9 - t["start_ns"]
             t["start_ns"] += shift
             t["end_ns"] += shift
             tasks.append(t)
-        by_run: dict[str, list[dict[str, object]]] = {}
+        by_run: dict[str, list[dict[str, Any]]] = {}
         for t in tasks:
             by_run.setdefault(str(t["run_id"]), []).append(t)
         for run_id, ts in by_run.items():
-            runs.append(enriched_run(run_id, str(ts[0]["pipeline"]), ts))  # type: ignore[arg-type]
+            runs.append(records.enriched_run(run_id, str(ts[0]["pipeline"]), ts))
         with psycopg.connect(url) as conn:
-            insert_host(conn)
+            records.insert_host(conn)
             for r in runs:
-                insert_run(conn, r)
+                records.insert_run(conn, r)
             for t in tasks:
-                insert_task(conn, t)
+                records.insert_task(conn, t)
         codec = default_codec()
         p = Producer({"bootstrap.servers": base.kafka_bootstrap, "linger.ms": 20})
         for t in tasks:
@@ -102,8 +105,9 @@ def main() -> int:
             nf = conn.execute("SELECT kind, status, count(*) FROM findings GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
         s = worker.stats
         print(f"records: {len(tasks)} tasks + {len(runs)} runs, {args.types} task types, batch size {args.batch_size}")
-        print(f"processed {s.messages} in {elapsed:.1f}s (incl. consumer start-up): {s.messages / elapsed:.0f} records/s; "
-              f"{s.batches} batches, last batch {s.last_batch_s * 1000:.0f} ms; {s.findings_published} findings published")
+        print(f"processed {s.messages} in {elapsed:.1f}s (incl. consumer start-up): "
+              f"{s.messages / elapsed:.0f} records/s; {s.batches} batches, last batch "
+              f"{s.last_batch_s * 1000:.0f} ms; {s.findings_published} findings published")
         for kind, status, n in nf:
             print(f"  {kind:18s} {status:9s} {n}")
     finally:

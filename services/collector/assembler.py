@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from services.collector import identity
 from services.collector.cgroups import parse_container
 from services.collector.filters import ExecRateLimiter, Rules, is_kernel_thread
-from services.collector.probes import ArgsEvent, ExecEvent, ExitEvent, ForkEvent, KernelEvent, OomEvent
+from services.collector.probes import ExecEvent, ExitEvent, ForkEvent, KernelEvent, OomEvent
 from services.collector.redact import redact_argv
 from services.collector.taskstats import TaskstatsRecord
 
@@ -25,7 +25,6 @@ Emitted = tuple[str, Record]
 
 JOIN_TIMEOUT_NS = 500_000_000
 FALLBACK_GRACE_NS = 100_000_000
-ARGS_TTL_NS = 5_000_000_000
 STALE_AGG_NS = 120_000_000_000
 
 
@@ -126,7 +125,6 @@ class Assembler:
         self.fallback = fallback
         self.join_timeout_ns = join_timeout_ns
         self.procs: dict[int, Proc] = {}
-        self.pending_args: dict[int, ArgsEvent] = {}
         self.pending_exits: dict[int, PendingExit] = {}
         self.aggs: dict[int, TsAgg] = {}
         self.oom: dict[int, int] = {}
@@ -188,9 +186,7 @@ class Assembler:
     # ---- kernel events -----------------------------------------------------------------
 
     def on_kernel(self, ev: KernelEvent, now_boot_ns: int) -> None:
-        if isinstance(ev, ArgsEvent):
-            self.pending_args[ev.tid] = ev
-        elif isinstance(ev, ForkEvent):
+        if isinstance(ev, ForkEvent):
             self._on_fork(ev)
         elif isinstance(ev, ExecEvent):
             self._on_exec(ev)
@@ -215,19 +211,15 @@ class Assembler:
 
     def _on_exec(self, ev: ExecEvent) -> None:
         start = self._start(ev.start_boot)
-        args = self.pending_args.pop(ev.old_pid, None)
-        if args is not None and ev.old_pid != ev.pid:
-            self.pending_args.pop(ev.pid, None)
-        p = Proc(ev.pid, start, ev.ppid, self._start(ev.parent_start_boot), ev.comm, ev.cgroup_id,
-                 exe=ev.filename or (args.filename if args else ""))
+        p = Proc(ev.pid, start, ev.ppid, self._start(ev.parent_start_boot), ev.comm, ev.cgroup_id, exe=ev.filename)
         self.procs[ev.pid] = p
         cgroup_path = self._cgroup_path(ev.pid, ev.cgroup_id)
         time_ns = self._time(ev.ts_boot)
         self._decide(p, cgroup_path, time_ns)
         if p.suppressed:
             return
-        if args is not None:
-            argv, truncated = redact_argv(args.argv), args.truncated
+        if ev.argv:
+            argv, truncated = redact_argv(ev.argv), ev.argv_truncated
         else:
             self.counters.exec_args_missing += 1
             argv, truncated = [ev.comm], True
@@ -343,9 +335,6 @@ class Assembler:
                 if pe.kernel is not None and not (pe.pid in self.aggs and self.aggs[pe.pid].pids):
                     self.counters.taskstats_join_timeouts += 1
                 self._finish_exit(pe)
-        for tid, a in list(self.pending_args.items()):
-            if now_boot_ns - a.ts_boot > ARGS_TTL_NS:
-                del self.pending_args[tid]
         for tgid, agg in list(self.aggs.items()):
             if now_boot_ns - agg.updated_ns > STALE_AGG_NS and tgid not in self.procs:
                 del self.aggs[tgid]

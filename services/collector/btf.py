@@ -121,6 +121,9 @@ class TaskOffsets:
     start_boottime: int
     real_parent: int
     exit_code: int
+    mm: int
+    mm_arg_start: int
+    mm_arg_end: int
 
     def cflags(self) -> list[str]:
         return [
@@ -129,6 +132,9 @@ class TaskOffsets:
             f"-DOFF_START_BOOTTIME={self.start_boottime}",
             f"-DOFF_REAL_PARENT={self.real_parent}",
             f"-DOFF_EXIT_CODE={self.exit_code}",
+            f"-DOFF_MM={self.mm}",
+            f"-DOFF_MM_ARG_START={self.mm_arg_start}",
+            f"-DOFF_MM_ARG_END={self.mm_arg_end}",
         ]
 
 
@@ -137,11 +143,14 @@ def task_offsets(path: Path = VMLINUX_BTF) -> TaskOffsets:
         data = path.read_bytes()
     except OSError as exc:
         raise BtfError(f"{path}: {exc.strerror}") from exc
-    types = parse_btf(data, frozenset({"task_struct"}))
+    types = parse_btf(data, frozenset({"task_struct", "mm_struct"}))
     return TaskOffsets(
         pid=member_offset(types, "task_struct", "pid"),
         tgid=member_offset(types, "task_struct", "tgid"),
         start_boottime=member_offset(types, "task_struct", "start_boottime"),
         real_parent=member_offset(types, "task_struct", "real_parent"),
         exit_code=member_offset(types, "task_struct", "exit_code"),
+        mm=member_offset(types, "task_struct", "mm"),
+        mm_arg_start=member_offset(types, "mm_struct", "arg_start"),
+        mm_arg_end=member_offset(types, "mm_struct", "arg_end"),
     )

@@ -6,11 +6,8 @@
 #ifndef FNAME_LEN
 #define FNAME_LEN 256
 #endif
-#ifndef MAXARGS
-#define MAXARGS 16
-#endif
-#ifndef ARGLEN
-#define ARGLEN 128
+#ifndef ARGSIZE
+#define ARGSIZE 4096
 #endif
 #define TASK_DEAD 0x80
 
@@ -35,6 +32,8 @@ struct exec_ev {
     u32 uid, flags;
     char comm[COMM_LEN];
     char filename[FNAME_LEN];
+    u32 args_len, args_total;
+    char args[ARGSIZE];  // NUL-separated argv from the new image's stack; only args_len bytes are sent
 };
 
 struct exit_ev {
@@ -43,13 +42,6 @@ struct exit_ev {
     u32 tid, _pad;
     char comm[COMM_LEN];
     struct totals tot;
-};
-
-struct args_ev {
-    u32 type, tid, argc, flags;
-    u64 ts;
-    char filename[FNAME_LEN];
-    char argv[MAXARGS][ARGLEN];
 };
 
 struct oom_ev {
@@ -79,6 +71,7 @@ BPF_HASH(ptotals, u32, struct totals, 65536);  // tgid -> totals (flushed by use
 BPF_HASH(tstates, u32, struct tstate, 65536);  // tid -> scheduler state since ts
 BPF_HASH(blkreq, struct blk_key, struct blk_val, 16384);
 BPF_HASH(oomed, u32, u64, 1024);               // victim tgid -> time
+BPF_PERCPU_ARRAY(exec_scratch, struct exec_ev, 1);  // exec events are built here, sent at their real length
 
 static __always_inline void count_lost(u32 type) {
     u64 *v = lost.lookup(&type);
@@ -131,49 +124,12 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
     return 0;
 }
 
-static __always_inline int on_enter_exec(const char *filename, const char *const *argv) {
-    struct args_ev *ev = events.ringbuf_reserve(sizeof(struct args_ev));
-    if (!ev) { count_lost(EV_ARGS); return 0; }
-    ev->type = EV_ARGS;
-    ev->tid = (u32)bpf_get_current_pid_tgid();
-    ev->ts = bpf_ktime_get_boot_ns();
-    ev->flags = 0;
-    ev->argc = 0;
-    ev->filename[0] = 0;
-    bpf_probe_read_user_str(ev->filename, sizeof(ev->filename), filename);
-#pragma unroll
-    for (int i = 0; i < MAXARGS; i++) {
-        const char *p = 0;
-        ev->argv[i][0] = 0;
-        if (ev->argc == i) {
-            bpf_probe_read_user(&p, sizeof(p), &argv[i]);
-            if (p) {
-                long n = bpf_probe_read_user_str(ev->argv[i], ARGLEN, p);
-                if (n >= ARGLEN) ev->flags |= 1;  // an argument was cut
-                ev->argc = i + 1;
-            }
-        }
-    }
-    if (ev->argc == MAXARGS) {
-        const char *p = 0;
-        bpf_probe_read_user(&p, sizeof(p), &argv[MAXARGS]);
-        if (p) ev->flags |= 2;  // more arguments than MAXARGS
-    }
-    events.ringbuf_submit(ev, 0);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_execve) {
-    return on_enter_exec(args->filename, args->argv);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_execveat) {
-    return on_enter_exec(args->filename, args->argv);
-}
-
 TRACEPOINT_PROBE(sched, sched_process_exec) {
-    struct exec_ev *ev = events.ringbuf_reserve(sizeof(struct exec_ev));
-    if (!ev) { count_lost(EV_EXEC); return 0; }
+    // argv is read from the new image (mm->arg_start..arg_end): those pages were just written by
+    // the kernel, unlike the caller's argv strings, which may not be faulted in after fork.
+    u32 zero = 0;
+    struct exec_ev *ev = exec_scratch.lookup(&zero);
+    if (!ev) return 0;
     void *task = (void *)bpf_get_current_task();
     u64 id = bpf_get_current_pid_tgid();
     void *parent = task_ptr(task, OFF_REAL_PARENT);
@@ -191,7 +147,18 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
     unsigned short loc = args->data_loc_filename & 0xFFFF;
     bpf_probe_read_kernel_str(ev->filename, sizeof(ev->filename), (char *)args + loc);
-    events.ringbuf_submit(ev, 0);
+    void *mm = task_ptr(task, OFF_MM);
+    u64 astart = task_u64(mm, OFF_MM_ARG_START);
+    u64 aend = task_u64(mm, OFF_MM_ARG_END);
+    u64 total = aend > astart ? aend - astart : 0;
+    u32 len = total > ARGSIZE - 1 ? ARGSIZE - 1 : (u32)total;
+    ev->args_total = (u32)total;
+    ev->args_len = 0;
+    if (len > 0 && bpf_probe_read_user(ev->args, len & (ARGSIZE - 1), (void *)astart) == 0)
+        ev->args_len = len;
+    u32 size = offsetof(struct exec_ev, args) + (ev->args_len & (ARGSIZE - 1));
+    if (size > sizeof(struct exec_ev)) size = sizeof(struct exec_ev);
+    if (events.ringbuf_output(ev, size, 0) != 0) count_lost(EV_EXEC);
     return 0;
 }
 

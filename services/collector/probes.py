@@ -21,16 +21,15 @@ SOURCE = Path(__file__).with_name("probes.bpf.c")
 TRACEFS_DIRS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
 FNAME_LEN = 256
-MAXARGS = 16
-ARGLEN = 128
+ARGSIZE = 4096  # bytes of argv read per exec (NUL-separated); more sets argv_truncated
+MAX_ARGS = 256
 
-EV_FORK, EV_EXEC, EV_EXIT, EV_ARGS, EV_OOM = 1, 2, 3, 4, 5
-LOST_NAMES = {EV_FORK: "fork", EV_EXEC: "exec", EV_EXIT: "exit", EV_ARGS: "exec_args", EV_OOM: "oom"}
+EV_FORK, EV_EXEC, EV_EXIT, EV_OOM = 1, 2, 3, 5
+LOST_NAMES = {EV_FORK: "fork", EV_EXEC: "exec", EV_EXIT: "exit", EV_OOM: "oom"}
 
 _FORK = struct.Struct("<IIIIQQQQ16s")
-_EXEC = struct.Struct(f"<IIIIQQQQII16s{FNAME_LEN}s")
+_EXEC = struct.Struct(f"<IIIIQQQQII16s{FNAME_LEN}sII")
 _EXIT = struct.Struct("<IIIIQQQII16s8Q")
-_ARGS_HEAD = struct.Struct(f"<IIIIQ{FNAME_LEN}s")
 _OOM = struct.Struct("<IIQ")
 
 # (category, tracepoint) pairs the program attaches; optional ones are compiled in only if present.
@@ -41,8 +40,6 @@ REQUIRED_TRACEPOINTS = (
     "sched/sched_switch",
     "sched/sched_wakeup",
     "sched/sched_wakeup_new",
-    "syscalls/sys_enter_execve",
-    "syscalls/sys_enter_execveat",
     "oom/mark_victim",
     "block/block_rq_issue",
     "block/block_rq_complete",
@@ -93,6 +90,8 @@ class ExecEvent:
     offsets_ok: bool
     comm: str
     filename: str
+    argv: tuple[str, ...] = ()
+    argv_truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,21 +108,12 @@ class ExitEvent:
 
 
 @dataclass(frozen=True)
-class ArgsEvent:
-    tid: int
-    ts_boot: int
-    filename: str
-    argv: tuple[str, ...]
-    truncated: bool
-
-
-@dataclass(frozen=True)
 class OomEvent:
     pid: int
     ts_boot: int
 
 
-KernelEvent = ForkEvent | ExecEvent | ExitEvent | ArgsEvent | OomEvent
+KernelEvent = ForkEvent | ExecEvent | ExitEvent | OomEvent
 
 
 def decode_event(data: bytes) -> KernelEvent | None:
@@ -133,23 +123,27 @@ def decode_event(data: bytes) -> KernelEvent | None:
         _, pid, ppid, _f, ts, start, pstart, cg, comm = _FORK.unpack_from(data)
         return ForkEvent(pid, ppid, ts, start, pstart, cg, cstr(comm))
     if etype == EV_EXEC:
-        _, pid, old, ppid, ts, start, pstart, cg, uid, flags, comm, fname = _EXEC.unpack_from(data)
-        return ExecEvent(pid, old, ppid, ts, start, pstart, cg, uid, bool(flags & 1), cstr(comm), cstr(fname))
+        _, pid, old, ppid, ts, start, pstart, cg, uid, flags, comm, fname, alen, atotal = _EXEC.unpack_from(data)
+        argv, truncated = split_args(data[_EXEC.size : _EXEC.size + alen], atotal > alen)
+        return ExecEvent(pid, old, ppid, ts, start, pstart, cg, uid, bool(flags & 1), cstr(comm), cstr(fname),
+                         argv, truncated)
     if etype == EV_EXIT:
         vals = _EXIT.unpack_from(data)
         _, pid, code, flags, ts, start, cg, tid, _pad, comm = vals[:10]
         return ExitEvent(pid, tid, code, ts, start, cg, bool(flags & 1), cstr(comm), KernelTotalsRaw(*vals[10:]))
-    if etype == EV_ARGS:
-        _, tid, argc, flags, ts, fname = _ARGS_HEAD.unpack_from(data)
-        base = _ARGS_HEAD.size
-        argv = tuple(
-            cstr(data[base + i * ARGLEN : base + (i + 1) * ARGLEN]) for i in range(min(argc, MAXARGS))
-        )
-        return ArgsEvent(tid, ts, cstr(fname), argv, bool(flags & 3))
     if etype == EV_OOM:
         _, pid, ts = _OOM.unpack_from(data)
         return OomEvent(pid, ts)
     return None
+
+
+def split_args(raw: bytes, cut: bool) -> tuple[tuple[str, ...], bool]:
+    """NUL-separated argv bytes -> arguments; a cut read drops its partial last argument."""
+    parts = raw.split(b"\0")
+    if (parts and parts[-1] == b"") or (cut and parts):
+        parts.pop()
+    truncated = cut or len(parts) > MAX_ARGS
+    return tuple(p.decode("utf-8", "replace") for p in parts[:MAX_ARGS]), truncated
 
 
 def tracefs_dir() -> Path | None:
@@ -180,7 +174,7 @@ class Probes:
     """The loaded BPF program. ``poll`` returns decoded events in ring-buffer order."""
 
     offsets: TaskOffsets
-    ringbuf_pages: int = 4096
+    ringbuf_pages: int = 16384  # 64 MiB: about 90,000 exec events of typical size
     attached: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     _bpf: Any = None
@@ -194,7 +188,7 @@ class Probes:
         if missing_required:
             raise RuntimeError(f"tracepoints missing: {', '.join(missing_required)}")
         cflags = [*self.offsets.cflags(), f"-DRINGBUF_PAGES={self.ringbuf_pages}",
-                  f"-DFNAME_LEN={FNAME_LEN}", f"-DMAXARGS={MAXARGS}", f"-DARGLEN={ARGLEN}"]
+                  f"-DFNAME_LEN={FNAME_LEN}", f"-DARGSIZE={ARGSIZE}"]
         if tracepoint_has_field("sched/sched_process_exit", "group_dead"):
             cflags.append("-DHAVE_GROUP_DEAD")
         have_sock = all(tracepoint_exists(tp) for tp in OPTIONAL_TRACEPOINTS)

@@ -538,3 +538,12 @@ def _pipeline_from_nxf_env(env: Mapping[str, str]) -> str | None:
 
 def generic_task_name(tool: str | None, exe: str, comm: str) -> str:
     return tool or _base(exe) or comm or "task"
+
+
+def generic_pipeline_name(exe: str, argv: Sequence[str], comm: str) -> str:
+    """What a generic run is called: its script or program (bash pipeline.sh -> pipeline.sh)."""
+    from services.correlator.tool_rules import parse_invocation
+
+    if not exe and not argv:
+        return comm or "run"
+    return parse_invocation(exe, argv).program or comm or "run"

@@ -277,7 +277,8 @@ class HostTree:
         root["run"] = f"run-{context.short_id(self.host_id, root['pid'], root['st'])}"
         root["eng"] = "generic"
         root["rr"] = True
-        root["pl"] = root.get("pl") or context.generic_task_name(root.get("tool"), root.get("exe", ""), root["comm"])
+        root["pl"] = root.get("pl") or context.generic_pipeline_name(root.get("exe", ""), root.get("argv") or [],
+                                                                     root["comm"])
         self._touch(_pkey(root["pid"], root["st"]), root)
         self._attach_run(root, root["st"], None)
 
@@ -701,7 +702,7 @@ class HostTree:
         for p in self._rows.values():
             out.processes[(self.host_id, p["pid"], p["st"])] = self._process_row(p)
         for r in self._run_rows.values():
-            self._run_rows[r["run"]] = r
+            out.runs[r["run"]] = self._run_row(r)
         self._rows = {}
         self._run_rows = {}
 

@@ -12,16 +12,17 @@ STATE_COLORS = {"busy": "#54a24b", "idle": "#eeca3b", "silent": "#9d9da1"}
 
 
 def gantt(rows: pd.DataFrame) -> alt.Chart:
-    height = max(120, min(22 * len(rows), 900))
+    lanes = rows.sort_values("order")["lane"].tolist()
+    height = max(120, min(24 * len(lanes), 900))
     return (
         alt.Chart(rows)
         .mark_bar(cornerRadius=2)
         .encode(
             x=alt.X("start:T", title=None),
             x2="end:T",
-            y=alt.Y("lane:N", sort=alt.EncodingSortField("order"), title=None, axis=alt.Axis(labelLimit=260)),
+            y=alt.Y("lane:N", sort=lanes, title=None, axis=alt.Axis(labelLimit=260, labelOverlap=False)),
             color=alt.Color("task:N", title="Task"),
-            opacity=alt.condition("datum.kind == 'task'", alt.value(1.0), alt.value(0.65)),
+            opacity=alt.condition("datum.kind == 'task'", alt.value(1.0), alt.value(0.6)),
             tooltip=["lane:N", "label:N", "task:N", alt.Tooltip("start:T", format="%H:%M:%S.%L"),
                      alt.Tooltip("end:T", format="%H:%M:%S.%L")],
         )
@@ -30,19 +31,20 @@ def gantt(rows: pd.DataFrame) -> alt.Chart:
 
 
 def breakdown_bar(breakdown: pd.DataFrame) -> alt.Chart:
+    df = breakdown.assign(order=range(len(breakdown)), row="time")
     return (
-        alt.Chart(breakdown)
-        .mark_bar()
+        alt.Chart(df)
+        .mark_bar(height=28)
         .encode(
-            x=alt.X("sum(seconds):Q", stack="normalize", title="Share of task time", axis=alt.Axis(format="%")),
+            x=alt.X("seconds:Q", stack="normalize", title="Share of task time", axis=alt.Axis(format="%")),
+            y=alt.Y("row:N", title=None, axis=None),
             color=alt.Color("category:N", sort=list(BREAKDOWN_ORDER),
                             scale=alt.Scale(domain=list(BREAKDOWN_ORDER), range=list(BREAKDOWN_COLORS)),
                             title=None, legend=alt.Legend(orient="bottom")),
             order=alt.Order("order:Q"),
             tooltip=["category:N", alt.Tooltip("seconds:Q", format=".2f"), alt.Tooltip("share:Q", format=".0%")],
         )
-        .transform_calculate(order=f"indexof({list(BREAKDOWN_ORDER)!r}, datum.category)")
-        .properties(height=70)
+        .properties(height=60)
     )
 
 
@@ -60,20 +62,24 @@ def series(df: pd.DataFrame, value: str, title: str, fmt: str = "~s", color: str
 
 
 def cost_bars(df: pd.DataFrame, key: str) -> alt.Chart:
-    long = df.melt(id_vars=[key], value_vars=["cost_usd", "waste_usd"], var_name="what", value_name="usd")
-    long["what"] = long["what"].map({"cost_usd": "cost", "waste_usd": "of which waste"})
+    """Cost per task or tool, split into the useful part and the waste."""
+    long = pd.concat([
+        pd.DataFrame({key: df[key], "what": "used", "usd": (df["cost_usd"] - df["waste_usd"]).clip(lower=0),
+                      "order": 0}),
+        pd.DataFrame({key: df[key], "what": "waste", "usd": df["waste_usd"], "order": 1}),
+    ], ignore_index=True)
     return (
         alt.Chart(long)
         .mark_bar()
         .encode(
-            y=alt.Y(f"{key}:N", sort="-x", title=None),
-            x=alt.X("usd:Q", title="USD"),
-            yOffset="what:N",
-            color=alt.Color("what:N", scale=alt.Scale(range=["#4c78a8", "#e45756"]), title=None,
-                            legend=alt.Legend(orient="bottom")),
-            tooltip=[f"{key}:N", "what:N", alt.Tooltip("usd:Q", format="$.4f")],
+            y=alt.Y(f"{key}:N", sort=df[key].tolist(), title=None),
+            x=alt.X("sum(usd):Q", title="USD", axis=alt.Axis(format="$.2~g")),
+            color=alt.Color("what:N", scale=alt.Scale(domain=["used", "waste"], range=["#4c78a8", "#e45756"]),
+                            title=None, legend=alt.Legend(orient="bottom")),
+            order=alt.Order("order:Q"),
+            tooltip=[f"{key}:N", "what:N", alt.Tooltip("sum(usd):Q", format="$.5f")],
         )
-        .properties(height=max(100, 36 * df[key].nunique()))
+        .properties(height=alt.Step(26))
     )
 
 
@@ -125,5 +131,5 @@ def host_execution(df: pd.DataFrame) -> alt.Chart:
             color=alt.Color("task:N", title="Task"),
             tooltip=["run_id:N", "task:N", "tool:N", "start_time:T", "end_time:T"],
         )
-        .properties(height=max(80, 40 * max(1, df["pipeline"].nunique())))
+        .properties(height=max(150, 40 * max(1, df["pipeline"].nunique())))
     )

@@ -54,28 +54,31 @@ def cost_by(tasks: pd.DataFrame, key: str) -> pd.DataFrame:
     return out.sort_values(["cost_usd", "wall_s"], ascending=False).reset_index(drop=True)
 
 
-def gantt_rows(tasks: pd.DataFrame, processes: pd.DataFrame, max_processes: int = 60) -> pd.DataFrame:
-    """Bars for the run timeline: one lane per task, then the longest processes under their task."""
+def gantt_rows(tasks: pd.DataFrame, processes: pd.DataFrame, max_processes: int = 25) -> pd.DataFrame:
+    """Bars for the run timeline: one lane per task, then the run's longest processes.
+
+    Short-lived helpers are left to the Processes page unless they are all there is.
+    """
     frames = []
     if not tasks.empty:
         frames.append(pd.DataFrame({
             "lane": "task: " + tasks["task"].astype(str), "kind": "task", "task": tasks["task"].astype(str),
             "label": tasks["tool"].fillna("").astype(str), "start": tasks["start_time"], "end": tasks["end_time"],
-            "order": range(len(tasks)),
         }))
     if not processes.empty:
-        longest = processes.sort_values("start_time").head(max_processes) if len(processes) <= max_processes \
-            else processes.assign(w=processes["end_time"] - processes["start_time"]).nlargest(max_processes, "w")
+        long_lived = processes[~processes["short_lived"].astype(bool)]
+        pool = long_lived if not long_lived.empty else processes
+        longest = pool.assign(w=pool["end_time"] - pool["start_time"]).nlargest(max_processes, "w")
         longest = longest.sort_values("start_time")
         frames.append(pd.DataFrame({
             "lane": [f"{c} [{p}]" for c, p in zip(longest["comm"], longest["pid"], strict=True)],
             "kind": "process", "task": longest["task"].fillna("(run)").astype(str),
             "label": longest["comm"].astype(str), "start": longest["start_time"], "end": longest["end_time"],
-            "order": range(len(tasks), len(tasks) + len(longest)),
         }))
     if not frames:
         return pd.DataFrame(columns=["lane", "kind", "task", "label", "start", "end", "order"])
     out = pd.concat(frames, ignore_index=True)
+    out["order"] = range(len(out))
     # A bar needs some width to be seen; keep zero-length ones visible.
     out["end"] = out[["start", "end"]].max(axis=1)
     return out

@@ -7,7 +7,7 @@ from dataclasses import replace
 from schemas.codec import default_codec
 from services.collector.assembler import Assembler
 from services.collector.filters import ExecRateLimiter, parse_rules
-from services.collector.probes import ArgsEvent, ExecEvent, ExitEvent, ForkEvent, KernelTotalsRaw, OomEvent
+from services.collector.probes import ExecEvent, ExitEvent, ForkEvent, KernelTotalsRaw, OomEvent
 from services.collector.taskstats import TaskstatsRecord
 
 BOOT = 1_700_000_000_000_000_000
@@ -26,8 +26,7 @@ def exit_ev(pid: int, tid: int, status: int = 0, oom: bool = False) -> ExitEvent
 def test_fork_exec_exit_share_identity_and_join_taskstats() -> None:
     a = Assembler("h", BOOT)
     a.on_kernel(ForkEvent(10, 1, 100 * MS, 100 * MS + 1234, 50 * MS, 1, "sh"), 0)
-    a.on_kernel(ArgsEvent(10, 101 * MS, "/bin/x", ("x", "--password=p"), False), 0)
-    a.on_kernel(ExecEvent(10, 10, 1, 102 * MS, 100 * MS + 1234, 50 * MS, 1, 0, True, "x", "/bin/x"), 0)
+    a.on_kernel(ExecEvent(10, 10, 1, 102 * MS, 100 * MS + 1234, 50 * MS, 1, 0, True, "x", "/bin/x", ("x",)), 0)
     a.on_kernel(exit_ev(10, 10, 3 << 8), 300 * MS)
     assert [n for n, _ in a.drain()] == ["ProcessFork", "ProcessExec"]  # exit waits for taskstats
     a.on_taskstats(ts(10, 10, 3 << 8), 301 * MS)
@@ -42,8 +41,7 @@ def test_fork_exec_exit_share_identity_and_join_taskstats() -> None:
 
 def test_exec_record_redacts_and_encodes() -> None:
     a = Assembler("h", BOOT)
-    a.on_kernel(ArgsEvent(11, 1, "/bin/x", ("x", "--password=p"), True), 0)
-    a.on_kernel(ExecEvent(11, 11, 1, 2, 0, 0, 1, 0, True, "x", "/bin/x"), 0)
+    a.on_kernel(ExecEvent(11, 11, 1, 2, 0, 0, 1, 0, True, "x", "/bin/x", ("x", "--password=p"), True), 0)
     (name, rec), = a.drain()
     assert rec["argv"] == ["x", "--password=<redacted>"] and rec["argv_truncated"]
     default_codec().encode(name, rec)

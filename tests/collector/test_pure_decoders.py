@@ -33,9 +33,14 @@ def test_boot_epoch_persisted_per_boot(tmp_path) -> None:  # type: ignore[no-unt
 
 def test_decode_exec_and_exit_events() -> None:
     comm = b"true".ljust(16, b"\0")
-    raw = struct.pack("<IIIIQQQQII16s256s", 2, 42, 41, 7, 10, 5, 1, 9, 1000, 1, comm, b"/bin/true")
+    args = b"true\0-v\0--password=x\0"
+    raw = struct.pack("<IIIIQQQQII16s256sII", 2, 42, 41, 7, 10, 5, 1, 9, 1000, 1, comm, b"/bin/true",
+                      len(args), len(args)) + args
     ev = decode_event(raw)
-    assert ev == ExecEvent(42, 41, 7, 10, 5, 1, 9, 1000, True, "true", "/bin/true")
+    assert ev == ExecEvent(42, 41, 7, 10, 5, 1, 9, 1000, True, "true", "/bin/true", ("true", "-v", "--password=x"))
+    cut = struct.pack("<IIIIQQQQII16s256sII", 2, 42, 41, 7, 10, 5, 1, 9, 1000, 1, comm, b"/bin/true", 9, 5000)
+    ev2 = decode_event(cut + b"true\0-v\0-")
+    assert isinstance(ev2, ExecEvent) and ev2.argv == ("true", "-v") and ev2.argv_truncated
     raw = struct.pack("<IIIIQQQII16s8Q", 3, 42, 3 << 8, 1, 10, 5, 9, 43, 0, comm, *range(8))
     ex = decode_event(raw)
     assert isinstance(ex, ExitEvent) and ex.tid == 43 and ex.oom_killed and ex.exit_code == 768

@@ -84,6 +84,10 @@ def _stats(msg: Any) -> dict[str, Any] | None:
     return None
 
 
+class RecordsLost(RuntimeError):
+    """The netlink socket overflowed (ENOBUFS) or a message did not decode: the measurement is incomplete."""
+
+
 class ExitRecorder:
     """Collects taskstats exit records of every process on the host while a workload runs."""
 
@@ -98,6 +102,12 @@ class ExitRecorder:
         self.ts.deregister_mask(self.mask)
         self.ts.close()
 
+    def _get(self) -> list[Any]:
+        try:
+            return list(self.ts.get())
+        except Exception as exc:  # ENOBUFS from the kernel, or a record pyroute2 cannot parse
+            raise RecordsLost(repr(exc)) from exc
+
     def run(self, argv: list[str], preexec: Any = None) -> tuple[int, int, int, list[dict[str, Any]]]:
         """Runs argv; returns (start_ns, end_ns, returncode, exit records of its process tree)."""
         records: list[dict[str, Any]] = []
@@ -105,21 +115,25 @@ class ExitRecorder:
         proc = subprocess.Popen(argv, preexec_fn=preexec)
         root = proc.pid
         seen_root = False
-        while not seen_root:
-            for msg in self.ts.get():
-                st = _stats(msg)
-                if st is None:
-                    continue
-                st["_recv_ns"] = time.time_ns()
-                records.append(st)
-                if st["ac_pid"] == root:
-                    seen_root = True
+        try:
+            while not seen_root:
+                for msg in self._get():
+                    st = _stats(msg)
+                    if st is None:
+                        continue
+                    st["_recv_ns"] = time.time_ns()
+                    records.append(st)
+                    if st["ac_pid"] == root:
+                        seen_root = True
+        except RecordsLost:
+            proc.wait()  # let the workload finish before it is run again
+            raise
         rc = proc.wait()
         end_ns = time.time_ns()
         sentinel = subprocess.Popen(["/bin/true"])
         done = False
         while not done:
-            for msg in self.ts.get():
+            for msg in self._get():
                 st = _stats(msg)
                 if st is None:
                     continue
@@ -211,7 +225,14 @@ def _task(name: str, start_ns: int, end_ns: int, rc: int, rows: list[dict[str, A
 
 
 def record(rec: ExitRecorder, name: str, argv: list[str], preexec: Any = None, **extra: Any) -> dict[str, Any]:
-    start_ns, end_ns, rc, raw = rec.run(argv, preexec)
+    for attempt in range(3):
+        try:
+            start_ns, end_ns, rc, raw = rec.run(argv, preexec)
+            break
+        except RecordsLost as exc:
+            print(f"{name}: exit records lost ({exc}); running it again", file=sys.stderr)
+            if attempt == 2:
+                raise
     rows = [_process_row(r) for r in raw]
     root = next((r["pid"] for r in rows if r["ppid"] not in {o["pid"] for o in rows}), 0)
     task = _task(name, start_ns, end_ns, rc, rows, root, **extra)
@@ -234,6 +255,22 @@ def _oom_kills(cg: Path) -> int:
         if line.startswith("oom_kill "):
             return int(line.split()[1])
     return 0
+
+
+def dump(doc: Any) -> str:
+    """JSON with one process row per line (the helper workload has thousands), the rest indented."""
+    def enc(value: Any, depth: int) -> str:
+        pad = " " * depth
+        if isinstance(value, dict) and "processes" not in value and "pid" in value:
+            return json.dumps(value, separators=(",", ":"))
+        if isinstance(value, dict):
+            items = [f"{pad} {json.dumps(k)}: {enc(v, depth + 1)}" for k, v in value.items()]
+            return "{\n" + ",\n".join(items) + "\n" + pad + "}" if items else "{}"
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            items = [f"{pad} {enc(v, depth + 1)}" for v in value]
+            return "[\n" + ",\n".join(items) + "\n" + pad + "]"
+        return json.dumps(value)
+    return enc(doc, 0) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         rec.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    args.out.write_text(dump(out))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

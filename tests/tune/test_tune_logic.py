@@ -242,3 +242,14 @@ def test_findings_have_stable_ids_and_encode_as_tune_finding() -> None:
                                  classify(task("io_fsync"), time_breakdown(task("io_fsync"))), None, 1)
     ev = {e["name"]: e["value"] for e in io[0]["evidence"]}
     assert ev["blkio_wait_share"] >= 0.3 and ev["busy_share"] > 0.95
+
+
+def test_sampled_peak_concurrency_drives_the_cpu_finding() -> None:
+    t = task("cpu_heavy", requested_cpus=8.0)
+    rows = [{"time": i, "interval_ns": 10**9, "cpu_ns": c, "runq_ns": 0, "blocked_ns": 0}
+            for i, c in enumerate([900_000_000, 1_700_000_000, 400_000_000])]
+    a = analyze_task(t, [], RATE, 16, 64 << 30, samples={("r1", "t-cpu_heavy"): rows}, now_ns=1)
+    assert a.rightsizing.cpu.basis == "sampled_peak" and a.rightsizing.cpu.peak_concurrency == pytest.approx(1.7)
+    cpu = [f for f in a.findings if f["kind"] == "rightsize_cpu"]
+    assert cpu and cpu[0]["recommended"]["cpus"] == 3.0  # 1.7 cores at peak + 20%, rounded up
+    assert "8 requested" in cpu[0]["summary"] and cpu[0]["estimated_savings_usd"] > 0

@@ -87,6 +87,7 @@ ERRORS = """(() => {
   const exc = [...document.querySelectorAll('[data-testid="stException"]')].map(e => e.innerText.slice(0, 500));
   const text = document.body.innerText;
   return JSON.stringify({exceptions: exc, traceback: text.includes('Traceback'),
+                         not_found: text.includes('Page not found'),
                          alerts: [...document.querySelectorAll('[data-testid="stAlertContentError"]')]
                                    .map(e => e.innerText)});
 })()"""
@@ -96,13 +97,13 @@ def test_every_page_renders_in_chromium(served_app: str, tmp_path: Path) -> None
     browser = Chromium(tmp_path / "chromium-profile")
     try:
         for page, expected in PAGES.items():
-            browser.navigate(f"{served_app}/{page}")
+            browser.navigate(f"{served_app}/{'' if page == 'overview' else page}")
             browser.wait_for(f"JSON.parse({RENDERED % json.dumps(list(expected))}).ok", timeout_s=60,
                              what=f"{page} to render {expected}")
             time.sleep(0.5)  # let the last charts finish their first paint
             errors = json.loads(browser.evaluate(ERRORS))
             browser.screenshot(ARTIFACTS / f"{page}.png")
-            assert errors == {"exceptions": [], "traceback": False, "alerts": []}, (page, errors)
+            assert errors == {"exceptions": [], "traceback": False, "not_found": False, "alerts": []}, (page, errors)
             assert (ARTIFACTS / f"{page}.png").stat().st_size > 20_000
     finally:
         browser.close()

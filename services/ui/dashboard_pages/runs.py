@@ -115,8 +115,8 @@ def run_page() -> None:
         st.caption("No task or process recorded for this run yet.")
     else:
         st.altair_chart(charts.gantt(shaping.gantt_rows(tasks, procs)), width="stretch")
-        st.caption(f"Tasks, then the run's longest processes ({min(len(procs), 60)} of {int(r['process_count'])}); "
-                   "every process is on the Processes page.")
+        st.caption(f"Tasks, then the run's longest processes (of {int(r['process_count'])}); every process, "
+                   "short-lived helpers included, is on the Processes page.")
 
     st.markdown("#### Tasks")
     if not tasks.empty:

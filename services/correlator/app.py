@@ -1,0 +1,173 @@
+"""The Faust application: one agent over both raw topics, state in a changelog-backed table.
+
+- Source topics are read as raw bytes (value_serializer='raw') and decoded with the codec.
+- Batches come from ``stream.noack_take``: nothing is acknowledged by Faust itself; each
+  event is acknowledged only after its batch is committed to the database, published, and
+  its state changes are written to the table. Faust commits acknowledged offsets only, and
+  flushes its producer (the changelog) before it commits.
+- The table ``state`` is keyed ``{host_id}|...`` and written with the partition of the
+  host's source messages, so it is co-partitioned with the raw topics and a worker that
+  owns a host's partition recovers that host's state from the changelog.
+- If a batch cannot be finished (anything but a database or broker outage, which are waited
+  out), the worker exits at once without acknowledging, so the batch is read again on
+  restart rather than skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from execsight.settings import Settings
+from schemas.codec import default_codec
+from schemas.topics import RAW_HOST, RAW_PROCESS, load_topics
+from services.correlator.batch import BatchProcessor, Publisher, RawMessage
+from services.correlator.containers import ContainerDirectory
+from services.correlator.metrics import CorrelatorMetrics
+from services.correlator.sink import Sink
+from services.correlator.tool_rules import ReloadingRules, RulesError
+
+log = logging.getLogger(__name__)
+EXIT_UNFINISHED_BATCH = 70
+
+
+@dataclass(frozen=True)
+class Options:
+    batch_size: int = 5000
+    batch_within_s: float = 0.2
+    rules_check_s: float = 1.0
+    commit_interval_s: float = 1.0
+    app_id: str = "execsight-correlator"
+
+
+class FaustState:
+    """StateStore over a Faust table, writing with an explicit partition (no current event needed)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    @property
+    def _store(self) -> Any:
+        return self.table.data
+
+    def host_items(self, host_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        prefix = host_id + "|"
+        for key, value in list(self._store.items()):
+            if isinstance(key, str) and key.startswith(prefix) and isinstance(value, dict):
+                yield key[len(prefix):], value
+
+    def mark(self, source: str, partition: int) -> int:
+        value = self._store.get(f"~mark|{source}|{partition}")
+        return int(value) if isinstance(value, int) else -1
+
+    def _track(self, key: str, partition: int) -> None:
+        kp = getattr(self._store, "_key_partition", None)
+        if kp is not None:
+            kp[key] = partition
+
+    def write(self, partition: int, key: str, value: dict[str, Any] | None) -> None:
+        if value is None:
+            self._store.pop(key, None)
+            self.table.send_changelog(partition, key, None, value_serializer="raw")
+        else:
+            self._store[key] = value
+            self._track(key, partition)
+            self.table.send_changelog(partition, key, value)
+
+    def write_mark(self, source: str, partition: int, offset: int) -> None:
+        key = f"~mark|{source}|{partition}"
+        self._store[key] = offset
+        self._track(key, partition)
+        self.table.send_changelog(partition, key, offset)
+
+
+def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics | None = None) -> faust.App:
+    topics = load_topics()
+    partitions = topics[RAW_PROCESS].partitions
+    if topics[RAW_HOST].partitions != partitions:
+        raise ValueError("raw.process and raw.host must have the same partition count (co-partitioned by host)")
+    datadir = settings.state_dir / "correlator"
+    datadir.mkdir(parents=True, exist_ok=True)
+    brokers = [f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",") if b.strip()]
+    app = faust.App(
+        f"{settings.topic_prefix}{options.app_id}",
+        broker=brokers,
+        store="memory://",
+        web_enabled=False,
+        topic_partitions=partitions,
+        topic_allow_declare=True,
+        topic_disable_leader=True,
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=options.commit_interval_s,
+        producer_acks=-1,
+        stream_buffer_maxsize=max(4096, options.batch_size),
+        datadir=str(datadir),
+    )
+    raw = app.topic(
+        settings.topic(RAW_PROCESS),
+        settings.topic(RAW_HOST),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    table = app.Table(
+        "state", partitions=partitions, schema=faust.Schema(key_serializer="json", value_serializer="json")
+    )
+    rules = ReloadingRules(settings.tool_rules)
+    containers = ContainerDirectory()
+    processor = BatchProcessor(
+        settings, FaustState(table), Sink(settings.database_url), Publisher(settings), rules, default_codec(),
+        containers=containers.get,
+    )
+    metrics = metrics or CorrelatorMetrics()
+    metrics.bind(processor, app)
+    app.correlator = processor  # type: ignore[attr-defined]
+
+    @app.agent(raw, concurrency=1)
+    async def correlate(stream: Any) -> None:
+        async for events in stream.noack_take(options.batch_size, within=options.batch_within_s):
+            batch = [
+                RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                for e in events
+            ]
+            try:
+                await processor.process(batch)
+            except asyncio.CancelledError:
+                raise  # shutting down: nothing acknowledged, the batch is read again
+            except BaseException:
+                log.exception("batch could not be finished; exiting without acknowledging it")
+                os._exit(EXIT_UNFINISHED_BATCH)
+            for event in events:
+                await stream.ack(event)
+            metrics.observe_batch(processor, len(batch))
+
+    @app.timer(options.rules_check_s)  # type: ignore[untyped-decorator]
+    async def reload_rules() -> None:
+        try:
+            if rules.reload_if_changed():
+                log.info("tool rules reloaded", extra={"reloads": rules.reloads, "rules": len(rules.rules.rules)})
+        except RulesError as exc:
+            log.error("tool rules rejected; previous rules stay in force",
+                      extra={"file": exc.path, "line": exc.line, "reason": exc.reason})
+
+    @app.timer(5.0)  # type: ignore[untyped-decorator]
+    async def update_lag() -> None:
+        metrics.update_lag(app)
+
+    async def on_rebalance(*args: Any, **kwargs: Any) -> None:
+        processor.forget()
+
+    app.on_partitions_revoked.connect(on_rebalance)
+    app.on_partitions_assigned.connect(on_rebalance)
+    app.started_at = time.time()  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,265 @@
+"""One batch of raw messages: decode, correlate, commit to the database, publish, then persist state.
+
+The order is what makes a crash harmless: (1) the database transaction commits, (2) the
+enriched and dead-letter messages are acknowledged by the broker, (3) the state changes
+are handed to the state store (changelog), and only then (4) the caller acknowledges the
+source offsets. A crash before (4) replays the batch; state marks (the last offset applied
+per source partition, and per key) make the replay change nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaException, Producer
+
+from execsight.settings import Settings
+from schemas.codec import Codec, CodecError
+from schemas.topics import DEADLETTER, ENRICHED_HOST, ENRICHED_PROCESS, ENRICHED_RUN, ENRICHED_TASK, RAW_HOST
+from services.correlator import context
+from services.correlator.process_tree import HostTree, Outputs, TreeConfig
+from services.correlator.sink import Sink
+from services.correlator.tool_rules import ReloadingRules
+
+log = logging.getLogger(__name__)
+ORIGIN = "correlator"
+
+PROCESS_TYPES = frozenset({"ProcessExec", "ProcessFork", "ProcessExit", "ProcessSample", "ProcessThrottle"})
+HOST_TYPES = frozenset({"HostSample", "CollectorStatus"})
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class StateStore(Protocol):
+    """Where host state lives between batches (a Faust table, or a dict in tests)."""
+
+    def host_items(self, host_id: str) -> Iterator[tuple[str, dict[str, Any]]]: ...
+    def mark(self, source: str, partition: int) -> int: ...
+    def write(self, partition: int, key: str, value: dict[str, Any] | None) -> None: ...
+    def write_mark(self, source: str, partition: int, offset: int) -> None: ...
+
+
+class DictState:
+    """In-memory StateStore (tests, benchmarks): the same keys a Faust table holds."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def host_items(self, host_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        prefix = host_id + "|"
+        for key, value in list(self.data.items()):
+            if key.startswith(prefix) and isinstance(value, dict):
+                yield key[len(prefix):], value
+
+    def mark(self, source: str, partition: int) -> int:
+        return int(self.data.get(f"~mark|{source}|{partition}", -1))
+
+    def write(self, partition: int, key: str, value: dict[str, Any] | None) -> None:
+        if value is None:
+            self.data.pop(key, None)
+        else:
+            self.data[key] = value
+
+    def write_mark(self, source: str, partition: int, offset: int) -> None:
+        self.data[f"~mark|{source}|{partition}"] = offset
+
+
+@dataclass
+class Stats:
+    events: int = 0
+    deadlettered: int = 0
+    batches: int = 0
+    skipped_replayed: int = 0
+    throttled_execs: int = 0
+    last_batch_s: float = 0.0
+    delays_s: list[float] = field(default_factory=list)
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+class Publisher:
+    """Enriched and dead-letter messages through confluent-kafka; flush() waits for every ack."""
+
+    def __init__(self, settings: Settings, producer: Producer | None = None) -> None:
+        from execsight.kafka_io import make_producer
+
+        self.settings = settings
+        self.producer = producer or make_producer(settings, **{"linger.ms": 5})
+        self._errors: list[str] = []
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._errors.append(str(err))
+
+    def produce(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    self.settings.topic(topic), key=key, value=value, headers=headers, on_delivery=self._on_delivery
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.1)
+
+    async def flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            remaining = await loop.run_in_executor(None, self.producer.flush, 10.0)
+            if remaining == 0:
+                break
+            log.warning("kafka not acknowledging enriched messages yet", extra={"pending": remaining})
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise KafkaException(f"enriched publish failed: {errors[:3]}")
+
+
+class BatchProcessor:
+    def __init__(
+        self,
+        settings: Settings,
+        state: StateStore,
+        sink: Sink,
+        publisher: Publisher,
+        rules: ReloadingRules,
+        codec: Codec,
+        read: context.FileReader = context.read_local_file,
+        containers: Callable[[str], dict[str, Any] | None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.sink = sink
+        self.publisher = publisher
+        self.rules = rules
+        self.codec = codec
+        self.read = read
+        self.containers = containers
+        self.cfg = TreeConfig(
+            short_lived_ns=int(settings.short_lived_s * 1e9), run_timeout_ns=int(settings.run_timeout_s * 1e9)
+        )
+        self.hosts: dict[str, HostTree] = {}
+        self.host_partition: dict[str, int] = {}
+        self.marks: dict[tuple[str, int], int] = {}
+        self.stats = Stats()
+        self.raw_host_topic = settings.topic(RAW_HOST)
+
+    def forget(self) -> None:
+        """Drops cached host state (after a rebalance it is loaded again from the state store)."""
+        self.hosts.clear()
+        self.marks.clear()
+
+    def _tree(self, host_id: str) -> HostTree:
+        tree = self.hosts.get(host_id)
+        if tree is None:
+            tree = HostTree(host_id, self.cfg, self.rules.identify, self.read, self.containers)
+            tree.load(self.state.host_items(host_id))
+            self.hosts[host_id] = tree
+        return tree
+
+    def _mark(self, source: str, partition: int) -> int:
+        k = (source, partition)
+        if k not in self.marks:
+            self.marks[k] = self.state.mark(source, partition)
+        return self.marks[k]
+
+    async def process(self, batch: Sequence[RawMessage]) -> Outputs:
+        started = time.time()
+        out = Outputs()
+        touched: dict[str, HostTree] = {}
+        last_offsets: dict[tuple[str, int], int] = {}
+        dead: list[tuple[RawMessage, str]] = []
+        for msg in batch:
+            source = "H" if msg.topic == self.raw_host_topic else "P"
+            last_offsets[(source, msg.partition)] = msg.offset
+            if msg.offset <= self._mark(source, msg.partition):
+                self.stats.skipped_replayed += 1
+                continue
+            try:
+                kind, rec = self.codec.decode(msg.value or b"")
+            except CodecError as exc:
+                dead.append((msg, f"undecodable: {exc}"))
+                continue
+            allowed = HOST_TYPES if source == "H" else PROCESS_TYPES
+            if kind not in allowed:
+                dead.append((msg, f"invalid: record type {kind} does not belong on {msg.topic}"))
+                continue
+            host_id = rec.get("host_id") or ""
+            if not host_id:
+                dead.append((msg, "invalid: empty host_id"))
+                continue
+            tree = touched.get(host_id) or self._tree(host_id)
+            touched[host_id] = tree
+            self.host_partition[host_id] = msg.partition
+            try:
+                tree.apply(kind, rec, source, msg.offset, out)
+            except (KeyError, TypeError, ValueError) as exc:
+                dead.append((msg, f"invalid: {kind} could not be applied: {exc!r}"))
+        for tree in touched.values():
+            if tree.last_event_ns:
+                tree.expire(tree.last_event_ns, out)
+            tree.finish(out)
+        out.event_times_ns.sort()
+
+        # (1) database
+        committed = await self.sink.write(out)
+        # (2) enriched topics and dead letters, acknowledged
+        self._publish(out, dead)
+        await self.publisher.flush()
+        # (3) state
+        for host_id, tree in touched.items():
+            partition = self.host_partition[host_id]
+            for key, value in tree.changes():
+                self.state.write(partition, f"{host_id}|{key}", value)
+        for (source, partition), offset in last_offsets.items():
+            if offset > self._mark(source, partition):
+                self.state.write_mark(source, partition, offset)
+                self.marks[(source, partition)] = offset
+            self.stats.positions[(source, partition)] = offset
+
+        self.stats.events += len(batch)
+        self.stats.deadlettered += len(dead)
+        self.stats.batches += 1
+        self.stats.throttled_execs += out.throttled_execs
+        self.stats.last_batch_s = time.time() - started
+        if out.event_times_ns:
+            self.stats.delays_s.extend(committed - t / 1e9 for t in out.event_times_ns)
+            if len(self.stats.delays_s) > 200_000:
+                del self.stats.delays_s[:100_000]
+        return out
+
+    def _publish(self, out: Outputs, dead: list[tuple[RawMessage, str]]) -> None:
+        enc = self.codec.encode
+        produce = self.publisher.produce
+        for rec in out.enriched_process:
+            produce(ENRICHED_PROCESS, rec["host_id"].encode(), enc("EnrichedProcess", rec))
+        for rec in out.enriched_task:
+            produce(ENRICHED_TASK, rec["host_id"].encode(), enc("EnrichedTask", rec))
+        for rec in out.enriched_run:
+            produce(ENRICHED_RUN, rec["host_id"].encode(), enc("EnrichedRun", rec))
+        for rec in out.host_activity:
+            produce(ENRICHED_HOST, rec["host_id"].encode(), enc("HostActivity", rec))
+        for msg, reason in dead:
+            log.warning("message sent to dead-letter topic",
+                        extra={"reason": reason, "topic": msg.topic, "partition": msg.partition, "offset": msg.offset})
+            produce(DEADLETTER, msg.key, msg.value, headers=deadletter_headers(msg, reason))
+
+
+def deadletter_headers(msg: RawMessage, reason: str) -> list[tuple[str, bytes]]:
+    """The same headers as execsight.kafka_io.deadletter_headers, for a message read through Faust."""
+    return [
+        ("execsight.reason", reason.encode()),
+        ("execsight.origin", ORIGIN.encode()),
+        ("execsight.topic", msg.topic.encode()),
+        ("execsight.partition", str(msg.partition).encode()),
+        ("execsight.offset", str(msg.offset).encode()),
+    ]
