@@ -23,7 +23,7 @@ from services.collector.taskstats import TaskstatsRecord
 Record = dict[str, Any]
 Emitted = tuple[str, Record]
 
-JOIN_TIMEOUT_NS = 500_000_000
+JOIN_TIMEOUT_NS = 2_000_000_000  # taskstats records may lag behind the ring buffer under load
 FALLBACK_GRACE_NS = 100_000_000
 STALE_AGG_NS = 120_000_000_000
 

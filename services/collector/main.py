@@ -51,7 +51,8 @@ def main(argv: list[str]) -> int:
         return 2
 
     from services.collector.daemon import Collector, Options, install_signal_handlers
-    from services.collector.publisher import JsonlSink, KafkaSink, Sink
+    from services.collector.jsonl import JsonlSink
+    from services.collector.publisher import KafkaSink, Sink
     from services.collector.spool import Spool
 
     kind = args.output[0]

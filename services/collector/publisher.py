@@ -1,4 +1,4 @@
-"""Delivery of encoded records: Kafka (with the on-disk spool) or JSON lines.
+"""Delivery of encoded records to Kafka, with the on-disk spool (JSON lines: jsonl.py).
 
 Kafka: idempotent producer, acks=all, compressed and batched, every record keyed by
 host id so per-host order holds. When the brokers are unreachable (error callback) new
@@ -11,15 +11,12 @@ is purged from librdkafka back into the spool.
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
 from services.collector.spool import Spool, SpoolRecord
 
@@ -169,41 +166,3 @@ class KafkaSink:
             "spool_dropped": self.spool.dropped,
             "queued": len(self._producer),
         }
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.hex()
-    return v
-
-
-@dataclass
-class JsonlSink:
-    """``--output jsonl PATH|-``: the same records as JSON lines ({"type": name, ...record})."""
-
-    path: str
-    written: int = 0
-    _fh: TextIO | None = None
-
-    def __post_init__(self) -> None:
-        self._fh = sys.stdout if self.path == "-" else open(Path(self.path), "a", buffering=1 << 16)  # noqa: SIM115
-
-    def send(self, topic: str, key: bytes, value: bytes, name: str, record: dict[str, Any]) -> None:
-        assert self._fh is not None
-        self._fh.write(json.dumps({"type": name, "topic": topic, **record}, default=_jsonable) + "\n")
-        self.written += 1
-
-    def poll(self) -> None:
-        if self._fh is not None:
-            self._fh.flush()
-
-    def close(self, timeout_s: float) -> None:
-        if self._fh is not None:
-            self._fh.flush()
-            if self._fh is not sys.stdout:
-                self._fh.close()
-            self._fh = None
-
-    def stats(self) -> dict[str, int]:
-        return {"delivered": self.written, "delivery_errors": 0, "spool_records": 0, "spool_bytes": 0,
-                "spool_dropped": 0, "queued": 0}

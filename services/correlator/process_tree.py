@@ -220,8 +220,13 @@ class HostTree:
     # ------------------------------------------------------------------ helpers
 
     def _parent_of(self, ppid: int, pstart: int) -> D | None:
+        """The live parent. A start time that matches no live process (e.g. the start of the forking
+        thread rather than of its process) falls back to the live process with that pid: at fork and
+        exec time the parent is alive, and a live pid is unique."""
         if pstart:
-            return self.procs.get((ppid, pstart))
+            p = self.procs.get((ppid, pstart))
+            if p is not None:
+                return p
         st = self.by_pid.get(ppid)
         return self.procs.get((ppid, st)) if st is not None else None
 
@@ -357,7 +362,12 @@ class HostTree:
         task["n"] = max(0, task["n"] - 1)
         task["live"] = max(0, task["live"] - 1)
         concurrent_peak.exit(task["seg"], p["st"], 0)
-        self._touch(_tkey(task["run"], task["tid"]), task)
+        if task["n"] == 0:
+            # a task opened at fork and left at exec (its process got a task of its own): never a task
+            del self.tasks[(task["run"], task["tid"])]
+            self._remove(_tkey(task["run"], task["tid"]), task)
+        else:
+            self._touch(_tkey(task["run"], task["tid"]), task)
 
     # ------------------------------------------------------------------ process events
 
@@ -367,7 +377,7 @@ class HostTree:
             return  # replayed, or exec seen first
         parent = self._parent_of(rec["ppid"], rec.get("parent_start_time_ns", 0))
         p = self._new_proc(pid, start, rec["ppid"], rec.get("parent_start_time_ns", 0), rec["comm"], src, off)
-        if not p["pst"] and parent is not None:
+        if parent is not None:
             p["pst"] = parent["st"]
         if parent is not None:
             self._inherit(p, parent)
@@ -384,7 +394,7 @@ class HostTree:
         elif not self._ok(p):
             return
         parent = self._parent_of(p["pp"], p["pst"] or rec.get("parent_start_time_ns", 0))
-        if parent is not None and not p["pst"]:
+        if parent is not None:
             p["pst"] = parent["st"]
         if parent is not None and parent.get("role") == context.ROLE_GENERIC_CANDIDATE:
             self._promote(parent)
@@ -505,20 +515,27 @@ class HostTree:
         p["end"] = end
         p["code"], p["sig"] = rec.get("exit_code"), rec.get("signal")
         p["oom"] = bool(rec.get("oom_killed"))
-        if acc:
-            cpu = acc["utime_ns"] + acc["stime_ns"]
-            p["peak"] = max(p["peak"], acc["peak_rss_bytes"])
-            rq, blk, recl = acc["run_delay_ns"], acc["blkio_delay_ns"], acc.get("freepages_delay_ns", 0)
-            rd, wr = acc["read_bytes"], acc["write_bytes"]
+        wall = end - start
+        # BPF totals are exact per scheduling event; taskstats CPU is tick-sampled, so kernel totals win
+        # where both exist. Peak RSS and storage bytes come from taskstats; a delay longer than the
+        # process's life is not credible and falls back to the BPF figure.
+        if ker:
+            cpu, rq = ker["on_cpu_ns"], ker["runq_ns"]
+        elif acc:
+            cpu, rq = acc["utime_ns"] + acc["stime_ns"], acc["run_delay_ns"]
         else:
-            cpu = ker.get("on_cpu_ns", p["scpu"]) if ker else p["scpu"]
-            rq = ker.get("runq_ns", p.get("srq", 0)) if ker else p.get("srq", 0)
-            blk, recl = ker.get("blk_io_ns", 0) if ker else 0, 0
+            cpu, rq = p["scpu"], p.get("srq", 0)
+        if acc:
+            p["peak"] = max(p["peak"], acc["peak_rss_bytes"])
+            rd, wr = acc["read_bytes"], acc["write_bytes"]
+            blk = acc["blkio_delay_ns"] if 0 <= acc["blkio_delay_ns"] <= wall else ker.get("blk_io_ns", 0)
+            recl = acc.get("freepages_delay_ns", 0)
+        else:
             rd = ker.get("blk_read_bytes", p.get("srd", 0)) if ker else p.get("srd", 0)
             wr = ker.get("blk_write_bytes", p.get("swr", 0)) if ker else p.get("swr", 0)
+            blk, recl = ker.get("blk_io_ns", 0), 0
         tx = ker.get("net_tx_bytes", p.get("stx", 0)) if ker else p.get("stx", 0)
         rx = ker.get("net_rx_bytes", p.get("srx", 0)) if ker else p.get("srx", 0)
-        wall = end - start
         short = wall < self.cfg.short_lived_ns
         p.update(cpu=cpu, rq=rq, blk=blk, recl=recl, rd=rd, wr=wr, tx=tx, rx=rx, short=short)
         if self._workload(p) and self._ok(self.act):

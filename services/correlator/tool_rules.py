@@ -77,6 +77,19 @@ def _basename(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
+_SNAKEMAKE_TMP_SCRIPT = re.compile(r"^tmp[\w-]{6,12}\.(?P<name>.+)$")
+
+
+def _script_name(path: str) -> str:
+    """Basename of a script; Snakemake's per-job copies (.snakemake/scripts/tmpXXXX.name.py) keep 'name.py'."""
+    name = _basename(path)
+    if "/.snakemake/scripts/" in path or path.startswith(".snakemake/scripts/"):
+        m = _SNAKEMAKE_TMP_SCRIPT.match(name)
+        if m:
+            return m["name"]
+    return name
+
+
 def parse_invocation(exe: str, argv: Sequence[str]) -> Invocation:
     """Finds what really runs: java -jar X.jar / java main.Class / python script.py / the executable."""
     argv0 = argv[0] if argv else exe
@@ -115,7 +128,7 @@ def parse_invocation(exe: str, argv: Sequence[str]) -> Invocation:
             if arg.startswith("-"):
                 i += 1
                 continue
-            return Invocation(_basename(arg), rest[i + 1 :], interp, "script", cmdline)
+            return Invocation(_script_name(arg), rest[i + 1 :], interp, "script", cmdline)
         return Invocation(interp, rest, interp, "plain", cmdline)
     if interp in ("bash", "sh") and rest and not rest[0].startswith("-"):
         # bash script.sh: the script is the program

@@ -24,5 +24,6 @@ navigation = st.navigation(
         for path, title, icon, url in PAGES
     ]
 )
-st.logo(str(HERE / "logo.svg"), size="large")
+if (HERE / "logo.svg").exists():  # not in package-data of a non-editable install
+    st.logo(str(HERE / "logo.svg"), size="large")
 navigation.run()

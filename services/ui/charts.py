@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
+
 import altair as alt
 import pandas as pd
 
 from services.ui.shaping import BREAKDOWN_ORDER
 
+Chart: TypeAlias = Any  # an altair chart (altair is untyped here)
+
 BREAKDOWN_COLORS = ("#4c78a8", "#f58518", "#e45756", "#b279a2", "#bab0ac")
 STATE_COLORS = {"busy": "#54a24b", "idle": "#eeca3b", "silent": "#9d9da1"}
 
 
-def gantt(rows: pd.DataFrame) -> alt.Chart:
+def gantt(rows: pd.DataFrame) -> Chart:
     lanes = rows.sort_values("order")["lane"].tolist()
     height = max(120, min(24 * len(lanes), 900))
     return (
@@ -30,7 +34,7 @@ def gantt(rows: pd.DataFrame) -> alt.Chart:
     )
 
 
-def breakdown_bar(breakdown: pd.DataFrame) -> alt.Chart:
+def breakdown_bar(breakdown: pd.DataFrame) -> Chart:
     df = breakdown.assign(order=range(len(breakdown)), row="time")
     return (
         alt.Chart(df)
@@ -48,7 +52,7 @@ def breakdown_bar(breakdown: pd.DataFrame) -> alt.Chart:
     )
 
 
-def series(df: pd.DataFrame, value: str, title: str, fmt: str = "~s", color: str = "#4c78a8") -> alt.Chart:
+def series(df: pd.DataFrame, value: str, title: str, fmt: str = "~s", color: str = "#4c78a8") -> Chart:
     return (
         alt.Chart(df)
         .mark_area(line={"color": color}, color=color, opacity=0.35, interpolate="step-after")
@@ -61,7 +65,7 @@ def series(df: pd.DataFrame, value: str, title: str, fmt: str = "~s", color: str
     )
 
 
-def cost_bars(df: pd.DataFrame, key: str) -> alt.Chart:
+def cost_bars(df: pd.DataFrame, key: str) -> Chart:
     """Cost per task or tool, split into the useful part and the waste."""
     long = pd.concat([
         pd.DataFrame({key: df[key], "what": "used", "usd": (df["cost_usd"] - df["waste_usd"]).clip(lower=0),
@@ -83,7 +87,7 @@ def cost_bars(df: pd.DataFrame, key: str) -> alt.Chart:
     )
 
 
-def history_line(df: pd.DataFrame, value: str, title: str, highlight_run: str) -> alt.Chart:
+def history_line(df: pd.DataFrame, value: str, title: str, highlight_run: str) -> Chart:
     base = alt.Chart(df).encode(x=alt.X("start_time:T", title=None), y=alt.Y(f"{value}:Q", title=title))
     return (
         base.mark_line(point=True, color="#4c78a8")
@@ -91,7 +95,7 @@ def history_line(df: pd.DataFrame, value: str, title: str, highlight_run: str) -
     ).encode(tooltip=["run_id:N", "start_time:T", alt.Tooltip(f"{value}:Q", format=".3~f")]).properties(height=180)
 
 
-def distribution(df: pd.DataFrame, value: str, title: str, group: str = "task") -> alt.Chart:
+def distribution(df: pd.DataFrame, value: str, title: str, group: str = "task") -> Chart:
     return (
         alt.Chart(df)
         .mark_boxplot(extent="min-max", size=22)
@@ -104,7 +108,7 @@ def distribution(df: pd.DataFrame, value: str, title: str, group: str = "task") 
     )
 
 
-def requested_vs_used(df: pd.DataFrame) -> alt.Chart:
+def requested_vs_used(df: pd.DataFrame) -> Chart:
     return (
         alt.Chart(df)
         .mark_bar()
@@ -121,7 +125,7 @@ def requested_vs_used(df: pd.DataFrame) -> alt.Chart:
     )
 
 
-def host_execution(df: pd.DataFrame) -> alt.Chart:
+def host_execution(df: pd.DataFrame) -> Chart:
     return (
         alt.Chart(df)
         .mark_bar()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+MISSING = "\u2013"  # en dash: shown for a missing value
+
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
@@ -12,7 +14,7 @@ def _missing(value: Any) -> bool:
 
 def duration(ns: Any) -> str:
     if _missing(ns):
-        return "–"
+        return MISSING
     s = float(ns) / 1e9
     if s < 1:
         return f"{s * 1000:.0f} ms"
@@ -25,7 +27,7 @@ def duration(ns: Any) -> str:
 
 def size(n: Any) -> str:
     if _missing(n):
-        return "–"
+        return MISSING
     v = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(v) < 1024 or unit == "TiB":
@@ -36,7 +38,7 @@ def size(n: Any) -> str:
 
 def usd(v: Any) -> str:
     if _missing(v):
-        return "–"
+        return MISSING
     x = float(v)
     if x == 0:
         return "$0"
@@ -46,4 +48,4 @@ def usd(v: Any) -> str:
 
 
 def ratio(v: Any) -> str:
-    return "–" if _missing(v) else f"{float(v):.0%}"
+    return MISSING if _missing(v) else f"{float(v):.0%}"

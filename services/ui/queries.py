@@ -22,7 +22,7 @@ FINE_SERIES_MAX_S = 1800.0
 
 def frame(conn: Conn, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
     with conn.cursor() as cur:
-        cur.execute(sql.encode(), params or {})  # type: ignore[arg-type]
+        cur.execute(sql.encode(), params or {})
         cols = [d.name for d in cur.description or []]
         return pd.DataFrame(cur.fetchall(), columns=cols)
 

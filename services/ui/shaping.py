@@ -111,7 +111,7 @@ class IdlePeriod:
 
     @property
     def minutes(self) -> float:
-        return (self.end - self.start).total_seconds() / 60
+        return float((self.end - self.start).total_seconds()) / 60
 
 
 def idle_periods(series: pd.DataFrame, threshold: float, min_minutes: int = 5) -> list[IdlePeriod]:

@@ -44,7 +44,9 @@ def grant_readonly(database_url: str, role: str) -> None:
 
 
 @pytest.fixture()
-def ui_database_url(database_url: str, readonly_role: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def ui_database_url(
+    database_url: str, readonly_role: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     """A fresh migrated database seeded with the observed runs; the app reads it as the read-only role."""
     observed_fixture.load(database_url)
     grant_readonly(database_url, readonly_role[0])

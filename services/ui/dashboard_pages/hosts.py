@@ -45,15 +45,15 @@ idle = shaping.idle_periods(series, load_settings().idle_cpu_ratio)
 hourly = float(executed["hourly_usd"].dropna().max()) if not executed.empty and \
     executed["hourly_usd"].notna().any() else None
 st.markdown(f"**{host['hostname'] or host_id}** · instance type **{host['instance_type'] or 'unknown'}** · "
-            f"{host['cpu_count'] or '–'} CPUs · {fmt.size(host['mem_total_bytes'])} memory · region "
-            f"{host['region'] or '–'}")
+            f"{host['cpu_count'] or fmt.MISSING} CPUs · {fmt.size(host['mem_total_bytes'])} memory · region "
+            f"{host['region'] or fmt.MISSING}")
 m = st.columns(5)
 m[0].metric("State", str(host["state"]))
-m[1].metric("Average CPU busy", fmt.ratio(series["cpu_busy_ratio"].mean()) if not series.empty else "–")
+m[1].metric("Average CPU busy", fmt.ratio(series["cpu_busy_ratio"].mean()) if not series.empty else fmt.MISSING)
 m[2].metric("Idle time", f"{sum(p.minutes for p in idle):.0f} min")
 m[3].metric("Attributed cost", fmt.usd(executed["cost_usd"].fillna(0).sum()) if not executed.empty else "$0",
             help="Sum of the cost of the tasks that ran here in the window")
-m[4].metric("Hourly rate", fmt.usd(hourly) if hourly is not None else "–")
+m[4].metric("Hourly rate", fmt.usd(hourly) if hourly is not None else fmt.MISSING)
 
 if series.empty:
     st.caption("No host samples in this window (the rollup is refreshed every minute).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from services.ui import formatting as fmt
 from services.ui import queries, shaping
 from services.ui.page_support import connection, empty_state, header
 
@@ -19,7 +20,7 @@ run_ids = runs["run_id"].tolist()
 wanted = st.query_params.get("run")
 c1, c2 = st.columns(2)
 run_id = c1.selectbox("Run", run_ids, index=run_ids.index(wanted) if wanted in run_ids else 0, key="proc_run",
-                      format_func=lambda r: f"{r} ({runs.set_index('run_id').loc[r, 'pipeline'] or '–'})")
+                      format_func=lambda r: f"{r} ({runs.set_index('run_id').loc[r, 'pipeline'] or fmt.MISSING})")
 with connection() as conn:
     choices = queries.task_choices(conn, run_id)
 labels = {None: "(run root, outside any task)"} | {

@@ -93,7 +93,7 @@ def run_page() -> None:
     badge = {"RUNNING": ":blue-badge[RUNNING]", "SUCCEEDED": ":green-badge[SUCCEEDED]",
              "FAILED": ":red-badge[FAILED]"}.get(str(r["status"]), f":gray-badge[{r['status']}]")
     st.markdown(f"{badge} on **{r['host_id']}** ({r['instance_type'] or 'unknown instance type'}) · "
-                f"engine {r['engine'] or '–'} · started {pd.Timestamp(r['start_time']):%Y-%m-%d %H:%M:%S %Z}"
+                f"engine {r['engine'] or fmt.MISSING} · started {pd.Timestamp(r['start_time']):%Y-%m-%d %H:%M:%S %Z}"
                 + (" · :blue[live, refreshing]" if live else ""))
     m = st.columns(6)
     m[0].metric("Duration", fmt.duration(r["wall_ns"]))
