@@ -205,8 +205,6 @@ class BatchProcessor:
             except (KeyError, TypeError, ValueError) as exc:
                 dead.append((msg, f"invalid: {kind} could not be applied: {exc!r}"))
         for tree in touched.values():
-            if tree.last_event_ns:
-                tree.expire(tree.last_event_ns, out)
             tree.finish(out)
         out.event_times_ns.sort()
 

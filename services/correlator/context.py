@@ -331,7 +331,7 @@ def parse_snakefile(text: str) -> list[SnakefileRule]:
                 except (ValueError, SyntaxError):
                     break
                 j += 1
-                while j < len(tokens) and tokens[j].type == tokenize.NL:
+                while j < len(tokens) and tokens[j].type in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT):
                     j += 1
             if parts:
                 if tok.string == "shell":

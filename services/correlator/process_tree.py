@@ -715,7 +715,9 @@ class HostTree:
         self._rows[(p["pid"], p["st"])] = p
 
     def finish(self, out: Outputs) -> None:
-        """Turns the processes and runs changed in this batch into rows (once each)."""
+        """Ends a batch: closes runs idle past the timeout, turns changed processes and runs into rows."""
+        if self.last_event_ns:
+            self.expire(self.last_event_ns, out)
         for p in self._rows.values():
             out.processes[(self.host_id, p["pid"], p["st"])] = self._process_row(p)
         for r in self._run_rows.values():

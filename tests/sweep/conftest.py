@@ -3,7 +3,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import sweep_aws_guard as aws_guard
+
+from . import sweep_aws_guard as aws_guard
 
 
 @pytest.fixture(scope="session", autouse=True)

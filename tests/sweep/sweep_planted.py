@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
-from sweep_aws_guard import seeding
+
+from .sweep_aws_guard import seeding
 
 PRIMARY, SECONDARY = "us-east-1", "us-west-2"
 

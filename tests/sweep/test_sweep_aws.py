@@ -7,15 +7,16 @@ import time
 
 import boto3
 import pytest
-import sweep_aws_guard as aws_guard
-from sweep_planted import PRIMARY, SECONDARY, plant
-from sweep_records import NS, activity, host_sample, run_event
 
 from execsight.settings import load_settings
 from services.sweep.aws_scanner import IAM_POLICY, AwsScanner, policy_actions
 from services.sweep.idle import IdleConfig
 from services.sweep.readonly import MutatingCallBlocked, is_read_operation
 from services.sweep.worker import SweepWorker
+
+from . import sweep_aws_guard as aws_guard
+from .sweep_planted import PRIMARY, SECONDARY, plant
+from .sweep_records import NS, activity, host_sample, run_event
 
 pytestmark = pytest.mark.aws
 DAY = 86400 * NS

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from sweep_records import NS, activity, host_sample, run_event
 
 from execsight import pricing
 from services.sweep.finding_records import Finding, reconcile, to_record
@@ -11,6 +10,8 @@ from services.sweep.idle import HostTracker, IdleConfig, host_findings
 from services.sweep.inventory import RegionInventory, Snapshot, Volume
 from services.sweep.inventory_rules import RuleConfig, storage_findings
 from services.sweep.report_table import format_table
+
+from .sweep_records import NS, activity, host_sample, run_event
 
 CFG = IdleConfig(idle_after_s=600, idle_cpu_ratio=0.05, sustain_s=120, heartbeat_timeout_s=60)
 T0 = 1_700_000_000 * NS

@@ -7,14 +7,15 @@ import time
 import boto3
 import psycopg
 import pytest
-from sweep_aws_guard import seeding
-from sweep_records import NS, host_sample
 
 from execsight.kafka_io import make_producer
 from execsight.settings import Settings
 from schemas.codec import default_codec
 from schemas.topics import RAW_HOST
 from services.sweep.main import main
+
+from .sweep_aws_guard import seeding
+from .sweep_records import NS, host_sample
 
 pytestmark = [pytest.mark.aws, pytest.mark.kafka, pytest.mark.db]
 

@@ -13,7 +13,6 @@ from dataclasses import replace
 import psycopg
 import pytest
 from confluent_kafka import Consumer
-from sweep_records import NS, activity, host_sample
 
 from execsight.findings import load_finding
 from execsight.kafka_io import make_producer
@@ -21,6 +20,8 @@ from execsight.settings import Settings
 from schemas.codec import default_codec
 from schemas.topics import DEADLETTER, ENRICHED_HOST, FINDINGS_SWEEP, RAW_HOST
 from services.sweep.worker import ScanResult, run_forever
+
+from .sweep_records import NS, activity, host_sample
 
 pytestmark = [pytest.mark.kafka, pytest.mark.db]
 

@@ -9,12 +9,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from test_tune_worker import produce, running_worker
-from tune_records import enriched_run, insert_host, insert_run, insert_task, pipeline_runs, workload_task
 
 from execsight.settings import Settings
 from services.tune import observe
 from services.tune.report import RunReport, render
+
+from .test_tune_worker import produce, running_worker
+from .tune_records import enriched_run, insert_host, insert_run, insert_task, pipeline_runs, workload_task
 
 
 def _report_rows() -> RunReport:
@@ -113,9 +114,9 @@ def test_execsight_run_prints_the_analysed_run(
 
 
 def test_tool_totals_split_task_cost_over_recorded_processes() -> None:
-    from tune_records import recorded
-
     from services.tune.report import tool_totals
+
+    from .tune_records import recorded
 
     w = recorded()["workloads"]["helper_churn"]
     task = dict(w["task"], task_id="h1", cost_usd=1.0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tune_records import pipeline_runs, recorded, workload_task
 
 from execsight.findings import finding_id
 from execsight.pricing import HostRate
@@ -27,6 +26,8 @@ from services.tune.finding_rules import classification_findings, regression_find
 from services.tune.regression import baseline, detect_regression
 from services.tune.rightsize import MIB, confidence_for, recommend_cpu, recommend_memory, rightsize
 from services.tune.task_analysis import analyze_task
+
+from .tune_records import pipeline_runs, recorded, workload_task
 
 RATE = HostRate(0.192, "aws:us-east-1")
 

@@ -23,11 +23,12 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from psycopg.rows import dict_row
-from tune_records import HOST, insert_host, insert_run, insert_task, pipeline_runs, workload_task
 
 from execsight.settings import Settings
 from schemas.codec import default_codec
 from services.tune.worker import TuneWorker
+
+from .tune_records import HOST, insert_host, insert_run, insert_task, pipeline_runs, workload_task
 
 pytestmark = [pytest.mark.kafka, pytest.mark.db]
 
