@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 APT_PACKAGES: tuple[str, ...] = (
     "python3-bpfcc", "bpfcc-tools", "linux-headers-amd64", "postgresql", "postgresql-server-dev-15",
-    "kcat", "chromium", "chromium-driver", "acl",
+    "kcat", "chromium", "chromium-driver", "acl", "bwa", "samtools",
 )
 # Needed to run the broker and resolve its jars; installed only when the command is missing.
 TOOL_PACKAGES: dict[str, str] = {"java": "openjdk-17-jre-headless", "mvn": "maven", "runuser": "util-linux"}
@@ -131,9 +131,28 @@ def mount_tracing() -> list[str]:
     return done
 
 
+DELAYACCT = Path("/proc/sys/kernel/task_delayacct")
+
+
+def enable_delay_accounting(knob: Path = DELAYACCT) -> list[str]:
+    """Turn on per-task delay accounting: without it taskstats reports zero run-queue and block-I/O delay.
+
+    Debian kernels ship with it off (it costs a few clock reads per context switch).
+    """
+    try:
+        if knob.read_text().strip() == "1":
+            return []
+        knob.write_text("1\n")
+    except OSError as exc:
+        log.warning("cannot enable delay accounting", extra={"knob": str(knob), "err": str(exc)})
+        return []
+    return [f"{knob}=1"]
+
+
 def prepare_host() -> list[str]:
     """All of the above; returns a line per change made."""
     changes = [f"apt: installed {p}" for p in install_packages(missing_packages())]
     changes += [f"kernel headers: {line}" for line in link_kernel_headers()]
     changes += [f"mounted {p}" for p in mount_tracing()]
+    changes += [f"sysctl: {line}" for line in enable_delay_accounting()]
     return changes

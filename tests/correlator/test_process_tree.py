@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -112,11 +113,12 @@ def test_state_stays_bounded_over_many_processes() -> None:
 
 
 def _persist(store: dict[str, Any], writes: list[tuple[str, Any]]) -> None:
+    """What the changelog keeps: a serialized snapshot of each value written."""
     for key, value in writes:
         if value is None:
             store.pop(key, None)
         else:
-            store[key] = dict(value)
+            store[key] = json.loads(json.dumps(value))
 
 
 @pytest.mark.parametrize("flushed", [0, 1, 3, 5, 8, 1000])
