@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -79,13 +80,15 @@ class FaustState:
         else:
             self._store[key] = value
             self._track(key, partition)
-            self.table.send_changelog(partition, key, value)
+            # serialized now: the live dict changes in later batches, the changelog must hold this version
+            payload = json.dumps(value, separators=(",", ":")).encode()
+            self.table.send_changelog(partition, key, payload, value_serializer="raw")
 
     def write_mark(self, source: str, partition: int, offset: int) -> None:
         key = f"~mark|{source}|{partition}"
         self._store[key] = offset
         self._track(key, partition)
-        self.table.send_changelog(partition, key, offset)
+        self.table.send_changelog(partition, key, str(offset).encode(), value_serializer="raw")
 
 
 def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics | None = None) -> faust.App:

@@ -2,9 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -32,7 +30,6 @@ def ebpf_collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JsonlFe
         yield JsonlFeed(out)
     finally:
         c.stop()
-        shutil.copy(d / "collector.log", Path("/tmp/execsight-collector-test.log"))
 
 
 @pytest.fixture(scope="session")

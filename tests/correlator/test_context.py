@@ -9,8 +9,10 @@ H = "host-a"
 
 
 def parent(**kw: object) -> Parent:
-    base: dict[str, object] = dict(pid=10, comm="bash", exe="/usr/bin/bash", argv=("bash", "x.sh"), run_id=None,
-                                   pipeline=None, engine=None, task_id=None, task=None, role="", run_root=False)
+    base: dict[str, object] = {
+        "pid": 10, "comm": "bash", "exe": "/usr/bin/bash", "argv": ("bash", "x.sh"), "run_id": None,
+        "pipeline": None, "engine": None, "task_id": None, "task": None, "role": "", "run_root": False,
+    }
     base.update(kw)
     return Parent(**base)  # type: ignore[arg-type]
 
@@ -20,8 +22,9 @@ def test_explicit_labels_win_and_mark_the_root() -> None:
                  {"EXECSIGHT_RUN_ID": "r1", "EXECSIGHT_PIPELINE": "rnaseq", "SLURM_JOB_ID": "77"}, None,
                  parent(pid=9))
     assert (ctx.run_id, ctx.pipeline, ctx.engine, ctx.run_root, ctx.task_id) == ("r1", "rnaseq", "explicit", True, None)
-    child = derive(H, 101, 2, "/usr/bin/bwa", ["bwa", "mem"], None, {"EXECSIGHT_RUN_ID": "r1", "EXECSIGHT_TASK": "align"},
-                   None, parent(pid=100, run_id="r1", pipeline="rnaseq", engine="explicit", run_root=True))
+    child = derive(H, 101, 2, "/usr/bin/bwa", ["bwa", "mem"], None,
+                   {"EXECSIGHT_RUN_ID": "r1", "EXECSIGHT_TASK": "align"}, None,
+                   parent(pid=100, run_id="r1", pipeline="rnaseq", engine="explicit", run_root=True))
     assert (child.run_id, child.task, child.task_root, child.run_root) == ("r1", "align", True, False)
     assert child.task_id == "align:101.2"
 
@@ -45,7 +48,8 @@ def test_scheduler_ids_make_a_run_and_a_task() -> None:
 
 def test_nextflow_driver_and_task_with_name_from_wrapper_header() -> None:
     drv = derive(H, 50, 7, "/usr/lib/jvm/bin/java",
-                 ["java", "-Xmx1g", "-cp", "/x/nextflow.jar", "nextflow.cli.Launcher", "run", "nf-core/rnaseq", "-r", "3"],
+                 ["java", "-Xmx1g", "-cp", "/x/nextflow.jar", "nextflow.cli.Launcher", "run", "nf-core/rnaseq", "-r",
+                  "3"],
                  "/data", {}, None, parent(comm="bash", argv=("-bash",)))
     assert (drv.role, drv.engine, drv.pipeline, drv.run_root) == (context.ROLE_NF_DRIVER, "nextflow", "nf-core/rnaseq",
                                                                   True)

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from correlator import fixture_streams
-from correlator.correlator_events import MS, S, Host, exit_, fork
 from services.correlator.context import read_local_file
 from services.correlator.process_tree import HostTree, Outputs, TreeConfig
 from services.correlator.tool_rules import load_rules
+
+from . import fixture_streams
+from .correlator_events import MS, Host, S, exit_, fork
 
 RULES = load_rules([])
 
@@ -165,7 +166,7 @@ def test_run_without_root_exit_is_closed_by_the_inactivity_timeout() -> None:
 def test_pid_reuse_and_exit_before_fork_seen() -> None:
     h = Host("h5")
     events = [exit_("h5", 4000, 10, 20, "ghost", code=0, cpu_ns=5), fork("h5", 4000, 30, 1, 0, "init")]
-    tree, out = run_events(events + [exit_("h5", 4000, 30, 40, "new")])
+    tree, out = run_events([*events, exit_("h5", 4000, 30, 40, "new")])
     assert {(k[1], k[2]) for k in out.processes} == {(4000, 10), (4000, 30)}
     assert not tree.procs
     assert h.host == "h5"
@@ -196,7 +197,7 @@ def test_recorded_nextflow_tree_tasks_named_from_wrappers() -> None:
 
 def test_recorded_snakemake_run_tasks_named_by_rule() -> None:
     _, out = fixture("snakemake")
-    runs = [r for r in out.runs.values()]
+    runs = list(out.runs.values())
     assert len(runs) == 1 and runs[0]["engine"] == "snakemake" and runs[0]["pipeline"] == "smk"
     names = Counter(t["task"] for t in out.tasks.values())
     assert names == Counter({"reference": 1, "index": 1, "reads": 2, "align": 2, "stats": 2, "summary": 1})
