@@ -13,6 +13,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from services.collector.taskstats import enable_delay_accounting
+
 log = logging.getLogger(__name__)
 
 APT_PACKAGES: tuple[str, ...] = (
@@ -129,24 +131,6 @@ def mount_tracing() -> list[str]:
         else:
             log.warning("mount failed", extra={"path": path, "fstype": fstype, "err": res.stderr.strip()})
     return done
-
-
-DELAYACCT = Path("/proc/sys/kernel/task_delayacct")
-
-
-def enable_delay_accounting(knob: Path = DELAYACCT) -> list[str]:
-    """Turn on per-task delay accounting: without it taskstats reports zero run-queue and block-I/O delay.
-
-    Debian kernels ship with it off (it costs a few clock reads per context switch).
-    """
-    try:
-        if knob.read_text().strip() == "1":
-            return []
-        knob.write_text("1\n")
-    except OSError as exc:
-        log.warning("cannot enable delay accounting", extra={"knob": str(knob), "err": str(exc)})
-        return []
-    return [f"{knob}=1"]
 
 
 def prepare_host() -> list[str]:

@@ -28,7 +28,7 @@ from services.collector.nvml import Gpus
 from services.collector.probes import ExecEvent, Probes
 from services.collector.publisher import Sink
 from services.collector.sampler import HostSampler, ProcessSampler
-from services.collector.taskstats import TaskstatsListener, TaskstatsRecord
+from services.collector.taskstats import TaskstatsListener, TaskstatsRecord, enable_delay_accounting
 
 log = logging.getLogger("execsight.collector")
 VERSION = "0.1.0"
@@ -208,6 +208,8 @@ class Collector:
     # ---- loop --------------------------------------------------------------------------------
 
     def run(self) -> int:
+        for change in enable_delay_accounting():
+            log.info("enabled delay accounting", extra={"change": change})
         try:
             self.taskstats = TaskstatsListener()
         except OSError as exc:

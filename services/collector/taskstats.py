@@ -7,10 +7,14 @@ is decoded here with fixed offsets (the struct only ever grows at its end).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import struct
 from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 NETLINK_GENERIC = 16
 TASKSTATS_CMD_GET = 1
@@ -227,3 +231,22 @@ class TaskstatsListener:
 
     def close(self) -> None:
         self.sock.close()
+
+
+DELAYACCT = Path("/proc/sys/kernel/task_delayacct")
+
+
+def enable_delay_accounting(knob: Path = DELAYACCT) -> list[str]:
+    """Turns on per-task delay accounting; returns the change made, if any.
+
+    Without it taskstats reports zero run-queue and block-I/O delay, and the tune worker could not
+    tell an I/O-bound task from a compute-bound one. Debian kernels ship with it off.
+    """
+    try:
+        if knob.read_text().strip() == "1":
+            return []
+        knob.write_text("1\n")
+    except OSError as exc:
+        log.warning("cannot enable delay accounting: delays will read 0", extra={"knob": str(knob), "err": str(exc)})
+        return []
+    return [f"{knob}=1"]

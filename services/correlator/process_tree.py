@@ -213,8 +213,7 @@ class HostTree:
             raise ValueError(f"unexpected record type {kind}")
         if t:
             out.event_times_ns.append(t)
-            if kind.startswith("Process"):
-                self.last_event_ns = max(self.last_event_ns, t)
+            self.last_event_ns = max(self.last_event_ns, t)  # heartbeats move the host's clock too
             self._roll_activity(t, out)
 
     # ------------------------------------------------------------------ helpers

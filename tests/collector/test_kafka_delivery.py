@@ -41,16 +41,16 @@ def _consume_all(bootstrap: str, topics: list[str], until: Any, timeout: float) 
             for m in c.consume(1000, 1.0):
                 if m.error():
                     continue
-                name, rec = codec.decode(m.value())
-                out.append((m.key(), name, rec))
+                name, rec = codec.decode(m.value() or b"")
+                out.append((m.key() or b"", name, rec))
             if until(out):
                 # read a little longer: duplicates would arrive now
                 end = time.monotonic() + 3
                 while time.monotonic() < end:
                     for m in c.consume(1000, 0.5):
                         if not m.error():
-                            name, rec = codec.decode(m.value())
-                            out.append((m.key(), name, rec))
+                            name, rec = codec.decode(m.value() or b"")
+                            out.append((m.key() or b"", name, rec))
                 return out
     finally:
         c.close()

@@ -15,7 +15,7 @@ from schemas.codec import default_codec
 from schemas.topics import DEADLETTER, ENRICHED_RUN, ENRICHED_TASK
 
 from . import fixture_streams
-from .correlator_events import MS, S, Host, host_sample
+from .correlator_events import MS, Host, S, host_sample
 from .worker_process import WorkerProcess, consume_all, produce, query, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.db]

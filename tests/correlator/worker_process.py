@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 HOST_TYPES = ("HostSample", "CollectorStatus")
 T = TypeVar("T")
 ENTRY = "import sys; from services.correlator.main import main; sys.exit(main(sys.argv[1:]))"
+ENTRY = "import sys; from services.correlator.main import main; sys.exit(main(sys.argv[1:]))"
 
 
 class WorkerProcess:
