@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
-from types import FrameType
 
 from execsight.kafka_io import wait_for_broker
-from execsight.logs import setup_logging
-from execsight.settings import SettingsError, load_settings
+from execsight.lifecycle import settings_or_exit, stop_on_signals
 from services.sweep.aws_scanner import AwsScanner
 from services.sweep.report_table import format_table
 from services.sweep.worker import run_forever, run_once
@@ -31,12 +27,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--retry-mode", choices=("adaptive", "standard"), default="adaptive")
     parser.add_argument("--max-attempts", type=int, default=10, help="botocore attempts per call (throttling)")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"execsight sweep: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(settings.log_level, settings.log_format)
+    settings = settings_or_exit("execsight sweep")
     regions = tuple(args.region) if args.region else settings.aws_regions
     scanner = AwsScanner(max_attempts=args.max_attempts, retry_mode=args.retry_mode) if regions else None
     if args.once:
@@ -48,13 +39,6 @@ def main(argv: list[str]) -> int:
         for region, error in result.failed_regions.items():
             print(f"region {region} not scanned: {error}", file=sys.stderr)
         return 1 if result.failed_regions else 0
-    stop = threading.Event()
-
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("stopping", extra={"signal": signum})
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = stop_on_signals()
     wait_for_broker(settings)
     return run_forever(settings, scanner, stop, regions=regions)

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import sys
-import threading
-from types import FrameType
 
 from execsight.kafka_io import wait_for_broker
-from execsight.logs import setup_logging
-from execsight.settings import SettingsError, load_settings
+from execsight.lifecycle import settings_or_exit, stop_on_signals
 from services.tune.worker import TuneWorker
 
 log = logging.getLogger("services.tune")
@@ -23,20 +18,8 @@ def main(argv: list[str]) -> int:
                         help="exit after S seconds without messages (default: run until SIGTERM)")
     parser.add_argument("--batch-size", type=int, default=200, help="messages per database transaction")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"execsight tune: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(settings.log_level, settings.log_format)
-    stop = threading.Event()
-
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("stopping", extra={"signal": signum})
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    settings = settings_or_exit("execsight tune")
+    stop = stop_on_signals()
     wait_for_broker(settings)
     worker = TuneWorker(settings)
     worker.run(stop, idle_exit_s=args.idle_exit, batch_size=args.batch_size)
