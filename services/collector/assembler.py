@@ -17,6 +17,7 @@ from services.collector import identity
 from services.collector.cgroups import parse_container
 from services.collector.filters import ExecRateLimiter, Rules, is_kernel_thread
 from services.collector.probes import ExecEvent, ExitEvent, ForkEvent, KernelEvent, OomEvent
+from services.collector.procfs import EnvironFilter
 from services.collector.redact import redact_argv
 from services.collector.taskstats import TaskstatsRecord
 
@@ -26,6 +27,7 @@ Emitted = tuple[str, Record]
 JOIN_TIMEOUT_NS = 2_000_000_000  # taskstats records may lag behind the ring buffer under load
 FALLBACK_GRACE_NS = 100_000_000
 STALE_AGG_NS = 120_000_000_000
+STALE_SCAN_NS = 1_000_000_000  # how often tick() looks for stale taskstats aggregates
 
 
 class Lookups(Protocol):
@@ -77,6 +79,9 @@ class TsAgg:
         self.updated_ns = now_ns
         if rec.pid == rec.tgid:
             self.leader = rec
+        if not self.sums:  # the first (usually the only) thread: nothing to combine
+            self.sums = rec.accounting()
+            return
         for k, v in rec.accounting().items():
             if k in self.MAX_FIELDS:
                 self.sums[k] = max(self.sums.get(k, 0), v)
@@ -131,6 +136,8 @@ class Assembler:
         self.cgroup_paths: dict[int, str] = {}
         self.counters = Counters()
         self._out: list[Emitted] = []
+        self._environ = EnvironFilter()
+        self._next_stale_scan = 0
 
     # ---- helpers -------------------------------------------------------------------
 
@@ -223,9 +230,13 @@ class Assembler:
         else:
             self.counters.exec_args_missing += 1
             argv, truncated = [ev.comm], True
+        if ev.environ is not None and not ev.environ_truncated:
+            env = self._environ(ev.environ)  # read by BPF at exec: no /proc read, no race with a quick exit
+        else:
+            env = self.lookups.environ(ev.pid) or (self._environ(ev.environ) if ev.environ else {})
         self._emit("ProcessExec", self._exec_record(
-            p, time_ns, argv, truncated, ev.uid, cgroup_path,
-            self.lookups.environ(ev.pid), self.lookups.cwd(ev.pid), "EBPF"))
+            p, time_ns, argv, truncated, ev.uid, cgroup_path, env,
+            ev.cwd if ev.cwd is not None else self.lookups.cwd(ev.pid), "EBPF"))
 
     def _on_exit(self, ev: ExitEvent, now_boot_ns: int) -> None:
         p = self.procs.get(ev.pid)
@@ -241,7 +252,7 @@ class Assembler:
         if agg is not None and ev.tid in agg.pids:
             self._finish_exit(pe)
         else:
-            self.pending_exits[ev.pid] = pe
+            self._pend(pe)
 
     # ---- taskstats ---------------------------------------------------------------------
 
@@ -257,8 +268,12 @@ class Assembler:
             del self.pending_exits[rec.tgid]
             self._finish_exit(pe)
         elif self.fallback and rec.pid == rec.tgid:
-            self.pending_exits[rec.tgid] = PendingExit(rec.tgid, rec.pid, now_boot_ns + FALLBACK_GRACE_NS,
-                                                       fallback=rec)
+            self._pend(PendingExit(rec.tgid, rec.pid, now_boot_ns + FALLBACK_GRACE_NS, fallback=rec))
+
+    def _pend(self, pe: PendingExit) -> None:
+        # re-inserted at the end, so pending_exits stays in deadline order (tick stops at the first live one)
+        self.pending_exits.pop(pe.pid, None)
+        self.pending_exits[pe.pid] = pe
 
     def _fallback_identity(self, rec: TaskstatsRecord, now_boot_ns: int) -> tuple[Proc, bool]:
         """In fallback mode: the tracked process if its start agrees, else one derived from taskstats."""
@@ -328,16 +343,26 @@ class Assembler:
         return p
 
     def tick(self, now_boot_ns: int) -> None:
-        """Completes timed-out joins, drops stale state, emits throttle summaries."""
-        for pid, pe in list(self.pending_exits.items()):
-            if now_boot_ns >= pe.deadline_ns:
-                del self.pending_exits[pid]
-                if pe.kernel is not None and not (pe.pid in self.aggs and self.aggs[pe.pid].pids):
-                    self.counters.taskstats_join_timeouts += 1
-                self._finish_exit(pe)
-        for tgid, agg in list(self.aggs.items()):
-            if now_boot_ns - agg.updated_ns > STALE_AGG_NS and tgid not in self.procs:
-                del self.aggs[tgid]
+        """Completes timed-out joins, drops stale state, emits throttle summaries.
+
+        Called on every loop of the daemon, so it must not walk all state: pending exits are kept in
+        deadline order (one join timeout per mode, inserted as they come) and only the expired head is
+        visited; stale aggregates are looked for once a second."""
+        expired = []
+        for pe in self.pending_exits.values():
+            if now_boot_ns < pe.deadline_ns:
+                break
+            expired.append(pe)
+        for pe in expired:
+            del self.pending_exits[pe.pid]
+            if pe.kernel is not None and not (pe.pid in self.aggs and self.aggs[pe.pid].pids):
+                self.counters.taskstats_join_timeouts += 1
+            self._finish_exit(pe)
+        if now_boot_ns >= self._next_stale_scan:
+            self._next_stale_scan = now_boot_ns + STALE_SCAN_NS
+            for tgid, agg in list(self.aggs.items()):
+                if now_boot_ns - agg.updated_ns > STALE_AGG_NS and tgid not in self.procs:
+                    del self.aggs[tgid]
         if self.limiter is not None:
             now = self._time(now_boot_ns)
             for cg, window, n in self.limiter.flush(now):

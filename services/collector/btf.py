@@ -114,6 +114,22 @@ def _find(types: dict[int, BtfType], t: BtfType, member: str, base: int) -> int 
     return None
 
 
+# (macro, struct, member) for walking the working directory (task->fs->pwd) up to its root in BPF
+CWD_MEMBERS = (
+    ("OFF_TASK_FS", "task_struct", "fs"),
+    ("OFF_FS_PWD", "fs_struct", "pwd"),
+    ("OFF_PATH_MNT", "path", "mnt"),
+    ("OFF_PATH_DENTRY", "path", "dentry"),
+    ("OFF_DENTRY_PARENT", "dentry", "d_parent"),
+    ("OFF_DENTRY_NAME", "dentry", "d_name"),
+    ("OFF_QSTR_NAME", "qstr", "name"),
+    ("OFF_VFSMOUNT_ROOT", "vfsmount", "mnt_root"),
+    ("OFF_MOUNT_MNT", "mount", "mnt"),
+    ("OFF_MOUNT_PARENT", "mount", "mnt_parent"),
+    ("OFF_MOUNT_MOUNTPOINT", "mount", "mnt_mountpoint"),
+)
+
+
 @dataclass(frozen=True)
 class TaskOffsets:
     pid: int
@@ -124,9 +140,13 @@ class TaskOffsets:
     mm: int
     mm_arg_start: int
     mm_arg_end: int
+    mm_env_start: int
+    mm_env_end: int
+    cwd: tuple[tuple[str, int], ...] = ()  # (macro, offset) for CWD_MEMBERS; empty: cwd is read from /proc
 
     def cflags(self) -> list[str]:
-        return [
+        cwd = [f"-D{macro}={off}" for macro, off in self.cwd] + (["-DHAVE_CWD"] if self.cwd else [])
+        return [*cwd,
             f"-DOFF_PID={self.pid}",
             f"-DOFF_TGID={self.tgid}",
             f"-DOFF_START_BOOTTIME={self.start_boottime}",
@@ -135,6 +155,8 @@ class TaskOffsets:
             f"-DOFF_MM={self.mm}",
             f"-DOFF_MM_ARG_START={self.mm_arg_start}",
             f"-DOFF_MM_ARG_END={self.mm_arg_end}",
+            f"-DOFF_MM_ENV_START={self.mm_env_start}",
+            f"-DOFF_MM_ENV_END={self.mm_env_end}",
         ]
 
 
@@ -143,7 +165,11 @@ def task_offsets(path: Path = VMLINUX_BTF) -> TaskOffsets:
         data = path.read_bytes()
     except OSError as exc:
         raise BtfError(f"{path}: {exc.strerror}") from exc
-    types = parse_btf(data, frozenset({"task_struct", "mm_struct"}))
+    types = parse_btf(data, frozenset({"task_struct", "mm_struct", *(s for _, s, _ in CWD_MEMBERS)}))
+    try:
+        cwd = tuple((macro, member_offset(types, s, m)) for macro, s, m in CWD_MEMBERS)
+    except BtfError:
+        cwd = ()
     return TaskOffsets(
         pid=member_offset(types, "task_struct", "pid"),
         tgid=member_offset(types, "task_struct", "tgid"),
@@ -153,4 +179,7 @@ def task_offsets(path: Path = VMLINUX_BTF) -> TaskOffsets:
         mm=member_offset(types, "task_struct", "mm"),
         mm_arg_start=member_offset(types, "mm_struct", "arg_start"),
         mm_arg_end=member_offset(types, "mm_struct", "arg_end"),
+        mm_env_start=member_offset(types, "mm_struct", "env_start"),
+        mm_env_end=member_offset(types, "mm_struct", "env_end"),
+        cwd=cwd,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 
 _HEX64 = r"([0-9a-f]{64})"
@@ -18,6 +19,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
+@lru_cache(maxsize=4096)  # called for every exec, with the few cgroup paths a host has
 def parse_container(cgroup_path: str | None) -> tuple[str | None, str | None]:
     """(container_id, runtime) for a cgroup path, or (None, None)."""
     if not cgroup_path:

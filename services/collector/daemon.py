@@ -27,12 +27,14 @@ from services.collector.metrics import CollectorMetrics
 from services.collector.nvml import Gpus
 from services.collector.probes import ExecEvent, Probes
 from services.collector.publisher import Sink
+from services.collector.record_encoder import RecordEncoder
 from services.collector.sampler import HostSampler, ProcessSampler
 from services.collector.taskstats import TaskstatsListener, TaskstatsRecord, enable_delay_accounting
 
 log = logging.getLogger("execsight.collector")
 VERSION = "0.1.0"
 HOST_RECORDS = frozenset({"HostSample", "CollectorStatus"})
+TASKSTATS_BATCH_S = 0.02
 
 
 class ProcLookups:
@@ -74,6 +76,11 @@ def verify_offsets(probes: Probes, boot_epoch_ns: int) -> str | None:
                     got = identity.start_time_ns(boot_epoch_ns, ev.start_boot)
                     if want != got or ev.ppid != os.getpid():
                         return f"start time/parent mismatch (bpf {got} ppid {ev.ppid}, /proc {want})"
+                    proc_cwd = procfs.read_cwd(child.pid)
+                    if ev.cwd is not None and ev.cwd != proc_cwd:
+                        probes.use_cwd = False
+                        log.warning("working directory walked in BPF disagrees with /proc: reading /proc",
+                                    extra={"bpf": ev.cwd, "proc": proc_cwd})
                     return None
         return "no exec event for the verification child within 3 s"
     finally:
@@ -87,6 +94,7 @@ class Collector:
         self.sink = sink
         self.opts = opts
         self.codec = default_codec()
+        self.encoder = RecordEncoder(self.codec)
         self.key = settings.host_id.encode()
         self.topic_process = settings.topic(RAW_PROCESS)
         self.topic_host = settings.topic(RAW_HOST)
@@ -130,10 +138,16 @@ class Collector:
         self.probes_missing = probes.missing
 
     def _taskstats_thread(self) -> None:
+        """Hands taskstats records to the main loop in batches: after the first datagram it waits
+        TASKSTATS_BATCH_S and takes all that arrived meanwhile, so that an exit storm costs a few
+        wake-ups (and GIL hand-overs) a second rather than one per exit."""
         assert self.taskstats is not None
         while not self.stop.is_set():
             try:
                 recs = self.taskstats.receive(0.2)
+                if recs:
+                    time.sleep(TASKSTATS_BATCH_S)
+                    recs += self.taskstats.receive_ready()
             except OSError as exc:
                 log.error("taskstats socket failed", extra={"error": str(exc)})
                 return
@@ -169,7 +183,7 @@ class Collector:
 
     def publish(self, name: str, record: dict[str, Any]) -> None:
         try:
-            value = self.codec.encode(name, record)
+            value = self.encoder.encode(name, record)
         except ValueError as exc:
             self.encode_errors += 1
             log.error("record does not match its schema", extra={"record_type": name, "error": str(exc)})

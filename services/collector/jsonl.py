@@ -15,6 +15,10 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+# one encoder for all lines: json.dumps(default=...) would build a new one per call
+_ENCODER = json.JSONEncoder(default=_jsonable)
+
+
 @dataclass
 class JsonlSink:
     """``--output jsonl PATH|-``: the same records as JSON lines ({"type": name, ...record})."""
@@ -28,7 +32,7 @@ class JsonlSink:
 
     def send(self, topic: str, key: bytes, value: bytes, name: str, record: dict[str, Any]) -> None:
         assert self._fh is not None
-        self._fh.write(json.dumps({"type": name, "topic": topic, **record}, default=_jsonable) + "\n")
+        self._fh.write(_ENCODER.encode({"type": name, "topic": topic, **record}) + "\n")
         self.written += 1
 
     def poll(self) -> None:

@@ -9,6 +9,15 @@
 #ifndef ARGSIZE
 #define ARGSIZE 4096
 #endif
+#ifndef ENVSIZE
+#define ENVSIZE 8192
+#endif
+#define CWDSIZE 4096  // bytes of working-directory path components (a power of two)
+#define CWD_NAME 256  // one component, NUL included
+#define CWD_DEPTH 48  // components and mount crossings walked
+#ifndef WAKE_EVERY
+#define WAKE_EVERY 1024  // a power of two
+#endif
 #define TASK_DEAD 0x80
 
 enum ev_type { EV_FORK = 1, EV_EXEC = 2, EV_EXIT = 3, EV_ARGS = 4, EV_OOM = 5 };
@@ -33,7 +42,11 @@ struct exec_ev {
     char comm[COMM_LEN];
     char filename[FNAME_LEN];
     u32 args_len, args_total;
-    char args[ARGSIZE];  // NUL-separated argv from the new image's stack; only args_len bytes are sent
+    // NUL-separated argv from the new image's stack (args_len bytes), then trailers: u32 env_len,
+    // u32 env_total and env_len bytes of the NUL-separated environment; with HAVE_CWD, u32 cwd_len,
+    // u32 cwd_complete and cwd_len bytes of the working directory's components, leaf first, each
+    // NUL-terminated. Only the used bytes are sent.
+    char args[ARGSIZE + 8 + ENVSIZE + 8 + CWDSIZE];
 };
 
 struct exit_ev {
@@ -72,6 +85,19 @@ BPF_HASH(tstates, u32, struct tstate, 65536);  // tid -> scheduler state since t
 BPF_HASH(blkreq, struct blk_key, struct blk_val, 16384);
 BPF_HASH(oomed, u32, u64, 1024);               // victim tgid -> time
 BPF_PERCPU_ARRAY(exec_scratch, struct exec_ev, 1);  // exec events are built here, sent at their real length
+BPF_PERCPU_ARRAY(rb_submitted, u64, 1);             // events submitted per CPU (for wake-up batching)
+
+// Events are submitted without waking user space, which drains the buffer on its own schedule
+// (every 50 ms); every WAKE_EVERY-th event of a CPU wakes it early, so a burst is drained sooner.
+// A wake-up per event (bcc's default) costs the traced process an irq_work and the collector a
+// context switch for every fork, exec and exit.
+static __always_inline u64 rb_flags(void) {
+    u32 zero = 0;
+    u64 *n = rb_submitted.lookup(&zero);
+    if (!n) return 0;
+    *n += 1;
+    return (*n & (WAKE_EVERY - 1)) == 0 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
 
 static __always_inline void count_lost(u32 type) {
     u64 *v = lost.lookup(&type);
@@ -95,6 +121,47 @@ static __always_inline void *task_ptr(void *task, int off) {
     bpf_probe_read_kernel(&v, sizeof(v), (char *)task + off);
     return v;
 }
+
+#ifdef HAVE_CWD
+struct cwd_buf {
+    char b[CWDSIZE];
+};
+BPF_PERCPU_ARRAY(cwd_scratch, struct cwd_buf, 1);
+
+// The working directory's components, leaf first, each NUL-terminated: dentries walked up to the
+// mount root, across mounts to the root of the mount namespace (d_path's walk, without its locks).
+// Returns the bytes written (< CWDSIZE); *complete = 1 when the root was reached within the limits.
+static __always_inline u32 read_cwd(void *task, char *buf, u32 *complete) {
+    void *fs = task_ptr(task, OFF_TASK_FS);
+    void *dentry = task_ptr(fs, OFF_FS_PWD + OFF_PATH_DENTRY);
+    void *vfsmnt = task_ptr(fs, OFF_FS_PWD + OFF_PATH_MNT);
+    void *mnt = (char *)vfsmnt - OFF_MOUNT_MNT;
+    u32 pos = 0;
+    *complete = 0;
+    if (!fs || !dentry || !vfsmnt) return 0;
+    for (int i = 0; i < CWD_DEPTH; i++) {
+        if (dentry == task_ptr(vfsmnt, OFF_VFSMOUNT_ROOT)) {
+            void *parent_mnt = task_ptr(mnt, OFF_MOUNT_PARENT);
+            if (!parent_mnt || parent_mnt == mnt) { *complete = 1; break; }
+            dentry = task_ptr(mnt, OFF_MOUNT_MOUNTPOINT);
+            mnt = parent_mnt;
+            vfsmnt = (char *)mnt + OFF_MOUNT_MNT;
+            continue;
+        }
+        void *parent = task_ptr(dentry, OFF_DENTRY_PARENT);
+        if (!parent || parent == dentry) { *complete = 1; break; }
+        if (pos > CWDSIZE - CWD_NAME - 1) break;
+        void *name = task_ptr(dentry, OFF_DENTRY_NAME + OFF_QSTR_NAME);
+        int n = bpf_probe_read_kernel_str(buf + (pos & (CWDSIZE - 1)), CWD_NAME, name);
+        if (n <= 0) break;
+        // masked (a no-op after the check above) so that every path through the loop leaves pos in
+        // one range: the verifier can then prune instead of following each walk separately
+        pos = (pos + n) & (CWDSIZE - 1);
+        dentry = parent;
+    }
+    return pos & (CWDSIZE - 1);
+}
+#endif
 
 static __always_inline struct totals *totals_of(u32 tgid) {
     struct totals zero = {};
@@ -120,7 +187,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
     ev->pstart = task_u64(parent, OFF_START_BOOTTIME);
     ev->cgroup = bpf_get_current_cgroup_id();
     bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
-    events.ringbuf_submit(ev, 0);
+    events.ringbuf_submit(ev, rb_flags());
     return 0;
 }
 
@@ -156,9 +223,32 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     ev->args_len = 0;
     if (len > 0 && bpf_probe_read_user(ev->args, len & (ARGSIZE - 1), (void *)astart) == 0)
         ev->args_len = len;
-    u32 size = offsetof(struct exec_ev, args) + (ev->args_len & (ARGSIZE - 1));
+    // the environment, read like argv (what /proc/<pid>/environ shows, but before the process can exit)
+    u32 alen = ev->args_len & (ARGSIZE - 1);
+    u64 estart = task_u64(mm, OFF_MM_ENV_START);
+    u64 eend = task_u64(mm, OFF_MM_ENV_END);
+    u64 etotal = eend > estart ? eend - estart : 0;
+    u32 elen = etotal > ENVSIZE - 1 ? ENVSIZE - 1 : (u32)etotal;
+    if (elen > 0 && bpf_probe_read_user(ev->args + alen + 8, elen & (ENVSIZE - 1), (void *)estart) != 0)
+        elen = 0;
+    elen &= ENVSIZE - 1;
+    u32 trailer[2] = {elen, (u32)etotal};
+    bpf_probe_read_kernel(ev->args + alen, sizeof(trailer), trailer);
+    u32 size = offsetof(struct exec_ev, args) + alen + 8 + elen;
+#ifdef HAVE_CWD
+    struct cwd_buf *cb = cwd_scratch.lookup(&zero);
+    if (cb) {
+        u32 complete = 0;
+        u32 clen = read_cwd(task, cb->b, &complete) & (CWDSIZE - 1);
+        u32 coff = alen + 8 + elen;
+        u32 ctrailer[2] = {clen, complete};
+        bpf_probe_read_kernel(ev->args + coff, sizeof(ctrailer), ctrailer);
+        if (clen > 0) bpf_probe_read_kernel(ev->args + coff + 8, clen, cb->b);
+        size += 8 + clen;
+    }
+#endif
     if (size > sizeof(struct exec_ev)) size = sizeof(struct exec_ev);
-    if (events.ringbuf_output(ev, size, 0) != 0) count_lost(EV_EXEC);
+    if (events.ringbuf_output(ev, size, rb_flags()) != 0) count_lost(EV_EXEC);
     return 0;
 }
 
@@ -192,7 +282,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     } else {
         __builtin_memset(&ev->tot, 0, sizeof(ev->tot));
     }
-    events.ringbuf_submit(ev, 0);
+    events.ringbuf_submit(ev, rb_flags());
     return 0;
 }
 
@@ -205,7 +295,7 @@ TRACEPOINT_PROBE(oom, mark_victim) {
     ev->type = EV_OOM;
     ev->pid = pid;
     ev->ts = now;
-    events.ringbuf_submit(ev, 0);
+    events.ringbuf_submit(ev, BPF_RB_FORCE_WAKEUP);
     return 0;
 }
 

@@ -22,15 +22,18 @@ TRACEFS_DIRS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
 FNAME_LEN = 256
 ARGSIZE = 4096  # bytes of argv read per exec (NUL-separated); more sets argv_truncated
+ENVSIZE = 8192  # bytes of the environment read per exec; a longer one is read again from /proc
 MAX_ARGS = 256
 
 EV_FORK, EV_EXEC, EV_EXIT, EV_OOM = 1, 2, 3, 5
 LOST_NAMES = {EV_FORK: "fork", EV_EXEC: "exec", EV_EXIT: "exit", EV_OOM: "oom"}
 
+_TYPE = struct.Struct("<I")
 _FORK = struct.Struct("<IIIIQQQQ16s")
 _EXEC = struct.Struct(f"<IIIIQQQQII16s{FNAME_LEN}sII")
 _EXIT = struct.Struct("<IIIIQQQII16s8Q")
 _OOM = struct.Struct("<IIQ")
+_TRAILER = struct.Struct("<II")
 
 # (category, tracepoint) pairs the program attaches; optional ones are compiled in only if present.
 REQUIRED_TRACEPOINTS = (
@@ -51,7 +54,7 @@ def cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: that costs a microsecond per event
 class KernelTotalsRaw:
     on_cpu_ns: int = 0
     runq_ns: int = 0
@@ -66,7 +69,7 @@ class KernelTotalsRaw:
         return {k: int(getattr(self, k)) for k in self.__dataclass_fields__}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: that costs a microsecond per event
 class ForkEvent:
     pid: int
     ppid: int
@@ -77,7 +80,7 @@ class ForkEvent:
     comm: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: that costs a microsecond per event
 class ExecEvent:
     pid: int
     old_pid: int
@@ -92,9 +95,14 @@ class ExecEvent:
     filename: str
     argv: tuple[str, ...] = ()
     argv_truncated: bool = False
+    # the NUL-separated environment block as BPF read it (None: not read); when truncated, the
+    # partial last variable is already dropped and the rest of the block is only in /proc
+    environ: bytes | None = None
+    environ_truncated: bool = False
+    cwd: str | None = None  # the working directory as BPF resolved it (None: not resolved, read /proc)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: that costs a microsecond per event
 class ExitEvent:
     pid: int
     tid: int  # the last thread of the group: its taskstats record completes the join
@@ -107,7 +115,7 @@ class ExitEvent:
     totals: KernelTotalsRaw
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: that costs a microsecond per event
 class OomEvent:
     pid: int
     ts_boot: int
@@ -118,15 +126,29 @@ KernelEvent = ForkEvent | ExecEvent | ExitEvent | OomEvent
 
 def decode_event(data: bytes) -> KernelEvent | None:
     """Decodes one ring-buffer record (pure; unit-tested with packed bytes)."""
-    (etype,) = struct.unpack_from("<I", data, 0)
+    (etype,) = _TYPE.unpack_from(data, 0)
     if etype == EV_FORK:
         _, pid, ppid, _f, ts, start, pstart, cg, comm = _FORK.unpack_from(data)
         return ForkEvent(pid, ppid, ts, start, pstart, cg, cstr(comm))
     if etype == EV_EXEC:
         _, pid, old, ppid, ts, start, pstart, cg, uid, flags, comm, fname, alen, atotal = _EXEC.unpack_from(data)
-        argv, truncated = split_args(data[_EXEC.size : _EXEC.size + alen], atotal > alen)
+        end = _EXEC.size + alen
+        argv, truncated = split_args(data[_EXEC.size : end], atotal > alen)
+        environ, env_cut, cwd = None, False, None
+        if len(data) >= end + _TRAILER.size:
+            elen, etotal = _TRAILER.unpack_from(data, end)
+            end += _TRAILER.size
+            environ = data[end : end + elen]
+            end += elen
+            if etotal > elen:
+                env_cut = True
+                environ = environ[: environ.rfind(b"\0") + 1]
+            if len(data) >= end + _TRAILER.size:
+                clen, complete = _TRAILER.unpack_from(data, end)
+                if complete:
+                    cwd = join_cwd(data[end + _TRAILER.size : end + _TRAILER.size + clen])
         return ExecEvent(pid, old, ppid, ts, start, pstart, cg, uid, bool(flags & 1), cstr(comm), cstr(fname),
-                         argv, truncated)
+                         argv, truncated, environ, env_cut, cwd)
     if etype == EV_EXIT:
         vals = _EXIT.unpack_from(data)
         _, pid, code, flags, ts, start, cg, tid, _pad, comm = vals[:10]
@@ -135,6 +157,13 @@ def decode_event(data: bytes) -> KernelEvent | None:
         _, pid, ts = _OOM.unpack_from(data)
         return OomEvent(pid, ts)
     return None
+
+
+def join_cwd(components: bytes) -> str:
+    """NUL-terminated path components, leaf first (as BPF walks them) -> an absolute path."""
+    parts = components.split(b"\0")[:-1]
+    parts.reverse()
+    return "/" + b"/".join(parts).decode("utf-8", "replace")
 
 
 def split_args(raw: bytes, cut: bool) -> tuple[tuple[str, ...], bool]:
@@ -174,12 +203,14 @@ class Probes:
     """The loaded BPF program. ``poll`` returns decoded events in ring-buffer order."""
 
     offsets: TaskOffsets
-    ringbuf_pages: int = 16384  # 64 MiB: about 90,000 exec events of typical size
+    ringbuf_pages: int = 16384  # 64 MiB: about 30,000 exec events of typical size (argv + environment)
+    wake_every: int = 1024  # BPF wakes ``poll`` early on every wake_every-th event of a CPU (a power of two)
     attached: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     _bpf: Any = None
     _pending: list[KernelEvent] = field(default_factory=list)
     decode_errors: int = 0
+    use_cwd: bool = True  # the daemon clears it when the BPF walk disagreed with /proc at start-up
 
     def load(self) -> None:
         from bcc import BPF  # imported here: fallback mode and unit tests run without bcc
@@ -188,7 +219,8 @@ class Probes:
         if missing_required:
             raise RuntimeError(f"tracepoints missing: {', '.join(missing_required)}")
         cflags = [*self.offsets.cflags(), f"-DRINGBUF_PAGES={self.ringbuf_pages}",
-                  f"-DFNAME_LEN={FNAME_LEN}", f"-DARGSIZE={ARGSIZE}"]
+                  f"-DFNAME_LEN={FNAME_LEN}", f"-DARGSIZE={ARGSIZE}", f"-DENVSIZE={ENVSIZE}",
+                  f"-DWAKE_EVERY={self.wake_every}"]
         if tracepoint_has_field("sched/sched_process_exit", "group_dead"):
             cflags.append("-DHAVE_GROUP_DEAD")
         have_sock = all(tracepoint_exists(tp) for tp in OPTIONAL_TRACEPOINTS)
@@ -209,10 +241,15 @@ class Probes:
             self.decode_errors += 1
             return
         if ev is not None:
+            if not self.use_cwd and isinstance(ev, ExecEvent):
+                ev.cwd = None
             self._pending.append(ev)
 
     def poll(self, timeout_ms: int) -> list[KernelEvent]:
+        """Waits up to timeout_ms (less when BPF signals a burst), then drains the buffer: most events
+        are submitted without a wake-up, so epoll alone would not return them."""
         self._bpf.ring_buffer_poll(timeout_ms)
+        self._bpf.ring_buffer_consume()
         out, self._pending = self._pending, []
         return out
 

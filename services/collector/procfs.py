@@ -69,9 +69,19 @@ def read_io(pid: int) -> dict[str, int]:
         return {}
 
 
+# Every allow-listed name contains one of these: a block without any of them yields {} at once.
+_ENV_NEEDLES = (b"EXECSIGHT_", b"NXF_", b"SNAKEMAKE", b"JOB", b"_JQ_", b"SLURM_", b"_POD")
+assert all(any(n.decode() in name for n in _ENV_NEEDLES) for name in (*ENV_ALLOW_NAMES, *ENV_ALLOW_PREFIXES))
+
+
 def filter_environ(raw: bytes) -> dict[str, str]:
     """Only allow-listed variables from a NUL-separated environment block (pure)."""
-    out = {}
+    out: dict[str, str] = {}
+    for needle in _ENV_NEEDLES:
+        if needle in raw:
+            break
+    else:
+        return out
     for item in raw.split(b"\0"):
         name, sep, value = item.partition(b"=")
         if not sep:
@@ -82,16 +92,36 @@ def filter_environ(raw: bytes) -> dict[str, str]:
     return out
 
 
+class EnvironFilter:
+    """``filter_environ`` with a bounded memo: siblings in a process tree share their environment
+    block byte for byte, so most execs are a dictionary hit. The returned dicts are shared: do not
+    modify them."""
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self.max_entries = max_entries
+        self._memo: dict[bytes, dict[str, str]] = {}
+
+    def __call__(self, raw: bytes) -> dict[str, str]:
+        hit = self._memo.get(raw)
+        if hit is None:
+            hit = filter_environ(raw)
+            if len(self._memo) >= self.max_entries:
+                del self._memo[next(iter(self._memo))]
+            self._memo[raw] = hit
+        return hit
+
+
 def read_environ(pid: int) -> dict[str, str]:
     try:
-        return filter_environ((PROC / str(pid) / "environ").read_bytes())
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return filter_environ(fh.read())
     except OSError:
         return {}
 
 
 def read_cwd(pid: int) -> str | None:
     try:
-        return os.readlink(PROC / str(pid) / "cwd")
+        return os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 MASK = "<redacted>"
 
@@ -29,7 +30,19 @@ def _looks_like_aws_secret(s: str) -> bool:
     return any(c.isdigit() for c in s) and any(c.isupper() for c in s) and any(c.islower() for c in s)
 
 
+MEMO_MAX_LEN = 256  # arguments up to this length are memoised (pipelines repeat their arguments)
+
+
 def redact_arg(arg: str) -> str:
+    return _redact_arg_memo(arg) if len(arg) <= MEMO_MAX_LEN else _redact_arg(arg)
+
+
+@lru_cache(maxsize=8192)
+def _redact_arg_memo(arg: str) -> str:
+    return _redact_arg(arg)
+
+
+def _redact_arg(arg: str) -> str:
     m = _FLAG_EQ.match(arg)
     if m:
         return f"{m.group(1)}={MASK}"

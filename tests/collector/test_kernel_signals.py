@@ -82,6 +82,19 @@ def test_exit_code_3_and_identity_matches_proc(ebpf_collector: JsonlFeed) -> Non
     assert e["start_time_ns"] == boot + ticks * (1_000_000_000 // os.sysconf("SC_CLK_TCK"))
 
 
+def test_environment_and_cwd_of_a_process_that_exits_at_once(ebpf_collector: JsonlFeed, tmp_path: Path) -> None:
+    # read in BPF at exec: /proc/<pid>/environ and cwd are gone before user space could read them
+    work = tmp_path / "wörk dir"
+    work.mkdir()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NXF_TASK_WORKDIR": str(work), "SECRET_X": "s"}
+    p = subprocess.Popen(["/bin/true", "envcwd"], cwd=work, env=env)
+    assert p.wait(10) == 0
+    _exit_of(ebpf_collector, p.pid)
+    ex = next(r for r in ebpf_collector.of("ProcessExec") if r["pid"] == p.pid)
+    assert ex["env"] == {"NXF_TASK_WORKDIR": str(work)}
+    assert ex["cwd"] == str(work)
+
+
 def test_peak_rss_of_300_mib_within_5_percent(ebpf_collector: JsonlFeed) -> None:
     code = ("import mmap\nm = mmap.mmap(-1, 300 << 20)\n"
             "for i in range(0, 300 << 20, 4096):\n    m[i] = 1\n")
