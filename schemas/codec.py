@@ -45,6 +45,11 @@ class Schema:
     fingerprint: bytes
     path: Path | None = None
 
+    @property
+    def header(self) -> bytes:
+        """The 10 bytes before every body written with this schema."""
+        return MAGIC + self.fingerprint
+
 
 def schema_fingerprint(parsed: Any) -> bytes:
     """8-byte little-endian CRC-64-AVRO fingerprint of the parsing canonical form."""
@@ -73,7 +78,8 @@ def parse_schema_file(path: Path) -> Schema:
     except json.JSONDecodeError as exc:
         raise CodecError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
     try:
-        parsed = fastavro.parse_schema(raw, _write_hint=False)
+        # Parsed once, with fastavro's "already parsed" hint, so encode/decode never re-parse it.
+        parsed = fastavro.parse_schema(raw)
     except Exception as exc:  # fastavro raises several exception types for bad schemas
         raise CodecError(f"{path}: invalid Avro schema: {exc}") from exc
     return Schema(name=raw["name"], parsed=parsed, fingerprint=schema_fingerprint(parsed), path=path)
@@ -112,8 +118,7 @@ class Codec:
     def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
         schema = self.schema(name)
         buf = io.BytesIO()
-        buf.write(MAGIC)
-        buf.write(schema.fingerprint)
+        buf.write(schema.header)
         try:
             fastavro.schemaless_writer(buf, schema.parsed, record, strict_allow_default=True)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:

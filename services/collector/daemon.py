@@ -27,7 +27,6 @@ from services.collector.metrics import CollectorMetrics
 from services.collector.nvml import Gpus
 from services.collector.probes import ExecEvent, Probes
 from services.collector.publisher import Sink
-from services.collector.record_encoder import RecordEncoder
 from services.collector.sampler import HostSampler, ProcessSampler
 from services.collector.taskstats import TaskstatsListener, TaskstatsRecord, enable_delay_accounting
 
@@ -94,7 +93,6 @@ class Collector:
         self.sink = sink
         self.opts = opts
         self.codec = default_codec()
-        self.encoder = RecordEncoder(self.codec)
         self.key = settings.host_id.encode()
         self.topic_process = settings.topic(RAW_PROCESS)
         self.topic_host = settings.topic(RAW_HOST)
@@ -183,7 +181,7 @@ class Collector:
 
     def publish(self, name: str, record: dict[str, Any]) -> None:
         try:
-            value = self.encoder.encode(name, record)
+            value = self.codec.encode(name, record)
         except ValueError as exc:
             self.encode_errors += 1
             log.error("record does not match its schema", extra={"record_type": name, "error": str(exc)})

@@ -6,11 +6,10 @@ import os
 import random
 import struct
 
-from schemas.codec import CodecError, default_codec
+from schemas.codec import default_codec
 from services.collector.assembler import Assembler
 from services.collector.probes import ExecEvent, ExitEvent, KernelTotalsRaw, decode_event, join_cwd
 from services.collector.procfs import ENV_ALLOW_NAMES, EnvironFilter, filter_environ
-from services.collector.record_encoder import RecordEncoder
 from services.collector.taskstats import decode_stats
 
 BOOT = 1_700_000_000_000_000_000
@@ -98,27 +97,6 @@ def test_taskstats_one_pass_decode_equals_field_by_field() -> None:
               "involuntary_ctxsw", "run_delay_ns", "blkio_delay_ns", "swapin_delay_ns"):
         assert getattr(fast, f) == getattr(slow, f), f
     assert fast.freepages_delay_ns == struct.unpack_from("<Q", buf, 320)[0] and slow.freepages_delay_ns == 0
-
-
-def test_record_encoder_is_byte_identical_to_the_codec() -> None:
-    codec = default_codec()
-    enc = RecordEncoder(codec)
-    a = Assembler("h", BOOT)
-    a.on_kernel(ExecEvent(10, 10, 1, 2, 0, 0, 1, 0, True, "x", "/bin/x", ("x", "--token=s"), False,
-                          b"NXF_TASK=t\0", False, "/w"), 0)
-    a.on_kernel(ExitEvent(10, 10, 0, 200 * MS, 0, 1, False, "x", KernelTotalsRaw(on_cpu_ns=5)), 300 * MS)
-    a.flush_all()
-    out = a.drain()
-    assert [n for n, _ in out] == ["ProcessExec", "ProcessExit"]
-    for name, rec in out:
-        assert enc.encode(name, rec) == codec.encode(name, rec)
-    bad = dict(out[0][1], pid="x")
-    for encode in (enc.encode, codec.encode):
-        try:
-            encode("ProcessExec", bad)
-        except CodecError:
-            continue
-        raise AssertionError("a bad record was encoded")
 
 
 def test_tick_expires_only_the_head_of_pending_exits_in_deadline_order() -> None:
