@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import psycopg
-from confluent_kafka import OFFSET_END, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from execsight import pricing
 from execsight.findings import publish_findings, upsert_findings
@@ -221,7 +221,16 @@ def assign_from(consumer: Consumer, settings: Settings, since_ns: int, timeout_s
             log.warning("waiting for topic", extra={"topic": name})
             time.sleep(1)
         wanted.extend(TopicPartition(name, p, since_ns // 1_000_000) for p in sorted(md.partitions))
-    offsets = consumer.offsets_for_times(wanted, timeout=30)
+    while True:
+        try:
+            offsets = consumer.offsets_for_times(wanted, timeout=30)
+            break
+        except KafkaException as exc:
+            # Right after topic creation the broker may answer with a stale leader epoch: try again.
+            if time.monotonic() > deadline:
+                raise
+            log.warning("offsets lookup failed, retrying", extra={"error": str(exc)})
+            time.sleep(1)
     assigned = [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
                 for tp in offsets]
     consumer.assign(assigned)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -16,10 +17,16 @@ from . import observed_fixture
 
 @pytest.fixture(scope="session")
 def readonly_role(database_server_url: str) -> Iterator[tuple[str, str]]:
-    """A login role with the grants 0005_grants.sql gives execsight_ui (SELECT only), for this session.
+    """The dashboard's read-only role.
 
-    Its own name, so the shared server's execsight_ui (and its password) stay untouched.
+    Where EXECSIGHT_UI_DATABASE_URL names one (the local stack and CI: execsight_ui, created by the
+    stack without any write privilege), that role; otherwise a login role of this session's own with
+    the grants 0005_grants.sql gives execsight_ui, so a shared server's execsight_ui stays untouched.
     """
+    configured = urlsplit(os.environ.get("EXECSIGHT_UI_DATABASE_URL", ""))
+    if configured.username and configured.password:
+        yield configured.username, configured.password
+        return
     name, password = f"execsight_ui_t{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     with psycopg.connect(database_server_url, autocommit=True) as conn:
         conn.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")

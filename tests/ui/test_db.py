@@ -19,8 +19,13 @@ def test_session_is_read_only_even_with_a_writer_dsn(database_url: str) -> None:
 
 def test_readonly_role_cannot_write_but_reads_every_contract_table(ui_database_url: str, database_url: str) -> None:
     with psycopg.connect(ui_database_url, autocommit=True) as conn:
+        insert = "INSERT INTO pipelines VALUES ('x', now(), now())"
+        # Two guards: sessions of the stack's role start read-only, and the role has no write grant.
+        with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction)):
+            conn.execute(insert)
+        conn.execute("SET default_transaction_read_only = off")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("INSERT INTO pipelines VALUES ('x', now(), now())")
+            conn.execute(insert)
         for table in ("runs", "run_overview", "tasks", "task_overview", "processes", "process_samples", "hosts",
                       "host_state", "host_samples", "host_minute", "run_minute", "collector_status", "findings",
                       "task_costs", "run_costs", "pipelines"):
