@@ -264,7 +264,7 @@ class LocalStack:
         lags: list[kafka_admin.GroupLag] = []
         if with_lag and out[0].state in {"up", "external"}:
             try:
-                lags = kafka_admin.consumer_group_lag(self.kafka_ep.address)
+                lags = self._own_groups(kafka_admin.consumer_group_lag(self.kafka_ep.address))
             except Exception as exc:  # lag is informative: never fail status over it
                 log.warning("consumer group lag unavailable", extra={"err": repr(exc)})
         for name in services.SERVICE_NAMES:
@@ -273,6 +273,11 @@ class LocalStack:
             out += [ComponentStatus(f"group {g.group}", "up", address=",".join(g.topics),
                                     detail=f"lag {g.lag} over {g.partitions} partitions") for g in lags]
         return out
+
+    def _own_groups(self, lags: list[kafka_admin.GroupLag]) -> list[kafka_admin.GroupLag]:
+        """Consumer groups reading this stack's topics only (not other prefixes' test or tenant groups)."""
+        own = {self.settings.topic(name) for name in load_topics()}
+        return [g for g in lags if g.topics and set(g.topics) <= own]
 
     def _kafka_status(self) -> ComponentStatus:
         pid = self.kafka_pid()
