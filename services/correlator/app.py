@@ -111,6 +111,9 @@ def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics |
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=options.commit_interval_s,
+        # a worker that died hands its partitions over after 15 s, not Faust's default 60 s
+        broker_session_timeout=15.0,
+        broker_heartbeat_interval=3.0,
         producer_acks=-1,
         stream_buffer_maxsize=max(4096, options.batch_size),
         datadir=str(datadir),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -40,6 +41,10 @@ class RawMessage:
     offset: int
     key: bytes | None
     value: bytes | None
+
+
+class OffsetGapError(RuntimeError):
+    """Messages of a partition were not delivered in sequence: the batch must not be applied."""
 
 
 class StateStore(Protocol):
@@ -84,7 +89,8 @@ class Stats:
     skipped_replayed: int = 0
     throttled_execs: int = 0
     last_batch_s: float = 0.0
-    delays_s: list[float] = field(default_factory=list)
+    delays_s: deque[float] = field(default_factory=lambda: deque(maxlen=20000))  # recent events
+    last_delays_s: list[float] = field(default_factory=list)  # the last batch's events
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
@@ -150,6 +156,7 @@ class BatchProcessor:
         self.hosts: dict[str, HostTree] = {}
         self.host_partition: dict[str, int] = {}
         self.marks: dict[tuple[str, int], int] = {}
+        self.next_offset: dict[tuple[str, int], int] = {}
         self.stats = Stats()
         self.raw_host_topic = settings.topic(RAW_HOST)
 
@@ -157,6 +164,7 @@ class BatchProcessor:
         """Drops cached host state (after a rebalance it is loaded again from the state store)."""
         self.hosts.clear()
         self.marks.clear()
+        self.next_offset.clear()
 
     def _tree(self, host_id: str) -> HostTree:
         tree = self.hosts.get(host_id)
@@ -166,14 +174,37 @@ class BatchProcessor:
             self.hosts[host_id] = tree
         return tree
 
-    def _mark(self, source: str, partition: int) -> int:
+    def _mark(self, source: str, partition: int, offset: int | None = None) -> int:
         k = (source, partition)
         if k not in self.marks:
             self.marks[k] = self.state.mark(source, partition)
+            if offset is not None and self.marks[k] >= 0 and offset > self.marks[k] + 1:
+                log.warning("offsets skipped between the last applied event and the first one read",
+                            extra={"source": source, "partition": partition, "mark": self.marks[k],
+                                   "first_offset": offset})
+            log.info("partition state loaded", extra={"source": source, "partition": partition,
+                                                      "mark": self.marks[k], "first_offset": offset})
         return self.marks[k]
+
+    def check_sequence(self, batch: Sequence[RawMessage]) -> None:
+        """Every partition's offsets must follow on from what was applied (raw topics are neither compacted
+        nor transactional). A hole means messages were not delivered: applying the batch would move the
+        marks past them, so the batch is refused and the worker restarts from its committed offsets."""
+        expected = dict(self.next_offset)
+        for msg in batch:
+            source = "H" if msg.topic == self.raw_host_topic else "P"
+            k = (msg.topic, msg.partition)
+            want = expected.get(k)
+            if want is None:
+                mark = self._mark(source, msg.partition, msg.offset)
+                want = msg.offset if mark < 0 or msg.offset <= mark + 1 else mark + 1
+            if msg.offset > want:
+                raise OffsetGapError(f"{msg.topic}[{msg.partition}]: offset {msg.offset} read, {want} expected")
+            expected[k] = max(want, msg.offset + 1)
 
     async def process(self, batch: Sequence[RawMessage]) -> Outputs:
         started = time.time()
+        self.check_sequence(batch)
         out = Outputs()
         touched: dict[str, HostTree] = {}
         last_offsets: dict[tuple[str, int], int] = {}
@@ -181,7 +212,7 @@ class BatchProcessor:
         for msg in batch:
             source = "H" if msg.topic == self.raw_host_topic else "P"
             last_offsets[(source, msg.partition)] = msg.offset
-            if msg.offset <= self._mark(source, msg.partition):
+            if msg.offset <= self._mark(source, msg.partition, msg.offset):
                 self.stats.skipped_replayed += 1
                 continue
             try:
@@ -209,6 +240,7 @@ class BatchProcessor:
         out.event_times_ns.sort()
 
         # (1) database
+        db_started = time.time()
         committed = await self.sink.write(out)
         # (2) enriched topics and dead letters, acknowledged
         self._publish(out, dead)
@@ -218,6 +250,8 @@ class BatchProcessor:
             partition = self.host_partition[host_id]
             for key, value in tree.changes():
                 self.state.write(partition, f"{host_id}|{key}", value)
+        for msg in batch:
+            self.next_offset[(msg.topic, msg.partition)] = msg.offset + 1
         for (source, partition), offset in last_offsets.items():
             if offset > self._mark(source, partition):
                 self.state.write_mark(source, partition, offset)
@@ -229,10 +263,10 @@ class BatchProcessor:
         self.stats.batches += 1
         self.stats.throttled_execs += out.throttled_execs
         self.stats.last_batch_s = time.time() - started
-        if out.event_times_ns:
-            self.stats.delays_s.extend(committed - t / 1e9 for t in out.event_times_ns)
-            if len(self.stats.delays_s) > 200_000:
-                del self.stats.delays_s[:100_000]
+        log.debug("batch committed", extra={"events": len(batch), "seconds": round(self.stats.last_batch_s, 4),
+                                            "db_s": round(committed - db_started, 4), "dead": len(dead)})
+        self.stats.last_delays_s = [committed - t / 1e9 for t in out.event_times_ns]
+        self.stats.delays_s.extend(self.stats.last_delays_s)
         return out
 
     def _publish(self, out: Outputs, dead: list[tuple[RawMessage, str]]) -> None:

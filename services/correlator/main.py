@@ -6,8 +6,9 @@ import argparse
 import logging
 import time
 
+from execsight.lifecycle import settings_or_exit
 from execsight.logs import setup_logging
-from execsight.settings import Settings, load_settings
+from execsight.settings import Settings
 
 log = logging.getLogger("services.correlator")
 
@@ -72,8 +73,7 @@ def _worker_class(base: type, settings: Settings) -> type:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    settings = load_settings()
-    setup_logging(settings.log_level, settings.log_format)
+    settings = settings_or_exit("execsight correlator")
 
     import faust
 

@@ -30,12 +30,15 @@ class CorrelatorMetrics:
                                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300), registry=r)
         self.batch_seconds = Histogram("execsight_correlator_batch_seconds", "Time to process one batch.",
                                        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=r)
+        self.delay_p50 = Gauge("execsight_correlator_event_to_commit_p50_seconds",
+                               "Median delay event time -> commit over the last 20000 events.", registry=r)
+        self.delay_p99 = Gauge("execsight_correlator_event_to_commit_p99_seconds",
+                               "99th percentile delay event time -> commit over the last 20000 events.", registry=r)
         self.db_failures = Gauge("execsight_correlator_db_failures", "Database write attempts that failed.",
                                  registry=r)
         self.live_hosts = Gauge("execsight_correlator_hosts", "Hosts with state in this worker.", registry=r)
         self._processor: Any = None
         self._window: list[tuple[float, int]] = []
-        self._delays_seen = 0
         self._dl_seen = 0
 
     def serve(self, port: int) -> None:
@@ -58,11 +61,13 @@ class CorrelatorMetrics:
         self._window = [(t, c) for t, c in self._window if now - t <= 10.0]
         span = max(1e-3, now - self._window[0][0]) if len(self._window) > 1 else max(1e-3, stats.last_batch_s)
         self.events_per_s.set(sum(c for _, c in self._window) / span)
-        delays = stats.delays_s
-        start = min(self._delays_seen, len(delays))
-        for d in delays[start:][-5000:]:
+        last = stats.last_delays_s
+        for d in last[:: max(1, len(last) // 2000)]:  # at most ~2000 observations per batch
             self.delay.observe(max(0.0, d))
-        self._delays_seen = len(delays)
+        recent = sorted(stats.delays_s)
+        if recent:
+            self.delay_p50.set(recent[len(recent) // 2])
+            self.delay_p99.set(recent[min(len(recent) - 1, int(len(recent) * 0.99))])
         self.db_failures.set(processor.sink.failures)
         self.live_hosts.set(len(processor.hosts))
 

@@ -213,7 +213,10 @@ class HostTree:
             raise ValueError(f"unexpected record type {kind}")
         if t:
             out.event_times_ns.append(t)
-            self.last_event_ns = max(self.last_event_ns, t)  # heartbeats move the host's clock too
+            if kind.startswith("Process"):
+                # only process events move the clock that closes idle runs: raw.host is another topic,
+                # read ahead of or behind raw.process, so its times say nothing about process events to come
+                self.last_event_ns = max(self.last_event_ns, t)
             self._roll_activity(t, out)
 
     # ------------------------------------------------------------------ helpers

@@ -34,6 +34,8 @@ class TcpProxy:
     def stop(self) -> None:
         with self._lock:
             if self._listener is not None:
+                with contextlib.suppress(OSError):
+                    self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked in its thread
                 self._listener.close()
                 self._listener = None
             for conn in self._conns:

@@ -35,15 +35,16 @@ def _exits(events: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
 def test_recorded_pipelines_become_runs_tasks_and_tools(settings: Settings, worker: WorkerProcess) -> None:
     streams = {name: fixture_streams.load(name, host_id=f"fx-{name}") for name in ("nextflow", "snakemake",
                                                                                     "explicit")}
-    # the collector's heartbeat goes on after the recording ends (lets the inactivity timeout see time pass)
-    last = max(r["time_ns"] for _, r in streams["snakemake"])
-    heartbeat = [host_sample("fx-snakemake", last + 10 * S)]
+    # the host goes on running things after the recording ends (the inactivity timeout sees time pass)
+    later = Host("fx-snakemake", t=max(r["time_ns"] for _, r in streams["snakemake"]) + 10 * S, next_pid=90000)
+    later.exit(later.seed(90000, ["true"]), "true")
+    heartbeat = later.events
     worker.start()
     produce(settings, [e for events in streams.values() for e in events] + heartbeat)
     dsn = settings.database_url
     # every process identity seen in the recordings has exactly one row
-    identities = {(r["host_id"], r["pid"], r["start_time_ns"]) for ev in streams.values() for k, r in ev
-                  if k.startswith("Process") and k != "ProcessSample"}
+    identities = {(r["host_id"], r["pid"], r["start_time_ns"]) for ev in [*streams.values(), later.events]
+                  for k, r in ev if k.startswith("Process") and k != "ProcessSample"}
     wait_for(lambda: query(dsn, "SELECT count(*) FROM processes")[0][0], lambda n: n >= len(identities))
     wait_for(lambda: query(dsn, "SELECT count(*) FROM tasks")[0][0], lambda n: n >= 3 + 9 + 5)
     # the Snakemake root's exit is not in its recording: the run is closed by the inactivity timeout
@@ -103,7 +104,7 @@ def test_poison_message_goes_to_dead_letter_and_processing_continues(settings: S
     h.exit(first, "gzip")
     misplaced = default_codec().encode("HostSample", host_sample("poison-host", h.t)[1])  # valid, wrong topic
     garbage = [b"\x00garbage", b"\xc3\x01" + b"\x00" * 8 + b"body", misplaced]
-    produce(settings, h.events[:3], extra=garbage)
+    produce(settings, h.events, extra=garbage)
     h.events.clear()
     second = h.spawn(sh, ["samtools", "faidx", "ref.fa"])
     h.exit(second, "samtools")
@@ -145,7 +146,8 @@ def synthetic_host(host_id: str, tasks: int, helpers: int) -> tuple[Host, dict[s
         procs += 1 + helpers
     h.exit(root, "bash", cpu_ns=3 * MS)
     cpu += 3 * MS
-    return h, {"tasks": tasks, "processes": procs, "run_cpu": cpu}
+    # rows: every process, the interactive shell too; the run: the root and its subtree
+    return h, {"tasks": tasks, "processes": procs, "run_processes": procs - 1, "run_cpu": cpu}
 
 
 def test_killed_worker_restarts_without_duplicates_or_gaps(settings: Settings, worker: WorkerProcess) -> None:
@@ -160,18 +162,28 @@ def test_killed_worker_restarts_without_duplicates_or_gaps(settings: Settings, w
     worker.kill()
     partial = query(dsn, "SELECT count(*) FROM tasks")[0][0]
     worker.start()
-    expected_procs = sum(x["processes"] for _, x in hosts) + len(hosts)  # + the seeded shells
-    wait_for(lambda: query(dsn, "SELECT count(*) FROM runs WHERE status = 'SUCCEEDED'")[0][0],
-             lambda n: n == len(hosts), timeout_s=120)
+    expected_procs = sum(x["processes"] for _, x in hosts)
+
+    def succeeded() -> int:
+        worker.supervise()
+        return int(query(dsn, "SELECT count(*) FROM runs WHERE status = 'SUCCEEDED'")[0][0])
+
+    wait_for(succeeded, lambda n: n == len(hosts), timeout_s=300)
+    have = {(r[0], r[1], r[2]) for r in query(dsn, "SELECT host_id, pid, start_time_ns FROM processes")}
+    want = {(r["host_id"], r["pid"], r["start_time_ns"]) for _, r in events}
+    missing = sorted(want - have)
+    near = query(dsn, "SELECT host_id, pid, start_time_ns, end_time IS NOT NULL, task_id, exe FROM processes"
+                      " WHERE pid BETWEEN 1050 AND 1062 AND host_id IN ('kill-host-0', 'kill-host-1') ORDER BY 1, 2")
+    assert not missing, (len(missing), missing[:20], near)
     assert query(dsn, "SELECT count(*) FROM processes")[0][0] == expected_procs
     assert query(dsn, "SELECT count(*) FROM tasks")[0][0] == sum(x["tasks"] for _, x in hosts) > partial
     for h, expected in hosts:
         row = query(dsn, "SELECT task_count, process_count, cpu_ns FROM runs WHERE host_id = %s", (h.host,))
-        assert row == [(expected["tasks"], expected["processes"], expected["run_cpu"])]
+        assert row == [(expected["tasks"], expected["run_processes"], expected["run_cpu"])]
         bad = query(dsn, "SELECT count(*) FROM tasks WHERE host_id = %s AND (process_count <> 5 OR cpu_ns <> %s)",
                     (h.host, 11 * MS))
         assert bad == [(0,)]
-    assert worker.starts == 2
+    assert worker.starts == 2 + worker.restarts_by_supervisor
 
 
 def test_edited_rules_file_changes_the_tool_of_the_next_process(settings: Settings, tmp_path: Path) -> None:
@@ -235,9 +247,8 @@ def test_database_outage_pauses_and_resumes_without_loss(settings: Settings, tmp
         wait_for(lambda: query(dsn, "SELECT count(*) FROM runs WHERE status = 'SUCCEEDED'")[0][0], lambda n: n == 2,
                  timeout_s=60)
         assert query(dsn, "SELECT task_count, process_count, cpu_ns FROM runs WHERE host_id = 'outage-b'") == [
-            (expected_b["tasks"], expected_b["processes"], expected_b["run_cpu"])]
-        assert query(dsn, "SELECT count(*) FROM processes WHERE host_id = 'outage-b'")[0][0] == (
-            expected_b["processes"] + 1)
+            (expected_b["tasks"], expected_b["run_processes"], expected_b["run_cpu"])]
+        assert query(dsn, "SELECT count(*) FROM processes WHERE host_id = 'outage-b'")[0][0] == expected_b["processes"]
     finally:
         worker.stop()
         proxy.stop()

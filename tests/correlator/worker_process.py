@@ -36,13 +36,14 @@ class WorkerProcess:
             "EXECSIGHT_TOPIC_PREFIX": settings.topic_prefix,
             "EXECSIGHT_DATABASE_URL": settings.database_url,
             "EXECSIGHT_STATE_DIR": str(settings.state_dir),
-            "EXECSIGHT_LOG_FORMAT": "text",
+            "EXECSIGHT_LOG_FORMAT": "json",
             "EXECSIGHT_LOG_LEVEL": "INFO",
             **(env or {}),
         }
         self.args = ["--no-metrics", "--batch-within", "0.1", "--commit-interval", "0.5", *args]
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.restarts_by_supervisor = 0
 
     def start(self, ready_timeout_s: float = 90.0) -> None:
         self.starts += 1
@@ -77,6 +78,13 @@ class WorkerProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
 
+    def supervise(self) -> None:
+        """What a supervisor (systemd, Kubernetes) does: start the worker again when it exited by itself
+        (it exits, unacknowledged, when it cannot finish a batch, e.g. a hole in the offsets it was given)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            self.restarts_by_supervisor += 1
+            self.start()
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -88,7 +96,9 @@ def produce(settings: Settings, events: Iterable[tuple[str, dict[str, Any]]], ex
             extra_key: bytes = b"poison-host") -> int:
     """Encodes and sends records keyed by host (raw.process or raw.host by type); returns how many."""
     codec = default_codec()
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20, "enable.idempotence": True})
+    # compressed like the collector's producer (execsight.kafka_io.producer_config): zstd
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20, "enable.idempotence": True,
+                         "compression.type": "zstd"})
     n = 0
     for kind, rec in events:
         topic = RAW_HOST if kind in HOST_TYPES else RAW_PROCESS
@@ -119,7 +129,7 @@ def wait_for(fn: Callable[[], T], ok: Callable[[T], bool], timeout_s: float = 60
 
 def query(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
-        return conn.execute(sql.encode() if not params else sql, params).fetchall()  # type: ignore[call-overload]
+        return conn.execute(sql.encode() if not params else sql, params).fetchall()
 
 
 def consume_all(settings: Settings, topic: str, min_messages: int, timeout_s: float = 30.0) -> list[Any]:

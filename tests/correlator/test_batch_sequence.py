@@ -1,0 +1,41 @@
+"""A batch whose partition offsets do not follow on from what was applied is refused (never skipped)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from execsight.settings import load_settings
+from schemas.codec import default_codec
+from services.correlator.batch import BatchProcessor, DictState, OffsetGapError, Publisher, RawMessage
+from services.correlator.sink import Sink
+from services.correlator.tool_rules import ReloadingRules
+
+
+def processor(tmp_path: Path, state: DictState) -> BatchProcessor:
+    settings = load_settings({"EXECSIGHT_STATE_DIR": str(tmp_path), "EXECSIGHT_TOPIC_PREFIX": "x."})
+    return BatchProcessor(settings, state, Sink("postgresql://unused"), Publisher(settings), ReloadingRules([]),
+                          default_codec())
+
+
+def msgs(topic: str, partition: int, offsets: list[int]) -> list[RawMessage]:
+    return [RawMessage(topic, partition, o, b"h", b"") for o in offsets]
+
+
+def test_offsets_must_follow_on(tmp_path: Path) -> None:
+    state = DictState()
+    state.write_mark("P", 1, 99)
+    proc = processor(tmp_path, state)
+    raw = "x.execsight.raw.process"
+    proc.check_sequence(msgs(raw, 1, [50, 51, 52]))  # a replay below the mark is fine
+    proc.check_sequence(msgs(raw, 1, [100, 101]))  # right after the mark
+    proc.check_sequence(msgs(raw, 0, [7, 8]))  # a partition without state starts anywhere
+    with pytest.raises(OffsetGapError, match=r"\[1\]: offset 105 read, 102 expected"):
+        proc.check_sequence(msgs(raw, 1, [100, 101, 105]))
+    with pytest.raises(OffsetGapError, match="offset 101 read, 100 expected"):
+        proc.check_sequence(msgs(raw, 1, [101]))  # one message after the mark was never seen
+    proc.next_offset[(raw, 1)] = 102
+    with pytest.raises(OffsetGapError):
+        proc.check_sequence(msgs(raw, 1, [103]))
+    proc.check_sequence(msgs(raw, 1, [102, 103]))
