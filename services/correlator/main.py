@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import subprocess
+import sys
 import time
+from types import FrameType
 
 from execsight.lifecycle import settings_or_exit
 from execsight.logs import setup_logging
@@ -23,7 +27,47 @@ def _parser() -> argparse.ArgumentParser:
                    help="Prometheus /metrics port (default EXECSIGHT_METRICS_PORT, or 9464 when that is 0)")
     p.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
     p.add_argument("--app-id", default="execsight-correlator", help="Faust app id (consumer group)")
+    p.add_argument("--no-supervise", action="store_true",
+                   help="run the Faust worker in this process, without restarting it after an aborted batch")
     return p
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the supervisor dies, even by SIGKILL, so no worker is orphaned."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def supervise(argv: list[str]) -> int:
+    """Runs the worker as a child and starts it again whenever it aborts an unfinished batch.
+
+    The worker exits with EXIT_UNFINISHED_BATCH (without acknowledging anything) when a batch cannot
+    be finished, e.g. on a hole in the offsets Faust delivered after a rebalance; a new worker reads
+    the batch again from the last committed offset. Any other exit status ends the supervisor too.
+    """
+    from services.correlator.app import EXIT_UNFINISHED_BATCH
+
+    child: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    restarts = 0
+    while True:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "execsight.cli", "correlator", "--no-supervise", *argv], preexec_fn=_die_with_parent
+        )
+        code = child.wait()
+        if code != EXIT_UNFINISHED_BATCH:
+            return code
+        restarts += 1
+        log.warning("worker aborted an unfinished batch; starting it again", extra={"restarts": restarts})
+        time.sleep(min(restarts, 10))
 
 
 def ensure_topics(settings: Settings) -> None:
@@ -74,6 +118,8 @@ def _worker_class(base: type, settings: Settings) -> type:
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     settings = settings_or_exit("execsight correlator")
+    if not args.no_supervise:
+        return supervise(argv)
 
     import faust
 

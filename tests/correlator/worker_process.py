@@ -22,7 +22,6 @@ REPO = Path(__file__).resolve().parents[2]
 HOST_TYPES = ("HostSample", "CollectorStatus")
 T = TypeVar("T")
 ENTRY = "import sys; from services.correlator.main import main; sys.exit(main(sys.argv[1:]))"
-ENTRY = "import sys; from services.correlator.main import main; sys.exit(main(sys.argv[1:]))"
 
 
 class WorkerProcess:
@@ -40,7 +39,8 @@ class WorkerProcess:
             "EXECSIGHT_LOG_LEVEL": "INFO",
             **(env or {}),
         }
-        self.args = ["--no-metrics", "--batch-within", "0.1", "--commit-interval", "0.5", *args]
+        # This harness is the supervisor here (it counts restarts), so the worker runs unsupervised.
+        self.args = ["--no-supervise", "--no-metrics", "--batch-within", "0.1", "--commit-interval", "0.5", *args]
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.restarts_by_supervisor = 0
