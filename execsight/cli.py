@@ -122,6 +122,7 @@ def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
     """Create the missing topics of schemas/topics.yaml (waits up to --wait seconds for the broker)."""
     from deploy.local import kafka_admin
+    from execsight.kafka_io import create_topics
     from schemas.topics import load_topics
 
     deadline = time.monotonic() + args.wait
@@ -130,7 +131,7 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
             print(f"execsight topics: no broker answers at {settings.kafka_bootstrap}", file=sys.stderr)
             return 1
         time.sleep(1)
-    created = set(kafka_admin.create_topics(settings.kafka_bootstrap, load_topics(), settings.topic_prefix))
+    created = set(create_topics(settings.kafka_bootstrap, settings.topic_prefix))
     for name in load_topics():
         topic = settings.topic(name)
         print(f"{topic}\t{'created' if topic in created else 'exists'}")

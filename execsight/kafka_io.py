@@ -7,10 +7,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from execsight.settings import Settings
-from schemas.topics import DEADLETTER
+from schemas.topics import DEADLETTER, Topic, load_topics
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,6 @@ def headers_dict(msg: Message) -> Mapping[str, bytes]:
 
 def wait_for_broker(settings: Settings, timeout_s: float = 0, interval_s: float = 2.0) -> None:
     """Blocks until the broker answers metadata (forever when timeout_s is 0), logging each retry."""
-    from confluent_kafka.admin import AdminClient
-
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     deadline = time.monotonic() + timeout_s if timeout_s else None
     while True:
@@ -101,3 +100,34 @@ def wait_for_broker(settings: Settings, timeout_s: float = 0, interval_s: float 
                 raise
             log.warning("kafka not reachable, retrying", extra={"error": str(exc)})
             time.sleep(interval_s)
+
+
+def create_topics(
+    bootstrap: str, prefix: str = "", topics: Mapping[str, Topic] | None = None, timeout_s: float = 30.0
+) -> list[str]:
+    """Creates the topics of schemas/topics.yaml that do not exist yet (name = prefix + name).
+
+    Existing topics are left alone, so every writer can call this at start.
+    """
+    client = AdminClient({"bootstrap.servers": bootstrap})
+    topics = load_topics() if topics is None else topics
+    have = set(client.list_topics(timeout=timeout_s).topics)
+    wanted = [
+        NewTopic(prefix + t.name, num_partitions=t.partitions, replication_factor=1, config=t.kafka_config())
+        for t in topics.values()
+        if prefix + t.name not in have
+    ]
+    if not wanted:
+        return []
+    created: list[str] = []
+    for name, fut in client.create_topics(wanted, operation_timeout=timeout_s).items():
+        try:
+            fut.result(timeout=timeout_s)
+            created.append(name)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise
+    log.info("created topics", extra={"topics": created})
+    return sorted(created)

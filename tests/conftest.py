@@ -19,8 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from execsight.kafka_io import create_topics
 from execsight.settings import Settings, load_settings
 from schemas.migrate import apply_migrations
 from schemas.topics import load_topics
@@ -116,13 +116,7 @@ def empty_database_url(database_server_url: str) -> Iterator[str]:
 def topic_prefix(kafka_bootstrap: str) -> str:
     """A unique prefix with every topic of schemas/topics.yaml created under it."""
     prefix = f"t{uuid.uuid4().hex[:10]}."
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    new = [
-        NewTopic(prefix + t.name, num_partitions=t.partitions, replication_factor=1, config=t.kafka_config())
-        for t in load_topics().values()
-    ]
-    for fut in admin.create_topics(new, operation_timeout=30).values():
-        fut.result(timeout=60)
+    assert len(create_topics(kafka_bootstrap, prefix)) == len(load_topics())
     return prefix
 
 

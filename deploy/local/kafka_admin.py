@@ -1,4 +1,4 @@
-"""Talking to a running broker: metadata health, topic creation from schemas/topics.yaml, group lag."""
+"""Talking to a running broker: metadata health and consumer-group lag (topic creation: execsight.kafka_io)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
-
-from schemas.topics import Topic
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 log = logging.getLogger(__name__)
 
@@ -32,31 +30,6 @@ def metadata_ok(bootstrap: str, timeout_s: float = 3.0) -> bool:
 def existing_topics(bootstrap: str, timeout_s: float = 10.0) -> set[str]:
     md = admin(bootstrap).list_topics(timeout=timeout_s)
     return set(md.topics)
-
-
-def create_topics(bootstrap: str, topics: dict[str, Topic], prefix: str, timeout_s: float = 30.0) -> list[str]:
-    """Create the topics that do not exist yet (name = prefix + name); existing ones are left alone."""
-    client = admin(bootstrap)
-    have = set(client.list_topics(timeout=timeout_s).topics)
-    wanted = [
-        NewTopic(prefix + t.name, num_partitions=t.partitions, replication_factor=1, config=t.kafka_config())
-        for t in topics.values()
-        if prefix + t.name not in have
-    ]
-    if not wanted:
-        return []
-    created: list[str] = []
-    for name, fut in client.create_topics(wanted, operation_timeout=timeout_s).items():
-        try:
-            fut.result(timeout=timeout_s)
-            created.append(name)
-        except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                continue
-            raise
-    log.info("created topics", extra={"topics": created})
-    return sorted(created)
 
 
 @dataclass(frozen=True)

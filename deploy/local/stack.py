@@ -18,6 +18,7 @@ from pathlib import Path
 
 from deploy.local import host_prep, kafka_admin, kafka_broker, pg_cluster, procs, services
 from deploy.local.endpoints import kafka_endpoint, pg_endpoint, pg_role, port_open
+from execsight.kafka_io import create_topics
 from execsight.settings import REPO_ROOT, Settings
 from schemas.topics import TOPICS_FILE, load_topics
 
@@ -157,8 +158,7 @@ class LocalStack:
             raise StackError(f"kafka did not become healthy at {ep.address}; log tail:\n{tail}")
 
     def ensure_topics(self, report: UpReport) -> None:
-        created = kafka_admin.create_topics(self.kafka_ep.address, load_topics(self.topics_file),
-                                            self.settings.topic_prefix)
+        created = create_topics(self.kafka_ep.address, self.settings.topic_prefix, load_topics(self.topics_file))
         report.changes += [f"topic created: {t}" for t in created]
         report.topics = self.topic_names()
 

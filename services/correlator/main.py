@@ -70,27 +70,6 @@ def supervise(argv: list[str]) -> int:
         time.sleep(min(restarts, 10))
 
 
-def ensure_topics(settings: Settings) -> None:
-    """Creates missing execsight topics (the stack normally has); existing ones are left alone."""
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
-    from schemas.topics import load_topics
-
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    have = set(admin.list_topics(timeout=30).topics)
-    new = [
-        NewTopic(settings.topic(t.name), num_partitions=t.partitions, replication_factor=1, config=t.kafka_config())
-        for t in load_topics().values()
-        if settings.topic(t.name) not in have
-    ]
-    for name, fut in (admin.create_topics(new, operation_timeout=30).items() if new else []):
-        try:
-            fut.result(timeout=60)
-            log.info("topic created", extra={"topic": name})
-        except Exception as exc:  # created concurrently by another process
-            log.info("topic not created", extra={"topic": name, "error": str(exc)})
-
-
 def _migrate(settings: Settings) -> None:
     from schemas.migrate import apply_migrations
 
@@ -123,12 +102,13 @@ def main(argv: list[str]) -> int:
 
     import faust
 
-    from execsight.kafka_io import wait_for_broker
+    from execsight.kafka_io import create_topics, wait_for_broker
     from services.correlator.app import Options, build_app
     from services.correlator.metrics import DEFAULT_PORT, CorrelatorMetrics
 
     wait_for_broker(settings)
-    ensure_topics(settings)
+    for topic in create_topics(settings.kafka_bootstrap, settings.topic_prefix):
+        log.info("topic created", extra={"topic": topic})
     _migrate(settings)
     metrics = CorrelatorMetrics()
     options = Options(
