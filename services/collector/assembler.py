@@ -3,7 +3,7 @@
 It keeps the live process table (pid -> identity, parent, cgroup, filter decision),
 joins exec arguments to their exec, and joins each exit to its taskstats record(s):
 an exit is complete when the record of the group's last thread has arrived (BPF tells
-which thread that was), or when the join times out (then ``accounting`` is null and
+which thread that was) or the group's TGID aggregate record, or when the join times out (then ``accounting`` is null and
 the miss is counted). In fallback mode (no BPF) exits come from taskstats alone.
 Side effects (reading /proc) are injected through ``Lookups``.
 """
@@ -28,6 +28,7 @@ JOIN_TIMEOUT_NS = 2_000_000_000  # taskstats records may lag behind the ring buf
 FALLBACK_GRACE_NS = 100_000_000
 STALE_AGG_NS = 120_000_000_000
 STALE_SCAN_NS = 1_000_000_000  # how often tick() looks for stale taskstats aggregates
+EXITED_KEEP_NS = 10_000_000_000  # how long a completed exit is remembered, to drop a duplicate of it
 
 
 class Lookups(Protocol):
@@ -133,6 +134,9 @@ class Assembler:
         self.pending_exits: dict[int, PendingExit] = {}
         self.aggs: dict[int, TsAgg] = {}
         self.oom: dict[int, int] = {}
+        # pid -> (start_ns, when) of exits already taken, oldest first: on kernels whose exit
+        # tracepoint lacks group_dead, two threads exiting together may both report the group's exit
+        self.exited: dict[int, tuple[int, int]] = {}
         self.cgroup_paths: dict[int, str] = {}
         self.counters = Counters()
         self._out: list[Emitted] = []
@@ -247,6 +251,11 @@ class Assembler:
             return
         if p is None and self._ignored(ev.pid, 0):
             return
+        done = self.exited.get(ev.pid)
+        if done is not None and done[0] == start:
+            return  # this process's exit is already in hand (pending or emitted)
+        self.exited.pop(ev.pid, None)
+        self.exited[ev.pid] = (start, now_boot_ns)
         pe = PendingExit(ev.pid, ev.tid, now_boot_ns + self.join_timeout_ns, kernel=ev)
         agg = self.aggs.get(ev.pid)
         if agg is not None and ev.tid in agg.pids:
@@ -258,6 +267,11 @@ class Assembler:
 
     def on_taskstats(self, rec: TaskstatsRecord, now_boot_ns: int) -> None:
         if rec.aggregate_tgid:
+            # sent after the record of the group's last thread: the whole group is gone
+            pe = self.pending_exits.get(rec.tgid)
+            if pe is not None and pe.kernel is not None:
+                del self.pending_exits[rec.tgid]
+                self._finish_exit(pe)
             return
         agg = self.aggs.get(rec.tgid)
         if agg is None:
@@ -358,6 +372,11 @@ class Assembler:
             if pe.kernel is not None and not (pe.pid in self.aggs and self.aggs[pe.pid].pids):
                 self.counters.taskstats_join_timeouts += 1
             self._finish_exit(pe)
+        while self.exited:
+            pid, (_start, at) = next(iter(self.exited.items()))
+            if now_boot_ns - at < EXITED_KEEP_NS:
+                break
+            del self.exited[pid]
         if now_boot_ns >= self._next_stale_scan:
             self._next_stale_scan = now_boot_ns + STALE_SCAN_NS
             for tgid, agg in list(self.aggs.items()):

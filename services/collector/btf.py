@@ -142,6 +142,10 @@ class TaskOffsets:
     mm_arg_end: int
     mm_env_start: int
     mm_env_end: int
+    group_leader: int
+    comm: int
+    signal: int
+    signal_live: int  # signal_struct.live: threads of the group not yet in do_exit
     cwd: tuple[tuple[str, int], ...] = ()  # (macro, offset) for CWD_MEMBERS; empty: cwd is read from /proc
 
     def cflags(self) -> list[str]:
@@ -157,6 +161,10 @@ class TaskOffsets:
             f"-DOFF_MM_ARG_END={self.mm_arg_end}",
             f"-DOFF_MM_ENV_START={self.mm_env_start}",
             f"-DOFF_MM_ENV_END={self.mm_env_end}",
+            f"-DOFF_GROUP_LEADER={self.group_leader}",
+            f"-DOFF_COMM={self.comm}",
+            f"-DOFF_SIGNAL={self.signal}",
+            f"-DOFF_SIGNAL_LIVE={self.signal_live}",
         ]
 
 
@@ -165,7 +173,7 @@ def task_offsets(path: Path = VMLINUX_BTF) -> TaskOffsets:
         data = path.read_bytes()
     except OSError as exc:
         raise BtfError(f"{path}: {exc.strerror}") from exc
-    types = parse_btf(data, frozenset({"task_struct", "mm_struct", *(s for _, s, _ in CWD_MEMBERS)}))
+    types = parse_btf(data, frozenset({"task_struct", "mm_struct", "signal_struct", *(s for _, s, _ in CWD_MEMBERS)}))
     try:
         cwd = tuple((macro, member_offset(types, s, m)) for macro, s, m in CWD_MEMBERS)
     except BtfError:
@@ -181,5 +189,9 @@ def task_offsets(path: Path = VMLINUX_BTF) -> TaskOffsets:
         mm_arg_end=member_offset(types, "mm_struct", "arg_end"),
         mm_env_start=member_offset(types, "mm_struct", "env_start"),
         mm_env_end=member_offset(types, "mm_struct", "env_end"),
+        group_leader=member_offset(types, "task_struct", "group_leader"),
+        comm=member_offset(types, "task_struct", "comm"),
+        signal=member_offset(types, "task_struct", "signal"),
+        signal_live=member_offset(types, "signal_struct", "live"),
         cwd=cwd,
     )

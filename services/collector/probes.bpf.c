@@ -122,6 +122,13 @@ static __always_inline void *task_ptr(void *task, int off) {
     return v;
 }
 
+// The thread group leader: the process that a thread belongs to. Parentage and identity are the
+// process's (tgid, leader's start time), never those of the thread that forked, exec'd or exited last.
+static __always_inline void *leader_of(void *task) {
+    void *leader = task_ptr(task, OFF_GROUP_LEADER);
+    return leader ? leader : task;
+}
+
 #ifdef HAVE_CWD
 struct cwd_buf {
     char b[CWDSIZE];
@@ -177,7 +184,8 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
     if (cpid != ctgid) return 0;  // a new thread, not a new process
     struct fork_ev *ev = events.ringbuf_reserve(sizeof(struct fork_ev));
     if (!ev) { count_lost(EV_FORK); return 0; }
-    void *parent = task_ptr(child, OFF_REAL_PARENT);
+    // real_parent is the forking thread, which need not be its process's leader
+    void *parent = leader_of(task_ptr(child, OFF_REAL_PARENT));
     ev->type = EV_FORK;
     ev->pid = ctgid;
     ev->ppid = task_u32(parent, OFF_TGID);
@@ -199,7 +207,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     if (!ev) return 0;
     void *task = (void *)bpf_get_current_task();
     u64 id = bpf_get_current_pid_tgid();
-    void *parent = task_ptr(task, OFF_REAL_PARENT);
+    void *parent = leader_of(task_ptr(task, OFF_REAL_PARENT));
     ev->type = EV_EXEC;
     ev->pid = id >> 32;
     ev->old_pid = args->old_pid;
@@ -256,25 +264,30 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = (u32)id, tgid = id >> 32;
     tstates.delete(&tid);
+    void *task = (void *)bpf_get_current_task();
+    // The process exits with the last thread of its group, which need not be the leader (the leader
+    // may have exited first, or the threads of an exit_group may finish in any order).
 #ifdef HAVE_GROUP_DEAD
     if (!args->group_dead) return 0;
 #else
-    if (tid != tgid) return 0;
+    // group_dead, as do_exit computed it: the live count it decremented (two threads exiting at once
+    // may both read 0; user space keeps the first exit of a process)
+    if (task_u32(task_ptr(task, OFF_SIGNAL), OFF_SIGNAL_LIVE) != 0) return 0;
 #endif
     struct exit_ev *ev = events.ringbuf_reserve(sizeof(struct exit_ev));
     if (!ev) { count_lost(EV_EXIT); ptotals.delete(&tgid); return 0; }
-    void *task = (void *)bpf_get_current_task();
+    void *leader = leader_of(task);
     ev->type = EV_EXIT;
     ev->pid = tgid;
     ev->exit_code = task_u32(task, OFF_EXIT_CODE);
     ev->tid = tid;
     ev->_pad = 0;
     ev->ts = bpf_ktime_get_boot_ns();
-    ev->start = task_u64(task, OFF_START_BOOTTIME);
+    ev->start = task_u64(leader, OFF_START_BOOTTIME);  // the process's start, not this thread's
     ev->cgroup = bpf_get_current_cgroup_id();
     ev->flags = oomed.lookup(&tgid) ? 1 : 0;
     oomed.delete(&tgid);
-    bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+    bpf_probe_read_kernel_str(&ev->comm, sizeof(ev->comm), (char *)leader + OFF_COMM);
     struct totals *t = ptotals.lookup(&tgid);
     if (t) {
         ev->tot = *t;

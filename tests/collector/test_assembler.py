@@ -111,3 +111,34 @@ def test_fallback_exit_from_taskstats_synthesises_exec() -> None:
     assert out[0][1]["start_time_ns"] == out[1][1]["start_time_ns"]
     for n, r in out:
         default_codec().encode(n, r)
+
+
+def test_second_exit_of_the_same_process_is_dropped() -> None:
+    # without group_dead in the tracepoint, two threads exiting at once may both report the group's exit
+    a = Assembler("h", BOOT)
+    a.on_kernel(exit_ev(25, 26, 4 << 8), 10 * MS)
+    a.on_kernel(exit_ev(25, 27, 4 << 8), 10 * MS)
+    a.on_taskstats(ts(26, 25), 11 * MS)
+    a.on_taskstats(ts(27, 25), 11 * MS)
+    a.tick(5_000 * MS)
+    (_name, rec), = a.drain()
+    assert rec["exit_code"] == 4 and rec["pid"] == 25
+    a.on_kernel(exit_ev(25, 28, 4 << 8), 20 * MS)
+    a.tick(5_000 * MS)
+    assert a.drain() == []
+    a.tick(20_000 * MS)
+    assert not a.exited  # forgotten after a while
+    a.on_kernel(replace(exit_ev(25, 25, 1 << 8), start_boot=150 * MS), 20_000 * MS)  # the pid reused
+    a.on_taskstats(ts(25, 25, 1 << 8), 20_001 * MS)
+    (_name, rec), = a.drain()
+    assert rec["exit_code"] == 1 and rec["start_time_ns"] == BOOT + 150 * MS
+
+
+def test_tgid_aggregate_record_completes_the_exit() -> None:
+    a = Assembler("h", BOOT)
+    a.on_kernel(exit_ev(30, 31, 0), 10 * MS)  # reported by thread 31, whose own record never comes
+    a.on_taskstats(ts(32, 30, utime=300), 11 * MS)
+    assert a.drain() == []
+    a.on_taskstats(replace(ts(32, 30, utime=999), aggregate_tgid=True), 11 * MS)
+    (_name, rec), = a.drain()
+    assert rec["pid"] == 30 and rec["accounting"]["utime_ns"] == 300 and not a.pending_exits
