@@ -438,7 +438,7 @@ def derive(
     explicit_task = env.get("EXECSIGHT_TASK")
     if explicit_task and ctx.run_id:
         if parent_task and parent is not None and parent.task == explicit_task:
-            ctx.task_id, ctx.task = parent.task_id, parent.task
+            ctx.task_id, ctx.task, ctx.engine = parent.task_id, parent.task, parent.engine
             _inherit_requests(ctx, parent)
         else:
             ctx.task_id = env.get("EXECSIGHT_TASK_ID") or f"{explicit_task}:{pid}.{start_ns}"
@@ -446,7 +446,8 @@ def derive(
             ctx.task_root = True
         return ctx
     if parent_task and parent is not None:
-        ctx.task_id, ctx.task = parent.task_id, parent.task
+        # A task's processes keep the engine that recognised the task, under an explicitly labelled run too.
+        ctx.task_id, ctx.task, ctx.engine = parent.task_id, parent.task, parent.engine
         _inherit_requests(ctx, parent)
         return ctx
     if ctx.role:  # a driver is run-level, never a task
@@ -461,6 +462,7 @@ def derive(
             ctx.engine = "nextflow"
             ctx.run_root = True
             ctx.pipeline = ctx.pipeline or _pipeline_from_nxf_env(env)
+        ctx.engine = "nextflow"
         ctx.task_id = task_hash
         ctx.task = nextflow_task_name(workdir, read) or task_hash
         ctx.task_root = True
@@ -480,6 +482,7 @@ def derive(
             ctx.engine = "snakemake"
             ctx.run_root = True
         name = rule or (f"script {job.script}" if job.script else "snakemake_job")
+        ctx.engine = "snakemake"
         ctx.task = name
         ctx.task_id = f"{name}#{job.jobid}:{pid}.{start_ns}" if job.jobid else f"{name}:{pid}.{start_ns}"
         ctx.task_root = True

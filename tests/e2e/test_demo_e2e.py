@@ -177,12 +177,14 @@ def test_snakemake_demo_end_to_end(settings: Settings, tmp_path: Path) -> None:
 
         # the run
         [run] = _rows(dsn, "SELECT * FROM runs WHERE run_id = %s", run_id)
-        assert (run["pipeline"], run["engine"], run["status"]) == ("demo", "snakemake", "FAILED"), run
+        # the run carries `execsight demo`'s explicit labels; its tasks were recognised as Snakemake jobs
+        assert (run["pipeline"], run["engine"], run["status"]) == ("demo", "explicit", "FAILED"), run
         assert run["failed_task_count"] == 1
         assert run["task_count"] == 15  # 14 jobs that finished + verify_archive (the `all` target never runs)
 
         # every task with its rule name; the failure with its exit code
         tasks = _rows(dsn, "SELECT * FROM tasks WHERE run_id = %s", run_id)
+        assert {t["engine"] for t in tasks} == {"snakemake"}
         assert {t["task"] for t in tasks} == SNAKEMAKE_RULES
         assert sorted(t["task"] for t in tasks if t["status"] == "FAILED") == ["verify_archive"]
         [failed] = [t for t in tasks if t["task"] == "verify_archive"]
@@ -244,8 +246,9 @@ def test_nextflow_shaped_demo_end_to_end(settings: Settings, tmp_path: Path) -> 
         assert rc == 0, out
         trace = outcome.read_trace(tmp_path / "runs" / run_id / "trace.txt")
         [run] = _rows(settings.database_url, "SELECT * FROM runs WHERE run_id = %s", run_id)
-        assert (run["pipeline"], run["engine"], run["status"]) == ("demo-nextflow", "nextflow", "FAILED"), run
+        assert (run["pipeline"], run["engine"], run["status"]) == ("demo-nextflow", "explicit", "FAILED"), run
         tasks = _rows(settings.database_url, "SELECT * FROM tasks WHERE run_id = %s", run_id)
+        assert {t["engine"] for t in tasks} == {"nextflow"}
         # process names with their tags, as in the .command.run headers
         assert {t["task"] for t in tasks} == {row["name"] for row in trace}
         # one task per work dir; the task id carries the work-dir hash (ab/cdef...)
