@@ -282,7 +282,7 @@ def snakemake_job(argv: Sequence[str], env: Mapping[str, str]) -> SnakemakeJob |
     except ValueError:
         threads = None
     try:
-        mem = int(mem_raw) * 1024 * 1024 if mem_raw else None
+        mem = int(mem_raw) * 1_000_000 if mem_raw else None  # Snakemake's mem_mb is decimal megabytes
     except ValueError:
         mem = None
     return SnakemakeJob(rule, jobid, threads, mem, sm["script"] if sm else None, body)

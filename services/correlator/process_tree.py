@@ -422,8 +422,10 @@ class HostTree:
         )
         if parent is None and old_run and ctx is not None and ctx.run_id is None:
             ctx = None  # parent gone: keep what the fork gave it
-        elif ctx is not None and old_tid and old_run == ctx.run_id and not env.get("EXECSIGHT_TASK"):
-            # a re-exec inside its task keeps the task; a generic task gets its name from the first exec
+        elif (ctx is not None and old_tid and old_run == ctx.run_id and not env.get("EXECSIGHT_TASK")
+              and not (ctx.task_root and ctx.task_id != old_tid)):
+            # a re-exec inside its task keeps the task; a generic task gets its name from the first exec,
+            # unless the exec shows an engine's own task (a Nextflow work dir, a Snakemake job): that wins
             ctx.task_id, ctx.task, ctx.task_root = old_tid, p.get("task"), bool(p.get("tr"))
             ctx.requested_cpus = ctx.requested_cpus or p.get("rqc")
             ctx.requested_memory_bytes = ctx.requested_memory_bytes or p.get("rqm")

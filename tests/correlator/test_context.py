@@ -76,7 +76,7 @@ def test_snakemake_jobs_by_label_target_jobs_and_snakefile() -> None:
                       "set -euo pipefail;  export SNAKEMAKE_RULE=align SNAKEMAKE_JOBID=7 SNAKEMAKE_THREADS=8 "
                       "SNAKEMAKE_MEM_MB=2000; bwa mem x"], "/tmp/w", {}, None, smk_parent)
     assert (labelled.task, labelled.task_id, labelled.requested_cpus, labelled.requested_memory_bytes) == (
-        "align", "align#7:71.2", 8.0, 2000 << 20)
+        "align", "align#7:71.2", 8.0, 2000 * 1_000_000)  # mem_mb: decimal megabytes
     spawned = derive(H, 72, 3, "/venv/bin/python3", ["/venv/bin/python3", "-m", "snakemake", "--snakefile", "x",
                      "--target-jobs", "stats:s=a", "--allowed-rules", "stats"], "/tmp/w", {}, None,
                      parent(pid=73, comm="sh", run_id=drv.run_id, engine="snakemake", pipeline="variant"))
