@@ -50,6 +50,7 @@ class ProcLookups:
 @dataclass
 class Options:
     mode: str = "auto"  # auto | ebpf | fallback
+    net_probes: str = "auto"  # auto | sock | syscalls: which tracepoints count network bytes (probes.py)
     sample_interval_s: float = 1.0
     host_interval_s: float = 5.0
     duration_s: float | None = None
@@ -118,7 +119,7 @@ class Collector:
             return
         try:
             offsets = task_offsets()
-            probes = Probes(offsets)
+            probes = Probes(offsets, net_probes=self.opts.net_probes)
             probes.load()
         except (BtfError, RuntimeError, ImportError, OSError, Exception) as exc:  # bcc raises bare Exception
             self.fallback_reason = f"eBPF unavailable: {exc}"

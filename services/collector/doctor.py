@@ -40,13 +40,27 @@ def run_checks() -> list[Check]:
     tdir = probes_mod.tracefs_dir()
     checks.append(Check("tracefs", tdir is not None, str(tdir) if tdir else "not mounted",
                         "mount -t tracefs nodev /sys/kernel/tracing"))
-    for tp in (*probes_mod.REQUIRED_TRACEPOINTS, *probes_mod.OPTIONAL_TRACEPOINTS):
-        optional = tp in probes_mod.OPTIONAL_TRACEPOINTS
+    optional_tps = (*probes_mod.OPTIONAL_TRACEPOINTS, *probes_mod.NET_SYSCALL_TRACEPOINTS)
+    for tp in (*probes_mod.REQUIRED_TRACEPOINTS, *optional_tps):
+        optional = tp in optional_tps
         checks.append(Check(f"tracepoint {tp}", probes_mod.tracepoint_exists(tp),
                             "present" if probes_mod.tracepoint_exists(tp) else "missing",
-                            "optional: network bytes fall back to /proc" if optional
+                            "optional: network bytes fall back (see 'network bytes')" if optional
                             else "needs a kernel with this tracepoint (CONFIG_FTRACE_SYSCALLS for syscalls/*)",
                             required_for_ebpf=not optional))
+    net = probes_mod.plan_net_probes("auto", probes_mod.tracepoint_exists)
+    if "-DHAVE_SOCK_LENGTH" in net.cflags:
+        checks.append(Check("network bytes", True, "sock:sock_send_length/sock_recv_length (every socket send/recv)",
+                            "", required_for_ebpf=False))
+    elif net.attached:
+        checks.append(Check("network bytes", False, "FALLBACK on syscalls:sys_exit_sendto/sendmsg/recvfrom/recvmsg: "
+                            + probes_mod.NET_SYSCALLS_LIMIT,
+                            "a kernel with the sock:sock_send_length and sock:sock_recv_length tracepoints",
+                            required_for_ebpf=False))
+    else:
+        checks.append(Check("network bytes", False, "no probes: only /proc/<pid>/io rchar/wchar (all I/O, not just "
+                            "network)", "a kernel with the sock:* tracepoints, or CONFIG_FTRACE_SYSCALLS",
+                            required_for_ebpf=False))
     try:
         import bcc  # noqa: F401
 

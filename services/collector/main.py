@@ -20,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", nargs="+", metavar=("KIND", "PATH"), default=["kafka"],
                    help="kafka (default) or 'jsonl PATH|-'")
     p.add_argument("--mode", choices=["auto", "ebpf", "fallback"], default="auto")
+    p.add_argument("--net-probes", choices=["auto", "sock", "syscalls"], default="auto",
+                   help="network bytes from the sock tracepoints (sock), the send/recv syscall "
+                        "tracepoints (syscalls: write/read on sockets not counted), or sock where present (auto)")
     p.add_argument("--rules", type=Path, help="rules file (default: EXECSIGHT_COLLECTOR_CONFIG)")
     p.add_argument("--sample-interval", type=float, help="seconds (default: EXECSIGHT_SAMPLE_INTERVAL_S)")
     p.add_argument("--host-interval", type=float, help="seconds (default: EXECSIGHT_HOST_INTERVAL_S)")
@@ -70,6 +73,7 @@ def main(argv: list[str]) -> int:
         return 2
     opts = Options(
         mode=args.mode,
+        net_probes=args.net_probes,
         sample_interval_s=args.sample_interval or settings.sample_interval_s,
         host_interval_s=args.host_interval or settings.host_interval_s,
         duration_s=args.duration,

@@ -425,3 +425,24 @@ TRACEPOINT_PROBE(sock, sock_recv_length) {
     return 0;
 }
 #endif
+
+// Fallback where the sock tracepoints are missing (or NET_SYSCALLS is asked for): the byte counts
+// that the socket send/receive syscalls return. Limits: write()/read()/writev()/readv()/splice()/
+// sendfile() on a socket and io_uring are not counted, nor sendmmsg/recvmmsg (they return message
+// counts); a recvmsg/recvfrom with MSG_PEEK is counted although it consumes nothing. Enabling the
+// syscall tracepoints also puts every task on the syscall tracing path (a small cost per syscall).
+#ifdef NET_SYSCALLS
+static __always_inline int net_add(long ret, int tx) {
+    if (ret <= 0) return 0;
+    struct totals *t = totals_of(bpf_get_current_pid_tgid() >> 32);
+    if (!t) return 0;
+    if (tx) __sync_fetch_and_add(&t->net_tx_bytes, ret);
+    else __sync_fetch_and_add(&t->net_rx_bytes, ret);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_sendto) { return net_add(args->ret, 1); }
+TRACEPOINT_PROBE(syscalls, sys_exit_sendmsg) { return net_add(args->ret, 1); }
+TRACEPOINT_PROBE(syscalls, sys_exit_recvfrom) { return net_add(args->ret, 0); }
+TRACEPOINT_PROBE(syscalls, sys_exit_recvmsg) { return net_add(args->ret, 0); }
+#endif

@@ -48,6 +48,40 @@ REQUIRED_TRACEPOINTS = (
     "block/block_rq_complete",
 )
 OPTIONAL_TRACEPOINTS = ("sock/sock_send_length", "sock/sock_recv_length")
+# The network fallback where the sock tracepoints are missing (any kernel with CONFIG_FTRACE_SYSCALLS):
+# the bytes that send/receive syscalls return. write()/read() on a socket, sendfile, splice, io_uring
+# and sendmmsg/recvmmsg (which return message counts) are not counted in that mode.
+NET_SYSCALL_TRACEPOINTS = (
+    "syscalls/sys_exit_sendto",
+    "syscalls/sys_exit_sendmsg",
+    "syscalls/sys_exit_recvfrom",
+    "syscalls/sys_exit_recvmsg",
+)
+NET_SYSCALLS_LIMIT = "write()/read() on sockets, sendfile, splice, io_uring and sendmmsg/recvmmsg not counted"
+NET_PROBE_CHOICES = ("auto", "sock", "syscalls")
+
+
+@dataclass(frozen=True)
+class NetProbePlan:
+    cflags: tuple[str, ...]
+    attached: tuple[str, ...]
+    missing: tuple[str, ...]
+
+
+def plan_net_probes(requested: str, exists: Callable[[str], bool]) -> NetProbePlan:
+    """Which tracepoints count network bytes (pure). ``requested``: auto (sock tracepoints, else the
+    syscall fallback), sock (the sock tracepoints or nothing) or syscalls (the fallback, forced)."""
+    if requested not in NET_PROBE_CHOICES:
+        raise ValueError(f"net probes {requested!r}: expected one of {', '.join(NET_PROBE_CHOICES)}")
+    have_sock = all(exists(tp) for tp in OPTIONAL_TRACEPOINTS)
+    if requested != "syscalls" and have_sock:
+        return NetProbePlan(("-DHAVE_SOCK_LENGTH",), OPTIONAL_TRACEPOINTS, ())
+    why = "not used (syscall fallback requested)" if have_sock else "not in this kernel"
+    sock_missing = tuple(f"{tp}: {why}" for tp in OPTIONAL_TRACEPOINTS)
+    if requested != "sock" and all(exists(tp) for tp in NET_SYSCALL_TRACEPOINTS):
+        return NetProbePlan(("-DNET_SYSCALLS",), NET_SYSCALL_TRACEPOINTS,
+                            (*sock_missing, f"network bytes from send/recv syscalls: {NET_SYSCALLS_LIMIT}"))
+    return NetProbePlan((), (), (*sock_missing, "no network byte probes (bytes from /proc/<pid>/io rchar/wchar only)"))
 
 
 def cstr(raw: bytes) -> str:
@@ -211,6 +245,7 @@ class Probes:
     _pending: list[KernelEvent] = field(default_factory=list)
     decode_errors: int = 0
     use_cwd: bool = True  # the daemon clears it when the BPF walk disagreed with /proc at start-up
+    net_probes: str = "auto"  # auto | sock | syscalls (see plan_net_probes)
 
     def load(self) -> None:
         from bcc import BPF  # imported here: fallback mode and unit tests run without bcc
@@ -223,14 +258,10 @@ class Probes:
                   f"-DWAKE_EVERY={self.wake_every}"]
         if tracepoint_has_field("sched/sched_process_exit", "group_dead"):
             cflags.append("-DHAVE_GROUP_DEAD")
-        have_sock = all(tracepoint_exists(tp) for tp in OPTIONAL_TRACEPOINTS)
-        if have_sock:
-            cflags.append("-DHAVE_SOCK_LENGTH")
-        self.attached = list(REQUIRED_TRACEPOINTS) + (list(OPTIONAL_TRACEPOINTS) if have_sock else [])
-        self.missing = [] if have_sock else [
-            f"{tp}: not in this kernel (network bytes from /proc/<pid>/io rchar/wchar deltas only)"
-            for tp in OPTIONAL_TRACEPOINTS
-        ]
+        net = plan_net_probes(self.net_probes, tracepoint_exists)
+        cflags.extend(net.cflags)
+        self.attached = [*REQUIRED_TRACEPOINTS, *net.attached]
+        self.missing = list(net.missing)
         self._bpf = BPF(text=SOURCE.read_text(), cflags=cflags)
         self._bpf["events"].open_ring_buffer(self._on_event)
 
@@ -278,9 +309,9 @@ class Probes:
             self._bpf = None
 
 
-def make_loader(offsets: TaskOffsets) -> Callable[[], Probes]:
+def make_loader(offsets: TaskOffsets, net_probes: str = "auto") -> Callable[[], Probes]:
     def load() -> Probes:
-        p = Probes(offsets)
+        p = Probes(offsets, net_probes=net_probes)
         p.load()
         return p
     return load

@@ -89,3 +89,28 @@ def burst_script(n: int, marker: str) -> str:
     return (
         f"i=0; while [ $i -lt {n} ]; do sh -c 'exit $(($1 % 5))' {marker}-$i $i & i=$((i+1)); done; wait"
     )
+
+
+def exit_of(feed: JsonlFeed, pid: int, timeout: float = 15.0) -> Rec:
+    """The ProcessExit record of ``pid``."""
+    rec: Rec = feed.wait_for(lambda rs: [r for r in rs if r["type"] == "ProcessExit" and r["pid"] == pid],
+                             timeout)[0]
+    return rec
+
+
+def tcp_loopback_transfer(n_bytes: int) -> tuple[int, int]:
+    """Sends n_bytes over loopback TCP from one Python process to another (socket.sendall/recv:
+    the sendto/recvfrom syscalls); both exit 0. Returns (sender pid, receiver pid)."""
+    recv = subprocess.Popen([sys.executable, "-S", "-c", (
+        "import socket,sys\ns=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(1)\n"
+        "print(s.getsockname()[1], flush=True)\nc,_=s.accept(); n=0\n"
+        f"while True:\n    b=c.recv(1<<16)\n    if not b: break\n    n+=len(b)\nassert n == {n_bytes}, n\n")],
+        stdout=subprocess.PIPE, text=True)
+    assert recv.stdout is not None
+    port = int(recv.stdout.readline())
+    send = subprocess.Popen([sys.executable, "-S", "-c", (
+        f"import socket\nc=socket.create_connection(('127.0.0.1',{port}))\n"
+        f"c.sendall(b'x' * {n_bytes}); c.close()\n")])
+    assert send.wait(30) == 0 and recv.wait(30) == 0
+    recv.stdout.close()
+    return send.pid, recv.pid

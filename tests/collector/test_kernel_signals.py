@@ -13,17 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from .feed import JsonlFeed, Rec, burst_script
+from .feed import JsonlFeed, Rec, burst_script, exit_of, tcp_loopback_transfer
 
 pytestmark = pytest.mark.ebpf
 
 MiB = 1 << 20
-
-
-def _exit_of(feed: JsonlFeed, pid: int, timeout: float = 15.0) -> Rec:
-    recs: Rec = feed.wait_for(lambda rs: [r for r in rs if r["type"] == "ProcessExit" and r["pid"] == pid],
-                              timeout)[0]
-    return recs
 
 
 def test_burst_of_2000_processes_all_reported_with_exec_exit_parent_and_code(ebpf_collector: JsonlFeed) -> None:
@@ -72,7 +66,7 @@ def test_exit_code_3_and_identity_matches_proc(ebpf_collector: JsonlFeed) -> Non
     p = subprocess.Popen(["sh", "-c", "sleep 0.3; exit 3"])
     ticks = int(Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
     assert p.wait(10) == 3
-    e = _exit_of(ebpf_collector, p.pid)
+    e = exit_of(ebpf_collector, p.pid)
     assert e["exit_code"] == 3 and e["signal"] is None
     ex = next(r for r in ebpf_collector.of("ProcessExec") if r["pid"] == p.pid)
     assert ex["start_time_ns"] == e["start_time_ns"]
@@ -89,7 +83,7 @@ def test_environment_and_cwd_of_a_process_that_exits_at_once(ebpf_collector: Jso
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NXF_TASK_WORKDIR": str(work), "SECRET_X": "s"}
     p = subprocess.Popen(["/bin/true", "envcwd"], cwd=work, env=env)
     assert p.wait(10) == 0
-    _exit_of(ebpf_collector, p.pid)
+    exit_of(ebpf_collector, p.pid)
     ex = next(r for r in ebpf_collector.of("ProcessExec") if r["pid"] == p.pid)
     assert ex["env"] == {"NXF_TASK_WORKDIR": str(work)}
     assert ex["cwd"] == str(work)
@@ -100,7 +94,7 @@ def test_peak_rss_of_300_mib_within_5_percent(ebpf_collector: JsonlFeed) -> None
             "for i in range(0, 300 << 20, 4096):\n    m[i] = 1\n")
     p = subprocess.Popen([sys.executable, "-S", "-c", code])
     assert p.wait(60) == 0
-    e = _exit_of(ebpf_collector, p.pid)
+    e = exit_of(ebpf_collector, p.pid)
     peak = e["accounting"]["peak_rss_bytes"]
     assert 300 * MiB <= peak <= 300 * MiB * 1.05, peak / MiB
 
@@ -110,7 +104,7 @@ def test_sigkill_reports_signal_9(ebpf_collector: JsonlFeed) -> None:
     time.sleep(0.3)
     os.kill(p.pid, signal.SIGKILL)
     p.wait(10)
-    e = _exit_of(ebpf_collector, p.pid)
+    e = exit_of(ebpf_collector, p.pid)
     assert e["signal"] == 9 and e["exit_code"] is None and not e["oom_killed"]
 
 
@@ -144,7 +138,7 @@ def test_oom_kill_in_memory_limited_cgroup(ebpf_collector: JsonlFeed) -> None:
         script = f"echo $$ > {d / procs}; exec {sys.executable} -S -c 'b = b\"x\" * (400 << 20)'"
         p = subprocess.Popen(["sh", "-c", script])
         p.wait(60)
-        e = _exit_of(ebpf_collector, p.pid)
+        e = exit_of(ebpf_collector, p.pid)
         assert e["oom_killed"] is True
         assert e["signal"] == 9
     finally:
@@ -157,7 +151,7 @@ def test_fsync_write_100_mib_reports_bytes_and_block_io_time(ebpf_collector: Jso
     p = subprocess.Popen(["dd", "if=/dev/zero", f"of={target}", "bs=1M", "count=100", "conv=fsync"],
                          stderr=subprocess.DEVNULL)
     assert p.wait(120) == 0
-    e = _exit_of(ebpf_collector, p.pid)
+    e = exit_of(ebpf_collector, p.pid)
     assert e["accounting"]["write_bytes"] >= 100 * MiB
     assert e["accounting"]["wchar"] >= 100 * MiB
     assert e["kernel"]["blk_write_bytes"] > 0
@@ -165,18 +159,8 @@ def test_fsync_write_100_mib_reports_bytes_and_block_io_time(ebpf_collector: Jso
 
 
 def test_tcp_20_mib_on_loopback_attributed_to_sender_and_receiver(ebpf_collector: JsonlFeed) -> None:
-    recv = subprocess.Popen([sys.executable, "-S", "-c", (
-        "import socket,sys\ns=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(1)\n"
-        "print(s.getsockname()[1], flush=True)\nc,_=s.accept(); n=0\n"
-        "while True:\n    b=c.recv(1<<16)\n    if not b: break\n    n+=len(b)\nassert n == 20<<20, n\n")],
-        stdout=subprocess.PIPE, text=True)
-    assert recv.stdout is not None
-    port = int(recv.stdout.readline())
-    send = subprocess.Popen([sys.executable, "-S", "-c", (
-        f"import socket\nc=socket.create_connection(('127.0.0.1',{port}))\n"
-        "c.sendall(b'x' * (20<<20)); c.close()\n")])
-    assert send.wait(30) == 0 and recv.wait(30) == 0
-    es, er = _exit_of(ebpf_collector, send.pid), _exit_of(ebpf_collector, recv.pid)
+    send_pid, recv_pid = tcp_loopback_transfer(20 * MiB)
+    es, er = exit_of(ebpf_collector, send_pid), exit_of(ebpf_collector, recv_pid)
     assert es["kernel"]["net_tx_bytes"] >= 20 * MiB
     assert er["kernel"]["net_rx_bytes"] >= 20 * MiB
     assert es["kernel"]["net_rx_bytes"] < MiB and er["kernel"]["net_tx_bytes"] < MiB
@@ -185,7 +169,7 @@ def test_tcp_20_mib_on_loopback_attributed_to_sender_and_receiver(ebpf_collector
 def test_live_process_gets_samples_and_host_sample_has_pressure(ebpf_collector: JsonlFeed) -> None:
     p = subprocess.Popen([sys.executable, "-S", "-c", "import time\nt=time.time()\nwhile time.time()-t<2.6: pass"])
     p.wait(20)
-    _exit_of(ebpf_collector, p.pid)
+    exit_of(ebpf_collector, p.pid)
     samples = [r for r in ebpf_collector.of("ProcessSample") if r["pid"] == p.pid]
     assert samples, "a 2.6 s busy process gets at least one 1 s sample"
     assert max(s["cpu_ns"] for s in samples) > 300_000_000

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from services.collector import identity
 from services.collector.btf import task_offsets
-from services.collector.probes import ExecEvent, ExitEvent, decode_event
+from services.collector.probes import ExecEvent, ExitEvent, decode_event, plan_net_probes
 from services.collector.procfs import cpu_ratios, filter_environ, parse_psi, parse_stat
 from services.collector.taskstats import decode_message
 
@@ -85,3 +87,18 @@ def test_procfs_parsers() -> None:
         "some": 1.5, "full": 0.25}
     busy, iowait, steal = cpu_ratios((10, 0, 10, 70, 10, 0, 0, 0), (20, 0, 20, 140, 20, 0, 0, 0))
     assert (round(busy, 2), round(iowait, 2), steal) == (0.2, 0.1, 0.0)
+
+
+def test_net_probe_plan_prefers_sock_and_falls_back_to_syscalls() -> None:
+    everything = plan_net_probes("auto", lambda tp: True)
+    assert everything.cflags == ("-DHAVE_SOCK_LENGTH",) and everything.missing == ()
+    no_sock = plan_net_probes("auto", lambda tp: not tp.startswith("sock/"))
+    assert no_sock.cflags == ("-DNET_SYSCALLS",) and "syscalls/sys_exit_recvfrom" in no_sock.attached
+    assert any("not in this kernel" in m for m in no_sock.missing)
+    assert any("write()/read() on sockets" in m for m in no_sock.missing)
+    forced = plan_net_probes("syscalls", lambda tp: True)
+    assert forced.cflags == ("-DNET_SYSCALLS",) and not any(tp.startswith("sock/") for tp in forced.attached)
+    assert plan_net_probes("sock", lambda tp: not tp.startswith("sock/")).attached == ()
+    assert plan_net_probes("auto", lambda tp: False).cflags == ()
+    with pytest.raises(ValueError, match="kprobes"):
+        plan_net_probes("kprobes", lambda tp: True)
