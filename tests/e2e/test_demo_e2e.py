@@ -45,6 +45,8 @@ from execsight.settings import REPO_ROOT, Settings
 pytestmark = [pytest.mark.e2e, pytest.mark.ebpf, pytest.mark.kafka, pytest.mark.db]
 
 SERVICES = ("collector", "correlator", "tune")
+# The stack's own correlator (started by `make up`) may hold the default /metrics port.
+SERVICE_ARGS = {"correlator": ("--no-metrics",)}
 # Findings need tasks long enough to classify: the e2e runs the default scale (about 1-2 min on 2 cores).
 SCALE = os.environ.get("EXECSIGHT_E2E_DEMO_SCALE", "default")
 ARRIVAL_S = 60.0
@@ -92,8 +94,9 @@ def running_services(settings: Settings, log_dir: Path) -> Iterator[dict[str, su
     try:
         for name in SERVICES:
             with (log_dir / f"{name}.log").open("wb") as log:
-                procs[name] = subprocess.Popen([sys.executable, "-m", "execsight.cli", name], env=env, stdout=log,
-                                               stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True)
+                cmd = [sys.executable, "-m", "execsight.cli", name, *SERVICE_ARGS.get(name, ())]
+                procs[name] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                                               start_new_session=True)
         deadline = time.monotonic() + 90
         while not _collector_heartbeat(settings.database_url, settings.host_id):
             dead = {n: p.returncode for n, p in procs.items() if p.poll() is not None}
