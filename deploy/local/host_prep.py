@@ -76,6 +76,19 @@ def newest_headers(src: Path = Path("/usr/src")) -> tuple[Path, Path] | None:
     return build, (common if common.is_dir() else build)
 
 
+def install_exact_headers(release: str | None = None, modules: Path = Path("/lib/modules")) -> list[str]:
+    """Installs linux-headers-<running release> when the distribution has it (best: exact struct layouts)."""
+    release = release or platform.release()
+    if (modules / release / "build").exists() or not is_root() or shutil.which("apt-cache") is None:
+        return []
+    package = f"linux-headers-{release}"
+    known = subprocess.run(["apt-cache", "show", package], capture_output=True, stdin=subprocess.DEVNULL)
+    if known.returncode != 0:
+        log.info("no headers package for the running kernel: the nearest will be linked", extra={"package": package})
+        return []
+    return install_packages([package])
+
+
 def link_kernel_headers(release: str | None = None, modules: Path = Path("/lib/modules"),
                         src: Path = Path("/usr/src")) -> list[str]:
     """Give bcc /lib/modules/$(uname -r)/{build,source} when the running kernel has no headers package."""
@@ -136,6 +149,7 @@ def mount_tracing() -> list[str]:
 def prepare_host() -> list[str]:
     """All of the above; returns a line per change made."""
     changes = [f"apt: installed {p}" for p in install_packages(missing_packages())]
+    changes += [f"apt: installed {p}" for p in install_exact_headers()]
     changes += [f"kernel headers: {line}" for line in link_kernel_headers()]
     changes += [f"mounted {p}" for p in mount_tracing()]
     changes += [f"sysctl: {line}" for line in enable_delay_accounting()]
