@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TextIO, cast
 
-from execsight.logs import setup_logging
-from execsight.settings import Settings, SettingsError, load_settings
+from execsight.lifecycle import settings_or_exit
+from execsight.settings import Settings
 
 # subcommand -> (module, function, help). Each function takes argv (list[str]) and returns an exit code.
 DISPATCH: dict[str, tuple[str, str, str]] = {
@@ -170,12 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"execsight: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(settings.log_level, settings.log_format)
+    settings = settings_or_exit("execsight")
     # Service subcommands take their own arguments, unparsed here.
     if args_list and args_list[0] in DISPATCH:
         return dispatch(args_list[0], args_list[1:])

@@ -7,8 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from execsight.logs import setup_logging
-from execsight.settings import SettingsError, load_settings
+from execsight.lifecycle import settings_or_exit
 from services.collector.filters import RulesError, load_rules
 
 log = logging.getLogger("execsight.collector")
@@ -35,12 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"execsight collector: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(settings.log_level, settings.log_format)
+    settings = settings_or_exit("execsight collector")
     if args.command == "doctor":
         from services.collector.doctor import report, run_checks
 
