@@ -13,10 +13,8 @@ export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
 export EXECSIGHT_DATABASE_URL ?= postgresql://execsight:execsight@127.0.0.1:5432/execsight
 export EXECSIGHT_UI_DATABASE_URL ?= postgresql://execsight_ui:execsight_ui@127.0.0.1:5432/execsight
 
-# Debian packages: bcc, kernel headers, PostgreSQL 15, kcat, headless Chromium (UI tests), the JDK and
-# Maven (Kafka from Maven Central), python3-venv (a venv from Debian's python3.11).
-APT_PACKAGES := python3-bpfcc bpfcc-tools linux-headers-amd64 postgresql postgresql-server-dev-15 kcat \
-	chromium chromium-driver openjdk-17-jdk-headless maven python3-venv acl bwa samtools
+# Debian packages, one list shared with deploy/local/host_prep.py.
+APT_PACKAGES := $(shell grep -v '^\#' deploy/local/apt-packages.txt)
 
 .PHONY: up down status test lint apt venv compose-plugin demo
 

@@ -17,9 +17,10 @@ from services.collector.taskstats import enable_delay_accounting
 
 log = logging.getLogger(__name__)
 
-APT_PACKAGES: tuple[str, ...] = (
-    "python3-bpfcc", "bpfcc-tools", "linux-headers-amd64", "postgresql", "postgresql-server-dev-15",
-    "kcat", "chromium", "chromium-driver", "acl", "bwa", "samtools",
+APT_PACKAGES_FILE = Path(__file__).resolve().parent / "apt-packages.txt"
+# One list, shared with the Makefile's `apt` target.
+APT_PACKAGES: tuple[str, ...] = tuple(
+    line.strip() for line in APT_PACKAGES_FILE.read_text().splitlines() if line.strip() and not line.startswith("#")
 )
 # Needed to run the broker and resolve its jars; installed only when the command is missing.
 TOOL_PACKAGES: dict[str, str] = {"java": "openjdk-17-jre-headless", "mvn": "maven", "runuser": "util-linux"}
