@@ -1,10 +1,11 @@
 """The Faust application: one agent over both raw topics, state in a changelog-backed table.
 
 - Source topics are read as raw bytes (value_serializer='raw') and decoded with the codec.
-- Batches come from ``stream.noack_take``: nothing is acknowledged by Faust itself; each
-  event is acknowledged only after its batch is committed to the database, published, and
-  its state changes are written to the table. Faust commits acknowledged offsets only, and
-  flushes its producer (the changelog) before it commits.
+- Batches come straight from Faust's consumer, one fetch or more at a time (see
+  batch_consumer.py for why not through an agent's stream): each message is acknowledged
+  only after its batch is committed to the database, published, and its state changes are
+  written to the table. Faust commits acknowledged offsets only, and flushes its producer
+  (the changelog) before it commits.
 - The table ``state`` is keyed ``{host_id}|...`` and written with the partition of the
   host's source messages, so it is co-partitioned with the raw topics and a worker that
   owns a host's partition recovers that host's state from the changelog.
@@ -30,6 +31,7 @@ from execsight.settings import Settings
 from schemas.codec import default_codec
 from schemas.topics import RAW_HOST, RAW_PROCESS, load_topics
 from services.correlator.batch import BatchProcessor, Publisher, RawMessage
+from services.correlator.batch_consumer import CorrelatorApp
 from services.correlator.containers import ContainerDirectory
 from services.correlator.metrics import CorrelatorMetrics
 from services.correlator.sink import Sink
@@ -42,7 +44,6 @@ EXIT_UNFINISHED_BATCH = 70
 @dataclass(frozen=True)
 class Options:
     batch_size: int = 5000
-    batch_within_s: float = 0.2
     rules_check_s: float = 1.0
     commit_interval_s: float = 1.0
     app_id: str = "execsight-correlator"
@@ -99,7 +100,7 @@ def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics |
     datadir = settings.state_dir / "correlator"
     datadir.mkdir(parents=True, exist_ok=True)
     brokers = [f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",") if b.strip()]
-    app = faust.App(
+    app = CorrelatorApp(
         f"{settings.topic_prefix}{options.app_id}",
         broker=brokers,
         store="memory://",
@@ -115,7 +116,7 @@ def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics |
         broker_session_timeout=15.0,
         broker_heartbeat_interval=3.0,
         producer_acks=-1,
-        stream_buffer_maxsize=max(4096, options.batch_size),
+        broker_max_poll_records=options.batch_size,
         datadir=str(datadir),
     )
     raw = app.topic(
@@ -139,22 +140,45 @@ def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics |
     metrics.bind(processor, app)
     app.correlator = processor  # type: ignore[attr-defined]
 
-    @app.agent(raw, concurrency=1)
-    async def correlate(stream: Any) -> None:
-        async for events in stream.noack_take(options.batch_size, within=options.batch_within_s):
-            batch = [
-                RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-                for e in events
-            ]
+    feed = app.feed_batches(raw)
+
+    async def read_dropped_again() -> None:
+        """Partitions whose fetched messages were dropped (by a rebalance) are read again from the first
+        message not yet applied, once partitions are settled (after Faust's own seek to committed)."""
+        await app.flow_control.acquire()
+        for topic, partition in sorted(feed.pop_dropped()):
+            offset = processor.resume_offset(topic, partition)
+            if offset is not None:
+                log.info("reading a partition again after a rebalance dropped fetched messages",
+                         extra={"topic": topic, "partition": partition, "offset": offset})
+                await feed.rewind(topic, partition, offset)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def correlate() -> None:
+        while True:
+            fetched = await feed.take(options.batch_size)
+            if not fetched:
+                await read_dropped_again()
+                continue
             try:
-                await processor.process(batch)
+                raw_batch = [RawMessage(m.topic, m.partition, m.offset, m.key, m.value) for m in fetched]
+                keep, rewind = processor.in_sequence(raw_batch)
+                batch = [raw_batch[i] for i in keep]
+                messages = [fetched[i] for i in keep]
+                feed.track(messages)
+                for (topic, partition), offset in rewind.items():
+                    log.warning("offsets missing before a fetched message; reading the partition again",
+                                extra={"topic": topic, "partition": partition, "offset": offset})
+                    await feed.rewind(topic, partition, offset)
+                if batch:
+                    await processor.process(batch)
             except asyncio.CancelledError:
                 raise  # shutting down: nothing acknowledged, the batch is read again
             except BaseException:
+                # a task that died here would leave the worker up but idle: exit, and be started again
                 log.exception("batch could not be finished; exiting without acknowledging it")
                 os._exit(EXIT_UNFINISHED_BATCH)
-            for event in events:
-                await stream.ack(event)
+            feed.ack(messages)
             metrics.observe_batch(processor, len(batch))
 
     @app.timer(options.rules_check_s)  # type: ignore[untyped-decorator]

@@ -186,21 +186,53 @@ class BatchProcessor:
                                                       "mark": self.marks[k], "first_offset": offset})
         return self.marks[k]
 
+    def _expected(self, expected: dict[tuple[str, int], int], msg: RawMessage) -> int:
+        """The highest offset the partition may go on with: the next one read, or anything up to the one
+        after the mark (messages at or below it were applied already, so missing them loses nothing)."""
+        source = "H" if msg.topic == self.raw_host_topic else "P"
+        mark = self._mark(source, msg.partition, msg.offset)
+        want = expected.get((msg.topic, msg.partition))
+        if want is None:
+            return msg.offset if mark < 0 or msg.offset <= mark + 1 else mark + 1
+        return max(want, mark + 1) if mark >= 0 else want
+
+    def resume_offset(self, topic: str, partition: int) -> int | None:
+        """The first offset of a partition not yet applied, or None when nothing of it has been."""
+        known = self.next_offset.get((topic, partition))
+        if known is not None:
+            return known
+        mark = self._mark("H" if topic == self.raw_host_topic else "P", partition)
+        return mark + 1 if mark >= 0 else None
+
+    def in_sequence(self, batch: Sequence[RawMessage]) -> tuple[list[int], dict[tuple[str, int], int]]:
+        """Splits a batch at holes: the indices of the messages that follow on from what was applied, and
+        for each partition where a message did not, the offset to read it again from.
+
+        Raw topics are neither compacted nor transactional, so a hole means messages were fetched but
+        never handed over (e.g. dropped from the feed by a rebalance while the partition stayed here).
+        Applying past it would move the marks over them for good; reading the partition again from the
+        offset expected loses nothing, and replayed messages below the mark change nothing."""
+        expected = dict(self.next_offset)
+        keep: list[int] = []
+        rewind: dict[tuple[str, int], int] = {}
+        for i, msg in enumerate(batch):
+            k = (msg.topic, msg.partition)
+            want = self._expected(expected, msg)
+            if msg.offset > want:
+                rewind[k] = want
+                continue
+            keep.append(i)
+            expected[k] = max(want, msg.offset + 1)
+        return keep, rewind
+
     def check_sequence(self, batch: Sequence[RawMessage]) -> None:
-        """Every partition's offsets must follow on from what was applied (raw topics are neither compacted
-        nor transactional). A hole means messages were not delivered: applying the batch would move the
-        marks past them, so the batch is refused and the worker restarts from its committed offsets."""
+        """Refuses a batch with a hole in any partition's offsets (see in_sequence)."""
         expected = dict(self.next_offset)
         for msg in batch:
-            source = "H" if msg.topic == self.raw_host_topic else "P"
-            k = (msg.topic, msg.partition)
-            want = expected.get(k)
-            if want is None:
-                mark = self._mark(source, msg.partition, msg.offset)
-                want = msg.offset if mark < 0 or msg.offset <= mark + 1 else mark + 1
+            want = self._expected(expected, msg)
             if msg.offset > want:
                 raise OffsetGapError(f"{msg.topic}[{msg.partition}]: offset {msg.offset} read, {want} expected")
-            expected[k] = max(want, msg.offset + 1)
+            expected[(msg.topic, msg.partition)] = max(want, msg.offset + 1)
 
     async def process(self, batch: Sequence[RawMessage]) -> Outputs:
         started = time.time()

@@ -20,8 +20,6 @@ log = logging.getLogger("services.correlator")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="execsight correlator", description=__doc__)
     p.add_argument("--batch-size", type=int, default=5000, help="events per batch at most (default 5000)")
-    p.add_argument("--batch-within", type=float, default=0.2,
-                   help="seconds to wait for a batch to fill before processing it (default 0.2)")
     p.add_argument("--commit-interval", type=float, default=1.0, help="Kafka offset commit interval, seconds")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="Prometheus /metrics port (default EXECSIGHT_METRICS_PORT, or 9464 when that is 0)")
@@ -112,7 +110,7 @@ def main(argv: list[str]) -> int:
     _migrate(settings)
     metrics = CorrelatorMetrics()
     options = Options(
-        batch_size=args.batch_size, batch_within_s=args.batch_within, commit_interval_s=args.commit_interval,
+        batch_size=args.batch_size, commit_interval_s=args.commit_interval,
         app_id=args.app_id,
     )
     app = build_app(settings, options, metrics)

@@ -39,3 +39,20 @@ def test_offsets_must_follow_on(tmp_path: Path) -> None:
     with pytest.raises(OffsetGapError):
         proc.check_sequence(msgs(raw, 1, [103]))
     proc.check_sequence(msgs(raw, 1, [102, 103]))
+
+
+def test_in_sequence_keeps_what_follows_on_and_says_where_to_read_again(tmp_path: Path) -> None:
+    state = DictState()
+    state.write_mark("P", 1, 99)
+    proc = processor(tmp_path, state)
+    raw = "x.execsight.raw.process"
+    batch = [*msgs(raw, 1, [98, 100, 101, 150, 151]), *msgs(raw, 0, [7, 8]), *msgs(raw, 2, [3])]
+    keep, rewind = proc.in_sequence(batch)
+    # the replay (98) and what follows on from the mark are kept; 150 on is a hole: read again from 102
+    assert [(batch[i].partition, batch[i].offset) for i in keep] == [(1, 98), (1, 100), (1, 101), (0, 7), (0, 8),
+                                                                      (2, 3)]
+    assert rewind == {(raw, 1): 102}
+    assert proc.resume_offset(raw, 1) == 100  # nothing applied yet in this worker: right after the mark
+    assert proc.resume_offset(raw, 3) is None  # no state: Faust's committed offset decides
+    proc.next_offset[(raw, 1)] = 102
+    assert proc.resume_offset(raw, 1) == 102

@@ -252,3 +252,49 @@ def test_database_outage_pauses_and_resumes_without_loss(settings: Settings, tmp
     finally:
         worker.stop()
         proxy.stop()
+
+
+def test_two_workers_share_the_partitions_and_hand_over_on_leaving(settings: Settings, tmp_path: Path) -> None:
+    """Two workers in one group split the hosts' partitions; when one leaves mid-stream the other takes its
+    partitions over, state from the changelog, and every run still adds up exactly once."""
+    hosts = [synthetic_host(f"share-host-{i}", tasks=150, helpers=3) for i in range(8)]
+    half = [len(h.events) // 2 for h, _ in hosts]
+    workers = [
+        WorkerProcess(settings, tmp_path / f"worker-{n}.log", args=["--batch-size", "300"],
+                      env={"EXECSIGHT_STATE_DIR": str(tmp_path / f"state-{n}"), "EXECSIGHT_RUN_TIMEOUT_S": "600"})
+        for n in (0, 1)
+    ]
+    dsn = settings.database_url
+    try:
+        for w in workers:
+            w.start()
+        produce(settings, [e for (h, _), n in zip(hosts, half, strict=True) for e in h.events[:n]])
+        wait_for(lambda: query(dsn, "SELECT count(*) FROM processes")[0][0],
+                 lambda n: n >= sum(half) // 3, timeout_s=120, interval_s=0.1)
+        # both took part: each logs loading the state of the partitions it was given
+        for w in workers:
+            wait_for(w.log_path.read_text, lambda text: "partition state loaded" in text, timeout_s=60)
+        workers[0].stop()  # leaves the group: its partitions move to the other worker
+        produce(settings, [e for (h, _), n in zip(hosts, half, strict=True) for e in h.events[n:]])
+
+        def succeeded() -> int:
+            workers[1].supervise()
+            return int(query(dsn, "SELECT count(*) FROM runs WHERE status = 'SUCCEEDED'")[0][0])
+
+        wait_for(succeeded, lambda n: n == len(hosts), timeout_s=180)
+    finally:
+        for w in workers:
+            w.stop()
+    assert query(dsn, "SELECT count(*) FROM processes")[0][0] == sum(x["processes"] for _, x in hosts)
+    for h, expected in hosts:
+        row = query(dsn, "SELECT task_count, process_count, cpu_ns FROM runs WHERE host_id = %s", (h.host,))
+        assert row == [(expected["tasks"], expected["run_processes"], expected["run_cpu"])], h.host
+        bad = query(dsn, "SELECT count(*) FROM tasks WHERE host_id = %s AND (process_count <> 4 OR cpu_ns <> %s)",
+                    (h.host, 10 * MS))
+        assert bad == [(0,)], h.host
+    # every task was published once on the enriched topic, however the partitions moved
+    tasks = consume_all(settings, ENRICHED_TASK, sum(x["tasks"] for _, x in hosts))
+    codec = default_codec()
+    ids = Counter((rec["host_id"], rec["task_id"]) for rec in (codec.decode(m.value())[1] for m in tasks))
+    assert len(ids) == sum(x["tasks"] for _, x in hosts)
+    assert max(ids.values()) == 1

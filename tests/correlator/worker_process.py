@@ -40,7 +40,7 @@ class WorkerProcess:
             **(env or {}),
         }
         # This harness is the supervisor here (it counts restarts), so the worker runs unsupervised.
-        self.args = ["--no-supervise", "--no-metrics", "--batch-within", "0.1", "--commit-interval", "0.5", *args]
+        self.args = ["--no-supervise", "--no-metrics", "--commit-interval", "0.5", *args]
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.restarts_by_supervisor = 0
