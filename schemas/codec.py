@@ -12,6 +12,7 @@ import io
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,21 @@ class Schema:
     def header(self) -> bytes:
         """The 10 bytes before every body written with this schema."""
         return MAGIC + self.fingerprint
+
+    @cached_property
+    def record_unions(self) -> tuple[tuple[str, str], ...]:
+        """(field, record name) of the top-level fields typed ``["null", SomeRecord]``.
+
+        Handed a plain dict, fastavro tries each branch of a union and validates the record against
+        it, which costs more than writing it (16 against 10 µs for a ProcessExit with accounting);
+        the tuple form names the branch outright."""
+        out = []
+        for f in self.parsed.get("fields", []) if isinstance(self.parsed, dict) else []:
+            t = f["type"]
+            if isinstance(t, list) and len(t) == 2 and t[0] == "null" and isinstance(t[1], dict) \
+                    and t[1].get("type") == "record":
+                out.append((f["name"], t[1]["name"]))
+        return tuple(out)
 
 
 def schema_fingerprint(parsed: Any) -> bytes:
@@ -117,6 +133,13 @@ class Codec:
 
     def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
         schema = self.schema(name)
+        unions = schema.record_unions
+        if unions and any(isinstance(record.get(f), dict) for f, _ in unions):
+            record = dict(record)
+            for f, branch in unions:
+                value = record.get(f)
+                if isinstance(value, dict):
+                    record[f] = (branch, value)
         buf = io.BytesIO()
         buf.write(schema.header)
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -175,3 +176,12 @@ def test_live_process_gets_samples_and_host_sample_has_pressure(ebpf_collector: 
     assert max(s["cpu_ns"] for s in samples) > 300_000_000
     host = ebpf_collector.of("HostSample")[-1]
     assert host["psi_cpu_some_avg10"] is not None and host["mem_total_bytes"] > 0
+
+
+def test_every_collector_thread_runs_under_sched_batch(ebpf_collector: JsonlFeed) -> None:
+    """The collector must not preempt the workloads it watches when it wakes up to drain its buffers."""
+    started = [json.loads(line) for line in (ebpf_collector.path.parent / "collector.log").read_text().splitlines()
+               if '"collector started"' in line]
+    tids = [int(t) for t in os.listdir(f"/proc/{started[0]['pid']}/task")]
+    assert len(tids) > 1  # the taskstats reader at least
+    assert {os.sched_getscheduler(t) for t in tids} == {os.SCHED_BATCH}
