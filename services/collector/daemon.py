@@ -13,8 +13,10 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from execsight.reloading import Reloading
 from execsight.settings import Settings
 from schemas.codec import default_codec
 from schemas.topics import RAW_HOST, RAW_PROCESS
@@ -22,7 +24,7 @@ from services.collector import identity, procfs
 from services.collector.assembler import Assembler
 from services.collector.btf import BtfError, task_offsets
 from services.collector.cgroups import read_cgroup_path
-from services.collector.filters import ExecRateLimiter, Rules
+from services.collector.filters import ExecRateLimiter, Rules, RulesError, load_rules
 from services.collector.metrics import CollectorMetrics
 from services.collector.nvml import Gpus
 from services.collector.probes import ExecEvent, Probes
@@ -34,6 +36,7 @@ log = logging.getLogger("execsight.collector")
 VERSION = "0.1.0"
 HOST_RECORDS = frozenset({"HostSample", "CollectorStatus"})
 TASKSTATS_BATCH_S = 0.02
+RULES_CHECK_S = 1.0
 
 
 class ProcLookups:
@@ -57,6 +60,13 @@ class Options:
     metrics_port: int = 0
     imds: bool = True
     rules: Rules = field(default_factory=Rules)
+    rules_path: Path | None = None  # watched: a changed file applies to the next execs, a broken one is refused
+
+
+def rate_limiter(rules: Rules) -> ExecRateLimiter | None:
+    if rules.execs_per_s is None:
+        return None
+    return ExecRateLimiter(rules.execs_per_s, rules.burst or rules.execs_per_s)
 
 
 def verify_offsets(probes: Probes, boot_epoch_ns: int) -> str | None:
@@ -153,6 +163,20 @@ class Collector:
             if recs:
                 self.ts_queue.put((recs, identity.boot_ns_now()))
 
+    def _reload_rules(self, rules: Reloading[Rules], asm: Assembler) -> None:
+        """A changed rules file applies from the next exec on; a broken one leaves the rules in force."""
+        try:
+            if not rules.reload_if_changed():
+                return
+        except RulesError as exc:
+            log.error("collector rules rejected; the previous rules stay in force", extra={"error": str(exc)})
+            return
+        old = asm.rules
+        asm.rules = rules.current
+        if (old.execs_per_s, old.burst) != (asm.rules.execs_per_s, asm.rules.burst):
+            asm.limiter = rate_limiter(asm.rules)
+        log.info("collector rules reloaded", extra={"file": str(self.opts.rules_path), "reloads": rules.reloads})
+
     def _seed(self, asm: Assembler, seeded_flag_source: str = "PROCFS") -> int:
         now = time.time_ns()
         n = 0
@@ -237,9 +261,7 @@ class Collector:
                 "no run-queue/blocked split, no per-process block-I/O latency or socket bytes.",
                 self.fallback_reason, extra={"mode": "FALLBACK"},
             )
-        limiter = None
-        if self.opts.rules.execs_per_s is not None:
-            limiter = ExecRateLimiter(self.opts.rules.execs_per_s, self.opts.rules.burst or self.opts.rules.execs_per_s)
+        limiter = rate_limiter(self.opts.rules)
         asm = Assembler(self.settings.host_id, self.boot_epoch_ns, self.opts.rules, limiter, ProcLookups(),
                         self_pid=os.getpid(), fallback=self.probes is None)
         seeded = self._seed(asm)
@@ -253,7 +275,11 @@ class Collector:
             "metrics_port": self.metrics_port, "pid": os.getpid()})
         for name, rec in asm.drain():
             self.publish(name, rec)
+        rules_path = self.opts.rules_path
+        rules = (Reloading(lambda: load_rules(rules_path), lambda: [rules_path], (RulesError,))
+                 if rules_path is not None else None)
         started = time.monotonic()
+        next_rules_check = started + RULES_CHECK_S
         next_sample = started + self.opts.sample_interval_s
         next_host = started
         last_host = started
@@ -275,6 +301,9 @@ class Collector:
             for name, rec in asm.drain():
                 self.publish(name, rec)
             mono = time.monotonic()
+            if rules is not None and mono >= next_rules_check:
+                next_rules_check = mono + RULES_CHECK_S
+                self._reload_rules(rules, asm)
             if mono >= next_sample:
                 next_sample = mono + self.opts.sample_interval_s
                 if self.probes is None:

@@ -57,8 +57,9 @@ def main(argv: list[str]) -> int:
         print(text)
         return code
     set_sched_policy(args.sched)
+    rules_path = args.rules or settings.collector_config
     try:
-        rules = load_rules(args.rules or settings.collector_config)
+        rules = load_rules(rules_path)
     except RulesError as exc:
         print(f"execsight collector: {exc}", file=sys.stderr)
         return 2
@@ -90,6 +91,7 @@ def main(argv: list[str]) -> int:
         metrics_port=settings.metrics_port if args.metrics_port is None else args.metrics_port,
         imds=not args.no_imds,
         rules=rules,
+        rules_path=rules_path,
     )
     collector = Collector(settings, sink, opts)
     install_signal_handlers(collector)

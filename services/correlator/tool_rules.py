@@ -22,7 +22,6 @@ rules they had.
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from execsight.reloading import Reloading
 
 SHIPPED_RULES = Path(__file__).resolve().parent / "tool_rules.yaml"
 
@@ -333,36 +334,24 @@ class ReloadingRules:
 
     def __init__(self, paths: Sequence[Path]) -> None:
         self.paths = tuple(paths)
-        self.rules = load_rules(self.paths)
-        self._stamp = self._stamps()
-        self.last_error: RulesError | None = None
-        self.reloads = 0
+        self._rules = Reloading(lambda: load_rules(self.paths), lambda: [*expand_paths(self.paths), SHIPPED_RULES],
+                                (RulesError,))
 
-    def _stamps(self) -> tuple[tuple[str, float, int], ...]:
-        out: list[tuple[str, float, int]] = []
-        for p in [*expand_paths(self.paths), SHIPPED_RULES]:
-            try:
-                st = os.stat(p)
-                out.append((str(p), st.st_mtime, st.st_size))
-            except OSError:
-                out.append((str(p), -1.0, -1))
-        return tuple(out)
+    @property
+    def rules(self) -> RuleSet:
+        return self._rules.current
+
+    @property
+    def last_error(self) -> RulesError | None:
+        return self._rules.last_error  # type: ignore[return-value]  # only RulesError is caught
+
+    @property
+    def reloads(self) -> int:
+        return self._rules.reloads
 
     def reload_if_changed(self) -> bool:
         """True when new rules are in force. On a broken file: keeps the old rules, sets last_error, raises."""
-        stamp = self._stamps()
-        if stamp == self._stamp:
-            return False
-        self._stamp = stamp
-        try:
-            rules = load_rules(self.paths)
-        except RulesError as exc:
-            self.last_error = exc
-            raise
-        self.rules = rules
-        self.last_error = None
-        self.reloads += 1
-        return True
+        return self._rules.reload_if_changed()
 
     def identify(self, exe: str, argv: Sequence[str]) -> str | None:
         return self.rules.identify(exe, argv)
