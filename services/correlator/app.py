@@ -144,14 +144,16 @@ def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics |
 
     async def read_dropped_again() -> None:
         """Partitions whose fetched messages were dropped (by a rebalance) are read again from the first
-        message not yet applied, once partitions are settled (after Faust's own seek to committed)."""
+        message not yet applied (the lowest dropped one when nothing of the partition has been), once
+        partitions are settled (after Faust's own seek to committed, which leaves a partition without a
+        committed offset where it was)."""
         await app.flow_control.acquire()
-        for topic, partition in sorted(feed.pop_dropped()):
+        for (topic, partition), lowest in sorted(feed.pop_dropped().items()):
             offset = processor.resume_offset(topic, partition)
-            if offset is not None:
-                log.info("reading a partition again after a rebalance dropped fetched messages",
-                         extra={"topic": topic, "partition": partition, "offset": offset})
-                await feed.rewind(topic, partition, offset)
+            offset = lowest if offset is None else offset
+            log.info("reading a partition again after a rebalance dropped fetched messages",
+                     extra={"topic": topic, "partition": partition, "offset": offset})
+            await feed.rewind(topic, partition, offset)
 
     @app.task  # type: ignore[untyped-decorator]
     async def correlate() -> None:

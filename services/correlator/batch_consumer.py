@@ -50,7 +50,7 @@ class BatchFeed:
         self.topics = frozenset(topics)
         self.max_fetches = max_fetches
         self._fetches: deque[list[Any]] = deque()
-        self._dropped: set[tuple[str, int]] = set()
+        self._dropped: dict[tuple[str, int], int] = {}  # (topic, partition) -> lowest offset dropped
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
@@ -60,7 +60,12 @@ class BatchFeed:
         return len(self._fetches)
 
     def _drop(self, messages: Iterable[Any]) -> None:
-        self._dropped.update((m.topic, m.partition) for m in messages)
+        dropped = self._dropped
+        for m in messages:
+            k = (m.topic, m.partition)
+            low = dropped.get(k)
+            if low is None or m.offset < low:
+                dropped[k] = m.offset
 
     def clear(self) -> None:
         """Called by Faust's flow control when partitions are revoked."""
@@ -71,9 +76,9 @@ class BatchFeed:
         if self._dropped:
             self._readable.set()
 
-    def pop_dropped(self) -> set[tuple[str, int]]:
-        """The (topic, partition) pairs whose messages were dropped since the last call."""
-        dropped, self._dropped = self._dropped, set()
+    def pop_dropped(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> the lowest offset dropped, for partitions dropped from since the last call."""
+        dropped, self._dropped = self._dropped, {}
         return dropped
 
     async def put(self, fetch: list[Any]) -> None:
@@ -92,6 +97,10 @@ class BatchFeed:
         are dropped unacknowledged, as a Faust Stream drops them. The caller tracks (``track``) the
         ones it goes on to process before it next awaits anything."""
         while True:
+            # Nothing is handed over while a drop is pending: a partition without state would
+            # otherwise start at the first message after the dropped ones.
+            if self._dropped:
+                return []
             while not self._fetches:
                 if self._dropped:
                     return []
@@ -107,11 +116,10 @@ class BatchFeed:
             generation = self.app.consumer_generation_id
             current = [m for m in batch if m.generation_id == generation]
             if len(current) < len(batch):
-                self._drop(m for m in batch if m.generation_id != generation)
+                self._drop(batch)  # all of it: read again from the lowest offset dropped
+                return []
             if current:
                 return current
-            if self._dropped:
-                return []
 
     def track(self, messages: Iterable[Any]) -> None:
         """Marks messages as in flight: a rebalance waits until they are acknowledged."""

@@ -55,7 +55,7 @@ def test_a_full_feed_holds_the_fetch_loop_until_a_batch_is_taken() -> None:
 
 
 def test_cleared_and_stale_messages_are_reported_for_reading_again() -> None:
-    async def run() -> tuple[list[Msg], set[tuple[str, int]], list[int], set[tuple[str, int]]]:
+    async def run() -> tuple[list[Msg], dict[tuple[str, int], int], list[int], dict[tuple[str, int], int]]:
         f = feed()
         await f.put(fetch(0, range(0, 3)))
         waiting = asyncio.ensure_future(f.put(fetch(1, range(0, 3))))
@@ -67,12 +67,15 @@ def test_cleared_and_stale_messages_are_reported_for_reading_again() -> None:
         await waiting
         f.app.consumer_generation_id = 1  # a rebalance happened
         await f.put([*fetch(3, range(0, 2), generation=0), *fetch(4, range(5, 7), generation=1)])
+        assert await f.take(max_messages=10) == []  # stale messages in the batch: none of it is handed over
+        stale = f.pop_dropped()
+        await f.put(fetch(4, range(5, 7), generation=1))
         current = await f.take(max_messages=10)
-        return after_clear, dropped, [m.offset for m in current], f.pop_dropped()
+        return after_clear, dropped, [m.offset for m in current], stale
 
     after_clear, dropped, current, stale = asyncio.run(run())
     assert after_clear == []
-    assert dropped == {("raw", 0), ("raw", 2)}
+    assert dropped == {("raw", 0): 0, ("raw", 2): 0}  # the lowest offset dropped of each
     assert current == [5, 6]
     # partition 1 was fetched (waiting for room) before the rebalance, partition 3 in the old generation
-    assert stale == {("raw", 1), ("raw", 3)}
+    assert stale == {("raw", 1): 0, ("raw", 3): 0, ("raw", 4): 5}
