@@ -154,6 +154,7 @@ def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics |
             log.info("reading a partition again after a rebalance dropped fetched messages",
                      extra={"topic": topic, "partition": partition, "offset": offset})
             await feed.rewind(topic, partition, offset)
+            processor.expect(topic, partition, offset)
 
     @app.task  # type: ignore[untyped-decorator]
     async def correlate() -> None:
@@ -172,6 +173,7 @@ def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics |
                     log.warning("offsets missing before a fetched message; reading the partition again",
                                 extra={"topic": topic, "partition": partition, "offset": offset})
                     await feed.rewind(topic, partition, offset)
+                    processor.expect(topic, partition, offset)
                 if batch:
                     await processor.process(batch)
             except asyncio.CancelledError:

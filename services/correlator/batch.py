@@ -204,6 +204,11 @@ class BatchProcessor:
         mark = self._mark("H" if topic == self.raw_host_topic else "P", partition)
         return mark + 1 if mark >= 0 else None
 
+    def expect(self, topic: str, partition: int, offset: int) -> None:
+        """The partition was sought to ``offset``: anything else read first is out of sequence (a fetch from
+        before the seek), even on a partition with no state yet, which would otherwise start anywhere."""
+        self.next_offset[(topic, partition)] = offset
+
     def in_sequence(self, batch: Sequence[RawMessage]) -> tuple[list[int], dict[tuple[str, int], int]]:
         """Splits a batch at holes: the indices of the messages that follow on from what was applied, and
         for each partition where a message did not, the offset to read it again from.
