@@ -142,6 +142,10 @@ def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics |
 
     feed = app.feed_batches(raw)
 
+    async def read_again(topic: str, partition: int, offset: int) -> None:
+        await feed.rewind(topic, partition, offset)
+        processor.expect(topic, partition, offset)
+
     async def read_dropped_again() -> None:
         """Partitions whose fetched messages were dropped (by a rebalance) are read again from the first
         message not yet applied (the lowest dropped one when nothing of the partition has been), once
@@ -153,8 +157,7 @@ def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics |
             offset = lowest if offset is None else offset
             log.info("reading a partition again after a rebalance dropped fetched messages",
                      extra={"topic": topic, "partition": partition, "offset": offset})
-            await feed.rewind(topic, partition, offset)
-            processor.expect(topic, partition, offset)
+            await read_again(topic, partition, offset)
 
     @app.task  # type: ignore[untyped-decorator]
     async def correlate() -> None:
@@ -172,8 +175,7 @@ def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics |
                 for (topic, partition), offset in rewind.items():
                     log.warning("offsets missing before a fetched message; reading the partition again",
                                 extra={"topic": topic, "partition": partition, "offset": offset})
-                    await feed.rewind(topic, partition, offset)
-                    processor.expect(topic, partition, offset)
+                    await read_again(topic, partition, offset)
                 if batch:
                     await processor.process(batch)
             except asyncio.CancelledError:

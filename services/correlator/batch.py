@@ -186,11 +186,14 @@ class BatchProcessor:
                                                       "mark": self.marks[k], "first_offset": offset})
         return self.marks[k]
 
+    def source(self, topic: str) -> str:
+        """The mark namespace of a raw topic: H for raw.host, P for raw.process."""
+        return "H" if topic == self.raw_host_topic else "P"
+
     def _expected(self, expected: dict[tuple[str, int], int], msg: RawMessage) -> int:
         """The highest offset the partition may go on with: the next one read, or anything up to the one
         after the mark (messages at or below it were applied already, so missing them loses nothing)."""
-        source = "H" if msg.topic == self.raw_host_topic else "P"
-        mark = self._mark(source, msg.partition, msg.offset)
+        mark = self._mark(self.source(msg.topic), msg.partition, msg.offset)
         want = expected.get((msg.topic, msg.partition))
         if want is None:
             return msg.offset if mark < 0 or msg.offset <= mark + 1 else mark + 1
@@ -201,7 +204,7 @@ class BatchProcessor:
         known = self.next_offset.get((topic, partition))
         if known is not None:
             return known
-        mark = self._mark("H" if topic == self.raw_host_topic else "P", partition)
+        mark = self._mark(self.source(topic), partition)
         return mark + 1 if mark >= 0 else None
 
     def expect(self, topic: str, partition: int, offset: int) -> None:
@@ -232,12 +235,12 @@ class BatchProcessor:
 
     def check_sequence(self, batch: Sequence[RawMessage]) -> None:
         """Refuses a batch with a hole in any partition's offsets (see in_sequence)."""
-        expected = dict(self.next_offset)
-        for msg in batch:
-            want = self._expected(expected, msg)
-            if msg.offset > want:
-                raise OffsetGapError(f"{msg.topic}[{msg.partition}]: offset {msg.offset} read, {want} expected")
-            expected[(msg.topic, msg.partition)] = max(want, msg.offset + 1)
+        keep, rewind = self.in_sequence(batch)
+        if rewind:
+            kept = set(keep)
+            msg = batch[next(i for i in range(len(batch)) if i not in kept)]
+            want = rewind[(msg.topic, msg.partition)]
+            raise OffsetGapError(f"{msg.topic}[{msg.partition}]: offset {msg.offset} read, {want} expected")
 
     async def process(self, batch: Sequence[RawMessage]) -> Outputs:
         started = time.time()
@@ -247,7 +250,7 @@ class BatchProcessor:
         last_offsets: dict[tuple[str, int], int] = {}
         dead: list[tuple[RawMessage, str]] = []
         for msg in batch:
-            source = "H" if msg.topic == self.raw_host_topic else "P"
+            source = self.source(msg.topic)
             last_offsets[(source, msg.partition)] = msg.offset
             if msg.offset <= self._mark(source, msg.partition, msg.offset):
                 self.stats.skipped_replayed += 1

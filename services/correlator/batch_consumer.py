@@ -56,9 +56,6 @@ class BatchFeed:
         self._writable.set()
         app.flow_control.manage_queue(self)  # type: ignore[arg-type]  # only clear() is called
 
-    def __len__(self) -> int:
-        return len(self._fetches)
-
     def _drop(self, messages: Iterable[Any]) -> None:
         dropped = self._dropped
         for m in messages:
@@ -114,12 +111,11 @@ class BatchFeed:
                 self._drop(batch)
                 continue
             generation = self.app.consumer_generation_id
-            current = [m for m in batch if m.generation_id == generation]
-            if len(current) < len(batch):
+            if any(m.generation_id != generation for m in batch):
                 self._drop(batch)  # all of it: read again from the lowest offset dropped
                 return []
-            if current:
-                return current
+            if batch:  # a rewind may have emptied the fetches it took from
+                return batch
 
     def track(self, messages: Iterable[Any]) -> None:
         """Marks messages as in flight: a rebalance waits until they are acknowledged."""

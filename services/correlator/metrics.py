@@ -81,7 +81,7 @@ class CorrelatorMetrics:
         except Exception:  # not assigned yet
             return
         for tp in assignment:
-            source = "H" if tp.topic == processor.raw_host_topic else "P"
+            source = processor.source(tp.topic)
             if not (tp.topic.endswith("raw.process") or tp.topic.endswith("raw.host")):
                 continue
             try:
