@@ -24,6 +24,7 @@ from services.collector import identity, procfs
 from services.collector.assembler import Assembler
 from services.collector.btf import BtfError, task_offsets
 from services.collector.cgroups import read_cgroup_path
+from services.collector.cpu_policy import CpuPolicy
 from services.collector.filters import ExecRateLimiter, Rules, RulesError, load_rules
 from services.collector.metrics import CollectorMetrics
 from services.collector.nvml import Gpus
@@ -99,10 +100,11 @@ def verify_offsets(probes: Probes, boot_epoch_ns: int) -> str | None:
 
 
 class Collector:
-    def __init__(self, settings: Settings, sink: Sink, opts: Options) -> None:
+    def __init__(self, settings: Settings, sink: Sink, opts: Options, cpu: CpuPolicy | None = None) -> None:
         self.settings = settings
         self.sink = sink
         self.opts = opts
+        self.cpu = cpu or CpuPolicy("other")
         self.codec = default_codec()
         self.key = settings.host_id.encode()
         self.topic_process = settings.topic(RAW_PROCESS)
@@ -231,6 +233,7 @@ class Collector:
         if st is not None:
             rss = st.rss_pages * procfs.PAGE_SIZE
         self.metrics.update(dict(self.events_total), rates, lost, sink)
+        self.metrics.cpu_escalations.set(self.cpu.escalations)
         return {
             "host_id": self.settings.host_id, "time_ns": time.time_ns(), "version": VERSION,
             "mode": "EBPF" if self.probes else "FALLBACK",
@@ -278,15 +281,20 @@ class Collector:
         rules_path = self.opts.rules_path
         rules = (Reloading(lambda: load_rules(rules_path), lambda: [rules_path], (RulesError,))
                  if rules_path is not None else None)
+        self.cpu.running(self.stop)
         started = time.monotonic()
         next_rules_check = started + RULES_CHECK_S
         next_sample = started + self.opts.sample_interval_s
         next_host = started
         last_host = started
         while not self.stop.is_set():
-            now_boot = identity.boot_ns_now()
+            lag = 0  # age of the oldest event handled in this loop: drives the adaptive CPU policy
             if self.probes is not None:
-                for ev in self.probes.poll(50):
+                evs = self.probes.poll(50)
+                now_boot = identity.boot_ns_now()
+                if evs:
+                    lag = now_boot - evs[0].ts_boot
+                for ev in evs:
                     asm.on_kernel(ev, now_boot)
             else:
                 time.sleep(0.05)
@@ -295,8 +303,10 @@ class Collector:
                     recs, at = self.ts_queue.get_nowait()
                 except queue.Empty:
                     break
+                lag = max(lag, identity.boot_ns_now() - at)
                 for r in recs:
                     asm.on_taskstats(r, at)
+            self.cpu.observe(lag)
             asm.tick(identity.boot_ns_now())
             for name, rec in asm.drain():
                 self.publish(name, rec)

@@ -20,6 +20,9 @@ class CollectorMetrics:
                                    registry=self.registry)
         self.spool_dropped = Gauge("execsight_collector_spool_dropped_total",
                                    "Records dropped because the spool was full.", registry=self.registry)
+        self.cpu_escalations = Gauge("execsight_collector_cpu_escalations_total",
+                                     "Times the collector fell behind and left SCHED_IDLE for SCHED_BATCH.",
+                                     registry=self.registry)
         self.delivery_errors = Gauge("execsight_collector_delivery_errors_total", "Kafka delivery failures.",
                                      registry=self.registry)
 
