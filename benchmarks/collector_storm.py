@@ -110,11 +110,14 @@ class Collector:
 
 
 def collector_counts(records: list[dict[str, object]], marker: str) -> tuple[int, int, dict[str, int]]:
-    pids = {r["pid"] for r in records if r["type"] == "ProcessExec" and r.get("argv") == ["tiny", marker]}
-    exits = {r["pid"] for r in records if r["type"] == "ProcessExit" and r["pid"] in pids and r["comm"] == "tiny"}
+    # by identity (pid, start time): a storm longer than pid_max processes reuses pids
+    procs = {(r["pid"], r["start_time_ns"]) for r in records
+             if r["type"] == "ProcessExec" and r.get("argv") == ["tiny", marker]}
+    exits = {(r["pid"], r["start_time_ns"]) for r in records
+             if r["type"] == "ProcessExit" and (r["pid"], r["start_time_ns"]) in procs}
     status = [r for r in records if r["type"] == "CollectorStatus"]
     lost = status[-1]["lost_events"] if status else {}
-    return len(pids), len(exits), lost  # type: ignore[return-value]
+    return len(procs), len(exits), lost  # type: ignore[return-value]
 
 
 def other_collectors() -> list[int]:
