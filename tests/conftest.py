@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -86,8 +87,7 @@ def migrated_template(database_server_url: str) -> Iterator[str]:
     url = _with_dbname(database_server_url, name)
     apply_migrations(url)
     yield name
-    with psycopg.connect(database_server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(database_server_url, name)
 
 
 @pytest.fixture()
@@ -97,8 +97,22 @@ def database_url(database_server_url: str, migrated_template: str) -> Iterator[s
     with psycopg.connect(database_server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
     yield _with_dbname(database_server_url, name)
-    with psycopg.connect(database_server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(database_server_url, name)
+
+
+def drop_database(server_url: str, name: str, wait_s: float = 10.0) -> None:
+    """DROP ... WITH (FORCE) may not terminate another role's backend (the dashboard's read-only role); a
+    backend whose client has just closed its connection goes away within moments, so try again until then."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 @pytest.fixture()
@@ -108,8 +122,7 @@ def empty_database_url(database_server_url: str) -> Iterator[str]:
     with psycopg.connect(database_server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     yield _with_dbname(database_server_url, name)
-    with psycopg.connect(database_server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(database_server_url, name)
 
 
 @pytest.fixture()
