@@ -20,14 +20,12 @@ import os
 import resource
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("execsight.collector.cpu")
 
 CHOICES = ("adaptive", "batch", "other")
-POLICY_NAMES = {os.SCHED_IDLE: "SCHED_IDLE", os.SCHED_BATCH: "SCHED_BATCH", os.SCHED_OTHER: "SCHED_OTHER"}
 CAP_SYS_NICE = 23
 
 
@@ -75,17 +73,13 @@ def can_leave_idle(status: str, nice_limit: int) -> bool:
     return nice_limit == resource.RLIM_INFINITY or nice_limit >= 20
 
 
-def set_all_threads(policy: int, tids: Callable[[], list[int]] | None = None, skip: int = 0) -> None:
+def set_all_threads(policy: int, skip: int = 0) -> None:
     """Every current thread of this process but ``skip`` (threads started later inherit from their creator)."""
-    for tid in (tids or _own_threads)():
+    for tid in map(int, os.listdir("/proc/self/task")):
         if tid == skip:
             continue
         with contextlib.suppress(ProcessLookupError):  # a thread that has just ended
             os.sched_setscheduler(tid, policy, os.sched_param(0))
-
-
-def _own_threads() -> list[int]:
-    return [int(t) for t in os.listdir("/proc/self/task")]
 
 
 class CpuPolicy:
@@ -140,9 +134,9 @@ class CpuPolicy:
         ready.set()
         assert self.adaptive is not None
         while not stop.wait(0.1):
-            stalled = time.monotonic_ns() - self._beat
-            if self.adaptive.current == os.SCHED_IDLE and stalled > self.adaptive.escalate_lag_ns:
-                self._change(stalled, time.monotonic_ns())
+            now = time.monotonic_ns()
+            if self.adaptive.current == os.SCHED_IDLE and now - self._beat > self.adaptive.escalate_lag_ns:
+                self._change(now - self._beat, now)
 
     def observe(self, lag_ns: int) -> None:
         """Every loop of the collector: ``lag_ns`` is the age of the oldest event it handled."""
