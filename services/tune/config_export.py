@@ -102,7 +102,7 @@ def evidence_line(c: DefinitionConfig) -> str:
              f"longest {s.time.observed_max_ns / 1e9:.1f} s"]
     if s.memory.oom_count:
         parts.append(f"{s.memory.oom_count} OOM kill{'s' if s.memory.oom_count != 1 else ''}")
-    req = [f"{s.cpu.requested_cpus:g} CPUs" if s.cpu.requested_cpus else "",
+    req = [f"{s.cpu.requested_cpus:g} CPU{'s' if s.cpu.requested_cpus != 1 else ''}" if s.cpu.requested_cpus else "",
            _human_size(s.memory.requested_bytes) if s.memory.requested_bytes else ""]
     requested = " and ".join(r for r in req if r)
     parts.append(f"requested {requested}" if c.requests_known and requested else
