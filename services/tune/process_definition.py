@@ -37,3 +37,9 @@ def instance_tag(task: Mapping[str, Any]) -> str | None:
         return None
     m = _TAGGED.match(str(task["task"]).strip())
     return m["tag"] if m else None
+
+
+def untagged(name: str) -> str:
+    """The name without a trailing ``(tag)`` whatever the engine (for lookups where the engine is not known)."""
+    m = _TAGGED.match(name.strip())
+    return m["definition"] if m else name
