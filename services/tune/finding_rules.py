@@ -95,11 +95,16 @@ def _label(task: Mapping[str, Any]) -> str:
     return f"{task['pipeline']}/{d}" if task.get("pipeline") else d
 
 
-def _instances(names: Sequence[str], definition: str) -> str:
-    """' (tasks ALIGN (s1), ALIGN (s2))' when the definition ran as tagged instances; '' otherwise."""
+def _cpus(n: float) -> str:
+    return f"{n:g} CPU" if n == 1 else f"{n:g} CPUs"
+
+
+def _instances(names: Sequence[str], definition: str, count: bool = True) -> str:
+    """' (tasks ALIGN (s1), ALIGN (s2))' when the definition ran as tagged instances, ' (2 tasks)' for
+    untagged ones; '' for one task."""
     shown = [n for n in dict.fromkeys(names) if n != definition]
     if not shown:
-        return ""
+        return f" ({len(names)} tasks)" if count and len(names) > 1 else ""
     more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
     return f" (task{'s' if len(shown) > 1 else ''} {', '.join(shown[:3])}{more})"
 
@@ -174,7 +179,7 @@ def compute_advice(c: CpuRecommendation, b: Breakdown) -> str:
         return (f"Its {c.wanted_cpus:g} busy threads outnumber the {c.host_cpus} CPUs of the largest host it ran on "
                 f"(so {c.host_cpus} is the most to request): use a larger host or cap its threads to {c.host_cpus}.")
     if c.verdict == CPU_RAISE and req is not None:
-        return (f"Its own threads ({c.peak_demand:.1f} running or runnable at peak) outnumber the {req:g} CPUs it "
+        return (f"Its own threads ({c.peak_demand:.1f} running or runnable at peak) outnumber the {_cpus(req)} it "
                 f"requested: request {c.recommended_cpus:g} (see its rightsize_cpu finding).")
     if c.single_threaded:
         return (f"It is single-threaded (at most one thread running or waiting for a core, {_threads_evidence(c)}): "
@@ -191,7 +196,7 @@ def contended_advice(c: CpuRecommendation) -> str:
                 f"it ran on ({c.host_cpus} is the most to request): cap the tool's threads to {c.host_cpus} or run it "
                 "on a larger host.")
     if c.verdict == CPU_RAISE and req is not None:
-        return (f"Its own threads ({c.peak_demand:.1f} running or runnable at peak) outnumber the {req:g} CPUs it "
+        return (f"Its own threads ({c.peak_demand:.1f} running or runnable at peak) outnumber the {_cpus(req)} it "
                 f"requested: request {c.recommended_cpus:g} CPUs, or cap the tool's threads to {req:g}.")
     if c.single_threaded:
         return ("It is single-threaded, so more CPUs will not help: other work on the host took the cores it waited "
@@ -217,6 +222,7 @@ def classification_findings(
     definition = process_definition(task)
     name = _label(task) + _instances(instances, definition)
     wall_s = b.wall_ns / 1e9
+    its = "its" if len(instances) <= 1 else "their"
     s = b.shares()
     dominant = dominant_time_class(c)
     kinds = [k for k in c.labels if k in (MEMORY_BOUND, HELPER_CHURN)] + ([dominant] if dominant else [])
@@ -226,7 +232,7 @@ def classification_findings(
         if kind == IO_BOUND:
             lost = b.blkio_ns / 1e9 if b.blkio_ns else (b.other_off_cpu_ns + b.idle_ns) / 1e9
             f["severity"] = severity_for_seconds(lost)
-            f["summary"] = (f"{name} is I/O-bound: {s['blkio_wait']:.0%} of its {wall_s:.1f} s waiting on block I/O, "
+            f["summary"] = (f"{name} is I/O-bound: {s['blkio_wait']:.0%} of {its} {wall_s:.1f} s waiting on block I/O, "
                             f"{s['on_cpu']:.0%} on CPU")
             f["recommendation"] = (
                 "Storage wait dominates, so more CPUs will not help: use faster or local storage (instance-store "
@@ -237,13 +243,13 @@ def classification_findings(
                            ("read_bytes", float(task.get("read_bytes") or 0), "bytes"))
         elif kind == COMPUTE_BOUND:
             f["severity"] = "INFO"
-            f["summary"] = (f"{name} is compute-bound: {s['on_cpu']:.0%} of its {wall_s:.1f} s on CPU, "
+            f["summary"] = (f"{name} is compute-bound: {s['on_cpu']:.0%} of {its} {wall_s:.1f} s on CPU, "
                             f"{b.cpu_concurrency:.2f} cores in use on average")
             f["recommendation"] = (compute_advice(cpu, b) if cpu is not None else
                                    "CPU time dominates: a faster CPU family or cheaper options shorten it.")
         elif kind == CONTENDED:
             f["severity"] = severity_for_seconds(b.runq_ns / 1e9)
-            f["summary"] = (f"{name} waits for CPUs: {s['runq_wait']:.0%} of its {wall_s:.1f} s runnable but "
+            f["summary"] = (f"{name} waits for CPUs: {s['runq_wait']:.0%} of {its} {wall_s:.1f} s runnable but "
                             f"waiting for a core")
             f["recommendation"] = (contended_advice(cpu) if cpu is not None else
                                    "The host is oversubscribed while it runs: run fewer tasks at once on the host.")
@@ -251,14 +257,14 @@ def classification_findings(
         elif kind == IDLE_STALLED:
             lost = (b.other_off_cpu_ns + b.idle_ns) / 1e9
             f["severity"] = severity_for_seconds(lost)
-            f["summary"] = (f"{name} is idle or stalled: {s['other_off_cpu'] + s['idle']:.0%} of its {wall_s:.1f} s "
+            f["summary"] = (f"{name} is idle or stalled: {s['other_off_cpu'] + s['idle']:.0%} of {its} {wall_s:.1f} s "
                             "off-CPU without disk I/O")
             f["recommendation"] = ("It mostly waits on something other than CPU or disk (sleep, lock, remote "
                                    "service, a child): find the wait; its reserved cores and memory sit idle.")
         elif kind == HELPER_CHURN:
             f["severity"] = severity_for_seconds(b.helper_wall_ns / 1e9)
             f["summary"] = (f"{name} churns helpers: {b.helper_count} short-lived processes took "
-                            f"{b.helper_share:.0%} of its {wall_s:.1f} s")
+                            f"{b.helper_share:.0%} of {its} {wall_s:.1f} s")
             f["recommendation"] = ("Process start-up dominates: batch the work into fewer, longer processes "
                                    "(xargs -n/-P, a loop inside the tool, a long-lived worker).")
             ev += evidence(("helper_wall", b.helper_wall_ns / 1e9, "s"))
@@ -307,7 +313,7 @@ def rightsize_findings(
     is clearly above what its threads used, or below what its own threads ran at once."""
     out: list[Record] = []
     definition = process_definition(task)
-    name = _label(task) + _instances(instances, definition)
+    name = _label(task) + _instances(instances, definition, count=False)
     m, c = r.memory, r.cpu
     n = m.runs
     scope = f"{n} task{'s' if n != 1 else ''}" + (f" in {r.run_count} runs" if r.run_count > 1 else "")
@@ -354,7 +360,9 @@ def rightsize_findings(
         req_cpus = c.requested_cpus
         how = "sampled sustained peak" if c.basis == "sampled_peak" else "average over the task"
         if c.verdict == CPU_RAISE:
-            f["severity"] = "MEDIUM" if c.runq_share >= 0.25 else "LOW"
+            # at most the share of the time its extra threads waited: demand d on r CPUs runs ~d/r slower
+            saved_s = host.wall_ns / 1e9 * max(0.0, 1.0 - req_cpus / min(c.peak_demand, c.recommended_cpus))
+            f["severity"] = severity_for_seconds(saved_s)
             f["summary"] = (f"{name} needs more CPUs: its own threads ran {c.peak_demand:.1f} at once ({how}) on "
                             f"{req_cpus:g} requested; recommend {c.recommended_cpus:g} ({conf})")
             cap = (f" Its threads would use {c.wanted_cpus:g}, but the largest host it ran on has {c.host_cpus} CPUs: "
