@@ -234,9 +234,12 @@ def classification_findings(
             f["severity"] = severity_for_seconds(lost)
             f["summary"] = (f"{name} is I/O-bound: {s['blkio_wait']:.0%} of {its} {wall_s:.1f} s waiting on block I/O, "
                             f"{s['on_cpu']:.0%} on CPU")
+            # "more CPUs will not help" unless its own threads also outnumbered its CPUs (rightsize_cpu says so)
+            cpus_too = cpu is not None and cpu.verdict == CPU_RAISE
             f["recommendation"] = (
-                "Storage wait dominates, so more CPUs will not help: use faster or local storage (instance-store "
-                "NVMe, gp3/io2 with more IOPS and throughput), batch fsyncs, or overlap I/O with compute."
+                ("Storage wait dominates" if cpus_too else "Storage wait dominates, so more CPUs will not help")
+                + ": use faster or local storage (instance-store NVMe, gp3/io2 with more IOPS and throughput), "
+                "batch fsyncs, or overlap I/O with compute."
             )
             ev += evidence(("blkio_wait", b.blkio_ns / 1e9, "s"), ("write_bytes", float(task.get("write_bytes") or 0),
                                                                    "bytes"),
@@ -276,7 +279,7 @@ def classification_findings(
             peak_mib = float(task.get("peak_rss_bytes") or 0) / MIB
             f["summary"] = f"{name} is memory-bound: it {what} (peak RSS {peak_mib:.0f} MiB)"
             f["recommendation"] = ("Give it more memory (see its rightsize_memory finding) or reduce its working "
-                                   "set (smaller batches, streaming, fewer threads).")
+                                   "set (smaller batches, streaming).")
             ev += evidence(("peak_rss", float(task.get("peak_rss_bytes") or 0), "bytes"),
                            ("reclaim_wait", float(task.get("reclaim_ns") or 0) / 1e9, "s"),
                            ("oom_killed", 1.0 if task.get("oom_killed") else 0.0, "count"))

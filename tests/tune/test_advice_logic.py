@@ -112,7 +112,10 @@ def test_more_cpus_only_when_its_own_threads_outnumbered_its_cores() -> None:
 def test_one_coherent_verdict_per_task() -> None:
     cases = [task(n) for n in ("io_fsync", "cpu_heavy", "helper_churn", "mem_small", "oom_killed")]
     cases += [task("cpu_heavy", **BWA_INDEX), task("cpu_heavy", requested_cpus=8.0),
-              task("cpu_heavy", requested_cpus=1.0, runq_ns=task("cpu_heavy")["cpu_ns"] * 3, process_count=4)]
+              task("cpu_heavy", requested_cpus=1.0, runq_ns=task("cpu_heavy")["cpu_ns"] * 3, process_count=4),
+              # I/O-bound, and four threads at once on one requested CPU: no "more CPUs will not help" then
+              task("io_fsync", requested_cpus=1.0, cpu_count=8, runq_ns=task("io_fsync")["wall_ns"] * 3,
+                   blkio_ns=task("io_fsync")["wall_ns"] * 4)]
     for t in cases:
         a = analyze_task(t, [], RATE, 2, 8 * GIB, now_ns=1, floor=NO_FLOOR)
         kinds = [f["kind"] for f in a.findings]
@@ -122,6 +125,8 @@ def test_one_coherent_verdict_per_task() -> None:
                         for f in a.findings if t.get("requested_cpus"))
         assert not (raise_cpu and "will not help" in text), text
         assert not ("run fewer tasks at once" in text.lower() and "faster CPU" in text), text
+    # the last case does hold both: it is I/O-bound and its threads outnumbered its CPU
+    assert {"io_bound", "rightsize_cpu"} <= {f["kind"] for f in a.findings}
 
 
 def test_severity_follows_money_for_a_15_gib_over_request() -> None:
