@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from execsight.findings import finding_id
 from execsight.pricing import HostRate
+from execsight.settings import SettingsError, load_settings
 from services.tune.breakdown import CONTENDED, sampled_cpu
 from services.tune.finding_rules import TIME_KINDS, FindingFloor, severity_for_money
 from services.tune.process_definition import definition_of, instance_tag, process_definition
@@ -207,3 +210,14 @@ def test_sampled_cpu_sums_processes_per_sample_time() -> None:
     s = sampled_cpu(rows)
     assert s is not None
     assert abs(s.peak_cores - 1.7) < 1e-9 and abs(s.peak_demand - 2.4) < 1e-9 and s.max_threads == 4
+
+
+def test_floor_settings_are_typed_and_validated() -> None:
+    s = load_settings({"EXECSIGHT_HOST_ID": "h"})
+    assert (s.findings_min_wall_s, s.findings_min_cost_usd) == (5.0, 0.001)
+    assert load_settings({"EXECSIGHT_HOST_ID": "h", "EXECSIGHT_FINDINGS_MIN_WALL_S": "0"}).findings_min_wall_s == 0.0
+    for bad in ("-1", "nan", "inf", "five"):
+        with pytest.raises(SettingsError, match="EXECSIGHT_FINDINGS_MIN_WALL_S"):
+            load_settings({"EXECSIGHT_HOST_ID": "h", "EXECSIGHT_FINDINGS_MIN_WALL_S": bad})
+    with pytest.raises(SettingsError, match="EXECSIGHT_FINDINGS_MIN_COST_USD"):
+        load_settings({"EXECSIGHT_HOST_ID": "h", "EXECSIGHT_FINDINGS_MIN_COST_USD": "-0.5"})
