@@ -59,6 +59,10 @@ SETTINGS_DOC: tuple[Var, ...] = (
     Var("EXECSIGHT_SHORT_LIVED_S", "1.0", "Processes shorter than this count as short-lived helpers."),
     Var("EXECSIGHT_PRICES_FILE", "", "Tune/sweep: price table override (YAML)."),
     Var("EXECSIGHT_ONPREM_HOURLY_USD", "0.10", "Hourly rate for hosts without a known instance type."),
+    Var("EXECSIGHT_FINDINGS_MIN_WALL_S", "5",
+        "Tune: no finding about how tasks ran when a definition's tasks in a run took less wall time (s)."),
+    Var("EXECSIGHT_FINDINGS_MIN_COST_USD", "0.001",
+        "Tune: no finding about how tasks ran when a definition's tasks in a run cost less (USD)."),
     Var("EXECSIGHT_AWS_REGIONS", "", "Sweep: regions to scan (comma-separated; empty: no cloud scan)."),
     Var("EXECSIGHT_SWEEP_INTERVAL_S", "300", "Sweep: scan interval."),
     Var("EXECSIGHT_IDLE_AFTER_S", "1800", "Sweep: a host with no execution this long is idle."),
@@ -79,6 +83,13 @@ def _float(env: Mapping[str, str], name: str) -> float:
         return float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r}: expected a number") from None
+
+
+def _non_negative(env: Mapping[str, str], name: str) -> float:
+    value = _float(env, name)
+    if not value >= 0.0 or value == float("inf"):  # also rejects nan
+        raise SettingsError(f"{name}={env_value(env, name)!r}: expected a finite number >= 0")
+    return value
 
 
 def _int(env: Mapping[str, str], name: str) -> int:
@@ -116,6 +127,8 @@ class Settings:
     sweep_interval_s: float
     idle_after_s: float
     idle_cpu_ratio: float
+    findings_min_wall_s: float = 5.0
+    findings_min_cost_usd: float = 0.001
     extra: dict[str, str] = field(default_factory=dict)
 
     def topic(self, name: str) -> str:
@@ -171,6 +184,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sweep_interval_s=_float(e, "EXECSIGHT_SWEEP_INTERVAL_S"),
         idle_after_s=_float(e, "EXECSIGHT_IDLE_AFTER_S"),
         idle_cpu_ratio=_float(e, "EXECSIGHT_IDLE_CPU_RATIO"),
+        findings_min_wall_s=_non_negative(e, "EXECSIGHT_FINDINGS_MIN_WALL_S"),
+        findings_min_cost_usd=_non_negative(e, "EXECSIGHT_FINDINGS_MIN_COST_USD"),
     )
 
 

@@ -16,10 +16,9 @@ A dashboard sampling %CPU or "process running" sees a task blocked in fsync as b
 (state D, iowait counted as busy on many hosts); this breakdown puts that time in the
 block-I/O slice, and the classification follows the largest slice.
 
-Counters that cannot be true are dropped, not trusted: a delay larger than the wall
-time times the number of processes is impossible (the kernel reports such values, e.g.
-a block-I/O delay equal to the time since boot) and is set to zero and named in
-``Breakdown.invalid``.
+Counters that cannot be true are dropped, not trusted (services.tune.counters: the kernel
+reports e.g. a block-I/O delay equal to the time since boot); they are set to zero and
+named in ``Breakdown.invalid``.
 """
 
 from __future__ import annotations
@@ -27,6 +26,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from services.tune.counters import plausible_delay
+from services.tune.rightsize import SampledCpu, percentile
 
 COMPUTE_BOUND = "compute_bound"
 IO_BOUND = "io_bound"
@@ -123,11 +125,10 @@ def time_breakdown(task: Mapping[str, Any], idle_ns: int = 0) -> Breakdown:
     blkio = max(0, _int(task, "blkio_ns"))
     procs = max(1, _int(task, "process_count"))
     invalid: list[str] = []
-    bound = wall * procs
-    if runq > bound:
+    if not plausible_delay(runq, wall, procs):
         invalid.append("runq_ns")
         runq = 0
-    if blkio > bound:
+    if not plausible_delay(blkio, wall, procs):
         invalid.append("blkio_ns")
         blkio = 0
     helper_count = _int(task, "short_lived_count")
@@ -277,3 +278,29 @@ def peak_concurrency(samples: Sequence[Mapping[str, Any]]) -> float | None:
         acc[1] += int(row.get("cpu_ns") or 0)
     values = [cpu / interval for interval, cpu in buckets.values() if interval > 0]
     return max(values) if values else None
+
+
+def sampled_cpu(samples: Sequence[Mapping[str, Any]], quantile: float = 0.9) -> SampledCpu | None:
+    """A task instance's CPU use from its process samples: sustained peaks (the ``quantile`` of the sample
+    intervals once there are ten, else the largest) of cores in use and of threads running or runnable,
+    each summed over the task's processes per sample time; and the most threads alive at once."""
+    buckets: dict[Any, list[int]] = {}
+    for row in samples:
+        acc = buckets.setdefault(row["time"], [0, 0, 0, 0])
+        acc[0] = max(acc[0], int(row["interval_ns"]))
+        acc[1] += int(row.get("cpu_ns") or 0)
+        acc[2] += int(row.get("runq_ns") or 0)
+        acc[3] += int(row.get("threads") or 1)
+    rows = [(cpu / interval, (cpu + runq) / interval, threads)
+            for interval, cpu, runq, threads in buckets.values() if interval > 0]
+    if not rows:
+        return None
+
+    def sustained(values: list[float]) -> float:
+        return percentile(values, quantile) if len(values) >= 10 else max(values)
+
+    return SampledCpu(
+        peak_cores=sustained([r[0] for r in rows]),
+        peak_demand=sustained([r[1] for r in rows]),
+        max_threads=max(r[2] for r in rows),
+    )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from execsight.pricing import HostRate
+from services.tune.counters import plausible_delay
 
 NS_PER_HOUR = 3600e9
 
@@ -72,8 +73,8 @@ def task_cost(
     cpu = _num(task, "cpu_ns")
     runq = _num(task, "runq_ns")
     procs = max(1.0, _num(task, "process_count"))
-    if wall > 0 and runq > wall * procs:
-        runq = 0.0  # impossible counter (see breakdown)
+    if wall > 0 and not plausible_delay(runq, wall, procs):
+        runq = 0.0  # impossible counter
     peak = _num(task, "peak_rss_bytes")
     used_cores = cpu / wall if wall > 0 else 0.0
     req_cpus = task.get("requested_cpus")

@@ -13,6 +13,9 @@ log = logging.getLogger("services.tune")
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["config"]:  # `execsight tune config`: right-sized config per process definition
+        from services.tune.config_command import main as config_main
+        return config_main(argv[1:])
     parser = argparse.ArgumentParser(prog="execsight tune", description=__doc__)
     parser.add_argument("--idle-exit", type=float, default=None, metavar="S",
                         help="exit after S seconds without messages (default: run until SIGTERM)")

@@ -1,12 +1,13 @@
 """Run-over-run regressions with a robust baseline (pure functions).
 
-A run is compared with previous completed runs of the same pipeline. For each task
-name and each metric (wall time, cost, peak memory) the baseline is the median of the
-previous runs and its spread the MAD (median absolute deviation, scaled by 1.4826 to
-estimate a standard deviation). A task moved when its value exceeds the median by
-more than all of: ``k`` robust deviations, a relative floor (50% by default) and an
-absolute floor (1 s, $0.01, 256 MiB) — so jitter on tiny or perfectly steady tasks
-never counts as a regression. At least ``min_runs`` previous runs are needed.
+A run is compared with previous completed runs of the same pipeline. For each process
+definition (its tagged task instances summed) and each metric (wall time, cost, peak
+memory) the baseline is the median of the previous runs and its spread the MAD (median
+absolute deviation, scaled by 1.4826 to estimate a standard deviation). A definition
+moved when its value exceeds the median by more than all of: ``k`` robust deviations,
+a relative floor (50% by default) and an absolute floor (1 s, $0.01, 256 MiB) — so
+jitter on tiny or perfectly steady tasks never counts as a regression. At least
+``min_runs`` previous runs are needed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from services.tune.process_definition import process_definition
 
 MAD_SCALE = 1.4826
 
@@ -92,10 +95,11 @@ def moved(current: float, base: Baseline, rule: MetricRule, k: float = 3.0) -> b
 
 
 def run_metrics(tasks: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per task name: the summed metric over that name's instances in one run (max for peak memory)."""
+    """Per process definition (``ALIGN`` for ``ALIGN (s1)``, ``ALIGN (s2)``): the summed metric over its
+    instances in one run (max for peak memory)."""
     out: dict[str, dict[str, float]] = {}
     for t in tasks:
-        m = out.setdefault(str(t["task"]), {"wall_ns": 0.0, "cost_usd": 0.0, "peak_rss_bytes": 0.0})
+        m = out.setdefault(process_definition(t), {"wall_ns": 0.0, "cost_usd": 0.0, "peak_rss_bytes": 0.0})
         m["wall_ns"] += float(t.get("wall_ns") or 0)
         m["cost_usd"] += float(t.get("cost_usd") or 0)
         m["peak_rss_bytes"] = max(m["peak_rss_bytes"], float(t.get("peak_rss_bytes") or 0))

@@ -1,20 +1,26 @@
-"""Right-sizing per task type across runs (pure functions).
+"""Right-sizing per process definition across runs (pure functions).
 
 In the spirit of the Kubernetes VPA recommender and AWS Compute Optimizer, with the
-per-process precision the collector gives:
+per-process precision the collector gives. ``history`` is every observed task instance
+of one process definition (``ALIGN (s1)``, ``ALIGN (s2)`` of earlier and current runs):
 
-- memory: the peak RSS of each run (the peak of the summed RSS of processes alive
-  together); the maximum while few runs exist, the 95th percentile once
-  ``percentile_min_runs`` exist; plus a 15% margin; rounded up to a 256 MiB step.
+- memory: the peak RSS of each instance (the peak of the summed RSS of processes alive
+  together); the maximum while few exist, the 95th percentile once
+  ``percentile_min_runs`` exist; plus a 15% margin; rounded up to a 64/256/1024 MiB step.
   After an OOM kill the recommendation is raised: at least the larger of the peak
   (or the limit it hit) x 1.2 and the peak + 100 MiB (VPA's OOM bump);
-- CPU: cores actually in use at once — the peak concurrency from process samples
-  when present (CPU time over each sample interval, summed across the task's
-  processes), else CPU plus run-queue time over wall time (average demand, including
-  the time it waited for a core); never average %CPU alone. 20% headroom, rounded
-  up to a whole core;
-- confidence grows with the number of runs (1 - e^(-runs/5): 1 run 0.18, 3 runs
-  0.45, 10 runs 0.86); below 0.5 it is stated as low.
+- CPU: the task's own threads that were running or waiting for a core at once — from
+  process samples (CPU plus run-queue time per interval, summed over the task's
+  processes; the sustained peak, p90 of the intervals), else CPU plus run-queue time
+  over wall time. Run-queue time is counted because a thread waiting for a core still
+  wants one; it never exceeds one per thread, so a single-threaded tool never asks for
+  more than one core however busy the host was. No headroom multiplier: a saturated
+  thread is one core, not 1.2. More CPUs than requested only when that demand exceeds
+  the request by more than ``cpu_slack``; never more than the largest host it ran on has;
+- time: the longest wall time (p95 once enough instances exist) + 50% (at least +1 min),
+  rounded up to 5 minutes (30 minutes above 2 hours);
+- confidence grows with the number of instances (1 - e^(-n/5): 1 -> 0.18, 3 -> 0.45,
+  10 -> 0.86); below 0.5 it is stated as low.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from services.tune.counters import plausible_delay
 
 MIB = 1 << 20
 
@@ -35,11 +43,14 @@ class Policy:
     percentile_min_runs: int = 10
     oom_factor: float = 1.2
     oom_min_bump_bytes: int = 100 * MIB
-    cpu_headroom: float = 0.2
+    # runnable threads above a whole number by at most this much are sampling jitter, not a wish for a core
+    cpu_slack: float = 0.25
     # a request counts as over-provisioned above recommended x this factor, and by at least this much
     overprovision_factor: float = 1.5
     overprovision_min_bytes: int = 512 * MIB
     overprovision_min_cpus: float = 1.0
+    time_margin: float = 0.5
+    time_min_extra_s: float = 60.0
 
 
 DEFAULT_POLICY = Policy()
@@ -67,22 +78,74 @@ class MemoryRecommendation:
         return "raise" if self.recommended_bytes > self.requested_bytes else "keep"
 
 
+# CPU verdicts: what to do with the request (one per process definition)
+CPU_RAISE = "raise"        # its own threads outnumbered the CPUs it requested
+CPU_LOWER = "lower"        # it requested clearly more than its threads ever used
+CPU_KEEP = "keep"
+CPU_SET = "set"            # no request known (local executor, generic run): recommend from usage
+
+
+@dataclass(frozen=True)
+class SampledCpu:
+    """One task instance's CPU use from its process samples."""
+
+    peak_cores: float        # sustained peak of cores in use (CPU time / interval, summed over processes)
+    peak_demand: float       # sustained peak of threads running or runnable ((CPU + run-queue) / interval)
+    max_threads: int         # most threads alive at one sample time, summed over processes
+
+
 @dataclass(frozen=True)
 class CpuRecommendation:
     runs: int
-    avg_concurrency: float              # max over runs of cpu_ns / wall_ns
-    demand_concurrency: float           # max over runs of (cpu_ns + runq_ns) / wall_ns
-    peak_concurrency: float | None      # max over runs of sampled peak cores in use
+    avg_concurrency: float              # max over instances of cpu_ns / wall_ns
+    demand_concurrency: float           # max over instances of (cpu_ns + runq_ns) / wall_ns
+    peak_concurrency: float | None      # sampled sustained peak of cores in use
+    peak_demand: float                  # runnable threads the recommendation is based on
+    max_threads: int | None             # sampled, when known
     basis: str                          # "sampled_peak" or "demand"
+    wanted_cpus: float                  # what that demand asks for, before the host cap
     recommended_cpus: float
     requested_cpus: float | None
+    host_cpus: int                      # CPUs of the largest host it ran on (0: unknown)
+    runq_share: float                   # run-queue wait / (CPU + run-queue wait), over all instances
+
+    @property
+    def single_threaded(self) -> bool:
+        """Never more than one thread running or runnable at once: more CPUs cannot help."""
+        return self.wanted_cpus <= 1.0
+
+    @property
+    def host_limited(self) -> bool:
+        """It wants more CPUs than the largest host it ran on has."""
+        return 0 < self.host_cpus < self.wanted_cpus
+
+    @property
+    def verdict(self) -> str:
+        if self.requested_cpus is None:
+            return CPU_SET
+        if self.recommended_cpus > self.requested_cpus:
+            return CPU_RAISE
+        if self.recommended_cpus < self.requested_cpus:
+            return CPU_LOWER
+        return CPU_KEEP
+
+
+@dataclass(frozen=True)
+class TimeRecommendation:
+    runs: int
+    observed_max_ns: int
+    basis_ns: int
+    basis: str                          # "max" or "p95"
+    recommended_s: int
 
 
 @dataclass(frozen=True)
 class Rightsizing:
     memory: MemoryRecommendation
     cpu: CpuRecommendation
+    time: TimeRecommendation
     confidence: float
+    run_count: int = 1                  # distinct runs the instances came from
 
     @property
     def confidence_label(self) -> str:
@@ -157,7 +220,7 @@ def recommend_memory(history: Sequence[Mapping[str, Any]], p: Policy = DEFAULT_P
 
 def recommend_cpu(
     history: Sequence[Mapping[str, Any]],
-    sampled_peaks: Sequence[float] = (),
+    sampled: Sequence[SampledCpu] = (),
     p: Policy = DEFAULT_POLICY,
 ) -> CpuRecommendation:
     if not history:
@@ -165,39 +228,88 @@ def recommend_cpu(
     ordered = sorted(history, key=_start)
     avg: list[float] = []
     demand: list[float] = []
+    cpu_total = runq_total = 0
     for t in ordered:
         wall = int(t.get("wall_ns") or 0)
         if wall <= 0:
             continue
         cpu = int(t.get("cpu_ns") or 0)
         runq = int(t.get("runq_ns") or 0)
-        runq = runq if runq <= wall * max(1, int(t.get("process_count") or 1)) else 0
+        runq = runq if plausible_delay(runq, wall, int(t.get("process_count") or 1)) else 0
         avg.append(cpu / wall)
         demand.append((cpu + runq) / wall)
-    peak = max(sampled_peaks) if sampled_peaks else None
-    if peak is not None:
-        basis, base = "sampled_peak", peak
+        cpu_total += cpu
+        runq_total += runq
+    peak_cores: float | None = None
+    threads: int | None = None
+    if sampled:
+        basis = "sampled_peak"
+        base = _spread_max([s.peak_demand for s in sampled], p)
+        peak_cores = _spread_max([s.peak_cores for s in sampled], p)
+        threads = max(s.max_threads for s in sampled)
     else:
-        basis, base = "demand", max(demand, default=0.0)
+        basis = "demand"
+        base = max(demand, default=0.0)
+    wanted = float(max(1, math.ceil(base - p.cpu_slack)))
+    host = max((int(t.get("cpu_count") or 0) for t in ordered), default=0)
+    recommended = min(wanted, float(host)) if host > 0 else wanted
     requested = next((float(t["requested_cpus"]) for t in reversed(ordered) if t.get("requested_cpus")), None)
+    if requested is not None and recommended < requested and not (
+        requested >= recommended * p.overprovision_factor and requested - recommended >= p.overprovision_min_cpus
+    ):
+        recommended = requested  # close enough: not worth a change
     return CpuRecommendation(
         runs=len(ordered),
         avg_concurrency=max(avg, default=0.0),
         demand_concurrency=max(demand, default=0.0),
-        peak_concurrency=peak,
+        peak_concurrency=peak_cores,
+        peak_demand=base,
+        max_threads=threads,
         basis=basis,
-        recommended_cpus=float(max(1, math.ceil(base * (1.0 + p.cpu_headroom) - 1e-9))),
+        wanted_cpus=wanted,
+        recommended_cpus=recommended,
         requested_cpus=requested,
+        host_cpus=host,
+        runq_share=runq_total / (cpu_total + runq_total) if cpu_total + runq_total else 0.0,
+    )
+
+
+def _spread_max(values: Sequence[float], p: Policy) -> float:
+    """Max over instances while few, the percentile once many (one outlier instance does not set the size)."""
+    return percentile(values, p.percentile) if len(values) >= p.percentile_min_runs else max(values)
+
+
+def time_step(seconds: float) -> int:
+    return 300 if seconds <= 7200 else 1800
+
+
+def recommend_time(history: Sequence[Mapping[str, Any]], p: Policy = DEFAULT_POLICY) -> TimeRecommendation:
+    """A time limit from observed wall times: the longest (p95 with many) + margin, rounded up."""
+    if not history:
+        raise ValueError("no runs to right-size from")
+    walls = [int(t.get("wall_ns") or 0) for t in history]
+    observed = max(walls)
+    if len(walls) >= p.percentile_min_runs:
+        basis_ns, basis = int(percentile(walls, p.percentile)), f"p{round(p.percentile * 100)}"
+    else:
+        basis_ns, basis = observed, "max"
+    seconds = basis_ns / 1e9
+    target = max(seconds * (1.0 + p.time_margin), seconds + p.time_min_extra_s)
+    return TimeRecommendation(
+        runs=len(walls), observed_max_ns=observed, basis_ns=basis_ns, basis=basis,
+        recommended_s=round_up(target, time_step(target)),
     )
 
 
 def rightsize(
-    history: Sequence[Mapping[str, Any]], sampled_peaks: Sequence[float] = (), p: Policy = DEFAULT_POLICY
+    history: Sequence[Mapping[str, Any]], sampled: Sequence[SampledCpu] = (), p: Policy = DEFAULT_POLICY
 ) -> Rightsizing:
     return Rightsizing(
         memory=recommend_memory(history, p),
-        cpu=recommend_cpu(history, sampled_peaks, p),
+        cpu=recommend_cpu(history, sampled, p),
+        time=recommend_time(history, p),
         confidence=confidence_for(len(history)),
+        run_count=len({t.get("run_id") for t in history}),
     )
 
 
@@ -210,13 +322,7 @@ def memory_overprovisioned(m: MemoryRecommendation, p: Policy = DEFAULT_POLICY) 
     )
 
 
-def cpu_overprovisioned(c: CpuRecommendation, p: Policy = DEFAULT_POLICY) -> bool:
-    return (
-        c.requested_cpus is not None
-        and c.requested_cpus >= c.recommended_cpus * p.overprovision_factor
-        and c.requested_cpus - c.recommended_cpus >= p.overprovision_min_cpus
-    )
-
-
-def cpu_underprovisioned(c: CpuRecommendation) -> bool:
-    return c.requested_cpus is not None and c.recommended_cpus > c.requested_cpus and c.basis == "sampled_peak"
+def memory_underprovisioned(m: MemoryRecommendation) -> bool:
+    """It peaked at (or over) 90% of its request: raise before it is OOM-killed."""
+    return (m.requested_bytes is not None and m.recommended_bytes > m.requested_bytes
+            and m.basis_bytes > m.requested_bytes * 0.9)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 from psycopg.rows import dict_row
 
 from services.tune.cost import Cost
+from services.tune.process_definition import TAGGED_ENGINES, process_definition
 
 Row = dict[str, Any]
 
@@ -59,12 +60,47 @@ def host_info(conn: psycopg.Connection[Any], host_id: str) -> HostInfo | None:
 
 
 def task_history(conn: psycopg.Connection[Any], pipeline: str | None, task: str, limit: int = 50) -> list[Row]:
-    """The latest ``limit`` instances of a task type (same pipeline and task name), oldest first."""
+    """The latest ``limit`` instances of a task name (same pipeline and task name), oldest first."""
     with cursor(conn) as cur:
         rows = cur.execute(
             "SELECT * FROM task_overview WHERE pipeline IS NOT DISTINCT FROM %s AND task = %s "
             "ORDER BY start_time DESC LIMIT %s",
             (pipeline, task, limit),
+        ).fetchall()
+    return [task_from_row(r) for r in reversed(rows)]
+
+
+def _pipeline_is(pipeline: str | None) -> LiteralString:
+    # `pipeline IS NOT DISTINCT FROM x` cannot use the (pipeline, task, start_time) index; these can
+    return "pipeline = %(pipeline)s" if pipeline is not None else "pipeline IS NULL"
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def definition_history(
+    conn: psycopg.Connection[Any], pipeline: str | None, definition: str, limit: int = 50
+) -> list[Row]:
+    """The latest ``limit`` task instances of a process definition in a pipeline, oldest first: tasks named
+    like it, and Nextflow/Snakemake tasks named ``definition (tag)``."""
+    with cursor(conn) as cur:
+        rows = cur.execute(
+            "SELECT * FROM task_overview WHERE " + _pipeline_is(pipeline) + " AND (task = %(definition)s OR "
+            "(task LIKE %(tagged)s AND engine = ANY(%(engines)s))) ORDER BY start_time DESC LIMIT %(limit)s",
+            {"pipeline": pipeline, "definition": definition, "tagged": _like_prefix(definition) + " (%",
+             "engines": sorted(TAGGED_ENGINES), "limit": limit},
+        ).fetchall()
+    return [r for r in (task_from_row(row) for row in reversed(rows)) if process_definition(r) == definition]
+
+
+def pipeline_tasks(conn: psycopg.Connection[Any], pipeline: str, runs: int = 20, limit: int = 5000) -> list[Row]:
+    """Tasks of the pipeline's latest ``runs`` runs (at most ``limit``, newest kept), oldest first."""
+    with cursor(conn) as cur:
+        rows = cur.execute(
+            "SELECT * FROM task_overview WHERE run_id IN (SELECT run_id FROM runs WHERE pipeline = %s "
+            "ORDER BY start_time DESC LIMIT %s) ORDER BY start_time DESC LIMIT %s",
+            (pipeline, runs, limit),
         ).fetchall()
     return [task_from_row(r) for r in reversed(rows)]
 
@@ -119,7 +155,8 @@ def process_samples(conn: psycopg.Connection[Any], keys: Iterable[tuple[str, str
         return out
     with cursor(conn) as cur:
         rows = cur.execute(
-            "SELECT run_id, task_id, time, interval_ns, cpu_ns, runq_ns, blocked_ns, rss_bytes FROM process_samples "
+            "SELECT run_id, task_id, time, interval_ns, cpu_ns, runq_ns, blocked_ns, rss_bytes, threads "
+            "FROM process_samples "
             "WHERE run_id = ANY(%s) AND (run_id, task_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
             ([k[0] for k in wanted], [k[0] for k in wanted], [k[1] for k in wanted]),
         ).fetchall()
@@ -180,11 +217,12 @@ def first_detected(conn: psycopg.Connection[Any], ids: Sequence[str]) -> dict[st
 
 
 def run_findings(conn: psycopg.Connection[Any], run_id: str, pipeline: str | None) -> list[Row]:
-    """Findings that concern a run: its regression and its task types' open findings."""
+    """Findings that concern a run: its regression and the open findings of its process definitions."""
     with cursor(conn) as cur:
         return cur.execute(
-            "SELECT * FROM findings WHERE source = 'tune' AND (run_id = %s OR (status = 'OPEN' AND pipeline "
-            "IS NOT DISTINCT FROM %s AND task IN (SELECT task FROM tasks WHERE run_id = %s))) "
+            "SELECT * FROM findings WHERE source = 'tune' AND (run_id = %(run)s OR (status = 'OPEN' AND pipeline "
+            "IS NOT DISTINCT FROM %(pipeline)s AND task IN (SELECT CASE WHEN engine = ANY(%(engines)s) "
+            "THEN regexp_replace(task, '\\s+\\([^()]*\\)$', '') ELSE task END FROM tasks WHERE run_id = %(run)s))) "
             "ORDER BY CASE severity WHEN 'HIGH' THEN 0 WHEN 'MEDIUM' THEN 1 WHEN 'LOW' THEN 2 ELSE 3 END, kind",
-            (run_id, pipeline, run_id),
+            {"run": run_id, "pipeline": pipeline, "engines": sorted(TAGGED_ENGINES)},
         ).fetchall()

@@ -35,7 +35,8 @@ from schemas.codec import CodecError, default_codec
 from schemas.topics import ENRICHED_RUN, ENRICHED_TASK, FINDINGS_TUNE
 from services.tune import store
 from services.tune.cost import task_cost
-from services.tune.finding_rules import REGRESSION, TASK_KINDS, regression_finding, resolved
+from services.tune.finding_rules import REGRESSION, TASK_KINDS, FindingFloor, regression_finding, resolved
+from services.tune.process_definition import process_definition
 from services.tune.regression import detect_regression
 from services.tune.task_analysis import analyze_task, merge_history
 
@@ -86,6 +87,7 @@ class TuneWorker:
         self.clock = clock
         self.retry_interval_s = retry_interval_s
         self.stats = Stats()
+        self.floor = FindingFloor(settings.findings_min_wall_s, settings.findings_min_cost_usd)
         self._conn: psycopg.Connection[Any] | None = None
 
     # --- database ------------------------------------------------------------------------------------
@@ -111,18 +113,19 @@ class TuneWorker:
 
     def handle_task(self, conn: psycopg.Connection[Any], task: Mapping[str, Any], now_ns: int) -> list[Record]:
         rate, cpu_count, mem_total = self._rate(conn, task)
-        history = store.task_history(conn, task.get("pipeline"), str(task["task"]))
+        definition = process_definition(task)  # ALIGN for ALIGN (s1): findings and history per definition
+        history = store.definition_history(conn, task.get("pipeline"), definition)
         runs = merge_history(history, task)
         keys = [(str(t["run_id"]), str(t["task_id"])) for t in runs if t.get("run_id")]
         samples = store.process_samples(conn, keys)
         psi = store.max_memory_pressure(conn, str(task["host_id"]), int(task["start_ns"]), int(task["end_ns"]))
-        a = analyze_task(task, history, rate, cpu_count, mem_total, samples, psi, now_ns)
+        a = analyze_task(task, history, rate, cpu_count, mem_total, samples, psi, now_ns, floor=self.floor)
         if task.get("run_id"):
             store.upsert_task_cost(conn, str(task["run_id"]), str(task["task_id"]), a.cost)
         current = {f["finding_id"] for f in a.findings}
         stale = [
             resolved(row, now_ns, task.get("run_id"))
-            for row in store.open_findings(conn, TASK_KINDS, task.get("pipeline"), str(task["task"]))
+            for row in store.open_findings(conn, TASK_KINDS, task.get("pipeline"), definition)
             if row["finding_id"] not in current
         ]
         log.debug("task analysed", extra={

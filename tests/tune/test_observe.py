@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,7 @@ def test_execsight_run_prints_the_analysed_run(
 
     feeder = threading.Thread(target=correlator_stand_in, daemon=True)
     feeder.start()
-    with running_worker(settings):
+    with running_worker(replace(settings, findings_min_wall_s=0.0)):  # ~1 s recorded tasks: no noise floor
         rc = observe.main(["--pipeline", "demo", "--task", "write", "--timeout", "45", "--",
                            "sh", "-c", f'echo "$EXECSIGHT_PIPELINE $EXECSIGHT_RUN_ID $EXECSIGHT_TASK" > {marker}; '
                            "exit 3"])

@@ -22,9 +22,9 @@ from services.tune.breakdown import (
     time_breakdown,
 )
 from services.tune.cost import rollup, task_cost
-from services.tune.finding_rules import classification_findings, regression_finding, rightsize_findings
+from services.tune.finding_rules import HostShare, classification_findings, regression_finding, rightsize_findings
 from services.tune.regression import baseline, detect_regression
-from services.tune.rightsize import MIB, confidence_for, recommend_cpu, recommend_memory, rightsize
+from services.tune.rightsize import MIB, SampledCpu, confidence_for, recommend_cpu, recommend_memory, rightsize
 from services.tune.task_analysis import analyze_task
 
 from .tune_records import pipeline_runs, recorded, workload_task
@@ -144,10 +144,10 @@ def test_over_provisioned_memory_recommendation_is_within_margin_of_peak() -> No
     assert m.observed_peak_bytes == peak
     assert peak * 1.15 <= m.recommended_bytes <= peak * 1.15 + 64 * MIB
     assert m.direction == "lower"
-    fs = rightsize_findings(t, rightsize([t]), 0.192, 4, 16 << 30, now_ns=1)
+    fs = rightsize_findings(t, rightsize([t]), HostShare(0.192, 4, 16 << 30, t["wall_ns"]), now_ns=1)
     mem = [f for f in fs if f["kind"] == "rightsize_memory"]
     assert mem and mem[0]["recommended"]["memory_bytes"] == m.recommended_bytes
-    assert "8192 MiB requested" in mem[0]["summary"] and "low confidence (1 run)" in mem[0]["summary"]
+    assert "8192 MiB requested" in mem[0]["summary"] and "low confidence (1 task)" in mem[0]["summary"]
     assert mem[0]["estimated_savings_usd"] > 0
 
 
@@ -158,7 +158,7 @@ def test_oom_killed_task_gets_a_raised_recommendation() -> None:
     assert m.oom_raised and m.direction == "raise"
     assert m.recommended_bytes >= max(limit * 1.2, limit + 100 * MIB)
     assert m.recommended_bytes >= int(t["peak_rss_bytes"]) * 1.2
-    fs = rightsize_findings(t, rightsize([t]), 0.192, 4, 16 << 30, now_ns=1)
+    fs = rightsize_findings(t, rightsize([t]), HostShare(0.192, 4, 16 << 30, t["wall_ns"]), now_ns=1)
     assert [f["severity"] for f in fs if f["kind"] == "rightsize_memory"] == ["HIGH"]
 
 
@@ -171,12 +171,16 @@ def test_percentile_basis_once_enough_runs() -> None:
     assert recommend_memory(runs[:5]).basis == "max"
 
 
-def test_cpu_from_concurrency_not_average() -> None:
-    t = task("cpu_heavy", requested_cpus=8.0)
+def test_cpu_from_runnable_threads_without_a_headroom_multiplier() -> None:
+    t = task("cpu_heavy", requested_cpus=8.0)  # one thread, ~0.99 running or runnable on average
     c = recommend_cpu([t])
-    assert c.basis == "demand" and c.recommended_cpus == 2.0  # ~1 core demand + 20%, rounded up
-    sampled = recommend_cpu([t], sampled_peaks=[3.5])
-    assert sampled.basis == "sampled_peak" and sampled.recommended_cpus == 5.0
+    assert c.basis == "demand" and c.recommended_cpus == 1.0 and c.single_threaded and c.verdict == "lower"
+    sampled = recommend_cpu([t], sampled=[SampledCpu(3.4, 3.5, 4)])
+    # 3.5 threads at once wants 4 CPUs, but the host it ran on has 2: never recommend more than that
+    assert sampled.basis == "sampled_peak" and sampled.wanted_cpus == 4.0
+    assert sampled.host_cpus == 2 and sampled.recommended_cpus == 2.0 and sampled.host_limited
+    big_host = recommend_cpu([dict(t, cpu_count=16)], sampled=[SampledCpu(3.4, 3.5, 4)])
+    assert big_host.recommended_cpus == 4.0 and not big_host.host_limited
     assert confidence_for(1) < 0.5 <= confidence_for(4) < confidence_for(10)
 
 
@@ -247,10 +251,10 @@ def test_findings_have_stable_ids_and_encode_as_tune_finding() -> None:
 
 def test_sampled_peak_concurrency_drives_the_cpu_finding() -> None:
     t = task("cpu_heavy", requested_cpus=8.0)
-    rows = [{"time": i, "interval_ns": 10**9, "cpu_ns": c, "runq_ns": 0, "blocked_ns": 0}
+    rows = [{"time": i, "interval_ns": 10**9, "cpu_ns": c, "runq_ns": 0, "blocked_ns": 0, "threads": 2}
             for i, c in enumerate([900_000_000, 1_700_000_000, 400_000_000])]
     a = analyze_task(t, [], RATE, 16, 64 << 30, samples={("r1", "t-cpu_heavy"): rows}, now_ns=1)
     assert a.rightsizing.cpu.basis == "sampled_peak" and a.rightsizing.cpu.peak_concurrency == pytest.approx(1.7)
     cpu = [f for f in a.findings if f["kind"] == "rightsize_cpu"]
-    assert cpu and cpu[0]["recommended"]["cpus"] == 3.0  # 1.7 cores at peak + 20%, rounded up
+    assert cpu and cpu[0]["recommended"]["cpus"] == 2.0  # 1.7 threads at once: 2 CPUs, not 1.7 x 1.2 -> 3
     assert "8 requested" in cpu[0]["summary"] and cpu[0]["estimated_savings_usd"] > 0

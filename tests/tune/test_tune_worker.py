@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,7 @@ def subscriber_decode(settings: Settings, expected: int, timeout_s: float = 30.0
 
 
 def test_classification_rightsizing_and_costs_through_kafka(settings: Settings) -> None:
+    settings = replace(settings, findings_min_wall_s=0.0)  # the recorded workloads run ~1 s: no noise floor here
     with psycopg.connect(settings.database_url) as conn:
         insert_host(conn)
         tasks = [
@@ -188,6 +190,7 @@ def test_regression_names_the_slow_task_and_a_normal_run_resolves_it(settings: S
 
 
 def test_reclassification_resolves_and_offsets_are_committed(settings: Settings) -> None:
+    settings = replace(settings, findings_min_wall_s=0.0)
     with psycopg.connect(settings.database_url) as conn:
         insert_host(conn)
     io_task = workload_task("io_fsync", task_id="x1", run_id="r1", pipeline="p", task="step")
@@ -230,11 +233,11 @@ def test_reclassification_resolves_and_offsets_are_committed(settings: Settings)
 def test_worker_waits_for_an_unreachable_database_and_loses_nothing(
     settings: Settings, database_server_url: str, migrated_template: str
 ) -> None:
-    from dataclasses import replace
     from urllib.parse import urlsplit, urlunsplit
 
     name = f"execsight_late_{uuid.uuid4().hex[:10]}"
-    late = replace(settings, database_url=urlunsplit(urlsplit(database_server_url)._replace(path=f"/{name}")))
+    late = replace(settings, findings_min_wall_s=0.0,
+                   database_url=urlunsplit(urlsplit(database_server_url)._replace(path=f"/{name}")))
     produce(late, "execsight.enriched.task", "EnrichedTask",
             [workload_task("io_fsync", task_id="w1", run_id="r1", pipeline="p")])
     try:
@@ -248,6 +251,33 @@ def test_worker_waits_for_an_unreachable_database_and_loses_nothing(
     finally:
         with psycopg.connect(database_server_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_tagged_instances_get_one_finding_per_definition_and_tiny_tasks_none(settings: Settings) -> None:
+    """Nextflow's ALIGN (s1) and ALIGN (s2): one rightsize finding about ALIGN naming both; under the default
+    floor the ~1 s tasks raise nothing about how they ran, while an OOM kill is still raised."""
+    base = {"pipeline": "nf", "engine": "nextflow", "requested_memory_bytes": 8 << 30, "requested_cpus": 4.0}
+    s1 = workload_task("mem_small", task="ALIGN (s1)", task_id="a1", run_id="nf-1", **base)
+    s2 = workload_task("mem_small", task="ALIGN (s2)", task_id="a2", run_id="nf-1", shift_ns=2 * 10**9, **base)
+    churn = workload_task("helper_churn", task="CHURN (s1)", task_id="c1", run_id="nf-1", pipeline="nf",
+                          engine="nextflow")
+    oom = workload_task("oom_killed", task="GROW (s1)", task_id="g1", run_id="nf-1", pipeline="nf",
+                        engine="nextflow")
+    tasks = [s1, s2, churn, oom]
+    with psycopg.connect(settings.database_url) as conn:
+        insert_host(conn)
+        for t in tasks:
+            insert_task(conn, t)
+    produce(settings, "execsight.enriched.task", "EnrichedTask", tasks)
+    with running_worker(settings) as worker:
+        wait_for(lambda: worker.stats.tasks >= len(tasks))
+    got = findings(settings)
+    assert {task for _, task in got} == {"ALIGN", "GROW"}, sorted(got)
+    mem = got[("rightsize_memory", "ALIGN")]
+    assert "ALIGN (s1)" in mem["summary"] and "ALIGN (s2)" in mem["summary"] and "2 tasks" in mem["summary"]
+    assert got[("rightsize_cpu", "ALIGN")]["recommended"]["cpus"] == 1.0  # 4 requested; one thread, asleep
+    assert ("helper_churn", "CHURN") not in got  # 0.85 s and a fraction of a cent: under the floor
+    assert got[("memory_bound", "GROW")]["severity"] == "HIGH" and ("rightsize_memory", "GROW") in got
 
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"

@@ -65,6 +65,8 @@ def test_runs_page_shows_latest_run_with_tasks_findings_and_comparison(ui_databa
     for task in fx.TASKS:
         assert task in text
     assert fx.FINDING_SUMMARY_START in text
+    config = "\n".join(str(c.value) for c in at.code)
+    assert "process {" in config and "withName: '" in config  # the right-sized config, ready to copy
     comparison = [d.value for d in at.dataframe if "metric" in d.value.columns]
     assert comparison and "Duration (s)" in set(comparison[0]["metric"])
     assert {m.label for m in at.metric} >= {"Duration", "CPU time", "Cost", "Tasks", "Processes"}
@@ -120,7 +122,8 @@ def test_hosts_page_shows_utilization_execution_and_cost(ui_database_url: str) -
 def test_findings_page_filters(ui_database_url: str) -> None:
     at = open_page("findings")
     assert fx.FINDING_SUMMARY_START in shown_text(at)
-    at.multiselect(key="f_sev").select("HIGH").run()
+    assert at.multiselect(key="f_sev").value == ["HIGH", "MEDIUM", "LOW"]  # INFO hidden by default
+    at.multiselect(key="f_sev").set_value(["HIGH"]).run()
     assert not at.exception
     assert any("No finding matches" in str(w.value) for w in at.warning)
 

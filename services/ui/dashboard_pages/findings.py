@@ -25,7 +25,9 @@ if facets.empty:
 c1, c2, c3, c4, c5 = st.columns([2, 2, 3, 3, 3])
 source = c1.selectbox("Source", ["(all)", "tune", "sweep"], key="f_source")
 status = c2.selectbox("Status", ["OPEN", "RESOLVED", "(all)"], key="f_status")
-severities = c3.multiselect("Severity", SEVERITIES, key="f_sev")
+# INFO is context, not something to act on: shown when asked for
+severities = c3.multiselect("Severity", SEVERITIES, default=["HIGH", "MEDIUM", "LOW"], key="f_sev",
+                            help="LOW and above by default; add INFO to see every finding")
 kinds = c4.multiselect("Kind", sorted(facets["kind"].unique()), key="f_kind")
 text = c5.text_input("Search", placeholder="summary, pipeline, task, resource", key="f_text")
 

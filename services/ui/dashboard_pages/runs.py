@@ -8,6 +8,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from services.tune import config_export
+from services.tune.config_command import load_configs
 from services.ui import charts, queries, shaping
 from services.ui import formatting as fmt
 from services.ui.page_support import connection, empty_state, header, refresh_every
@@ -164,6 +166,20 @@ def run_page() -> None:
                 st.dataframe(ev, hide_index=True)
             if _json(f["recommended"]):
                 st.json(_json(f["recommended"]))
+
+    if r["pipeline"]:
+        st.markdown("#### Right-sized resources for this pipeline")
+        dialect = st.segmented_control(
+            "Config for", ["nextflow", "snakemake"], key="cfg_format",
+            default="snakemake" if r["engine"] == "snakemake" else "nextflow") or "nextflow"
+        with connection() as conn:
+            configs = load_configs(conn, str(r["pipeline"]))
+        if configs:
+            st.code(config_export.render(dialect, str(r["pipeline"]), configs),
+                    language="groovy" if dialect == "nextflow" else "yaml")
+            st.caption("Per process definition over the pipeline's latest runs. Paste into nextflow.config or a "
+                       f"Snakemake profile's config.yaml, or run `execsight tune config --pipeline {r['pipeline']} "
+                       f"--format {dialect}`.")
 
     st.markdown("#### Compared with this pipeline's previous runs")
     if history.empty or len(history) < 2:

@@ -6,6 +6,7 @@ import json
 
 import streamlit as st
 
+from services.tune.process_definition import untagged
 from services.ui import charts, queries, shaping
 from services.ui.page_support import connection, empty_state, header
 
@@ -31,13 +32,18 @@ tool_f = None if tool == "(all tools)" else tool
 with connection() as conn:
     history = queries.task_history(conn, pipeline, task_f, tool_f)
     recs = queries.recommendations(conn, pipeline, task_f)
+    if recs.empty and task_f is not None and untagged(task_f) != task_f:
+        # findings are per process definition: ALIGN (s1)'s recommendation is ALIGN's
+        recs = queries.recommendations(conn, pipeline, untagged(task_f))
 
 if history.empty:
     st.warning("No execution matches.")
     st.stop()
 
-group = "task" if task_f is None else "tool"
+# boxplots per process definition (ALIGN for ALIGN (s1), ALIGN (s2)), per tool within one task
+group = "definition" if task_f is None else "tool"
 view = history.assign(
+    definition=history["task"].map(untagged),
     duration_s=history["wall_ns"] / 1e9, cpu_s=history["cpu_ns"] / 1e9,
     cores=history["cpu_ns"] / history["wall_ns"].clip(lower=1),
     peak_mib=history["peak_rss_bytes"] / 2**20,
