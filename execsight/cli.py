@@ -69,11 +69,18 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() + "\n")
 
 
+def _supervision_cells(d: dict[str, object]) -> tuple[str, str]:
+    """RESTARTS and LAST EXIT: what the local stack's supervisor recorded (a crash loop shows here)."""
+    restarts = int(str(d.get("restarts") or 0))
+    return (str(restarts) if restarts or d.get("last_exit") else "", str(d.get("last_exit") or ""))
+
+
 def _print_components(components: Sequence[object], out: TextIO) -> None:
-    rows = [("COMPONENT", "STATE", "VERSION", "ADDRESS", "DETAIL")]
+    rows = [("COMPONENT", "STATE", "VERSION", "ADDRESS", "RESTARTS", "DETAIL", "LAST EXIT")]
     for c in components:
         d = dataclasses.asdict(c)  # type: ignore[call-overload]
-        rows.append((d["name"], d["state"], d["version"], d["address"], d["detail"]))
+        restarts, last_exit = _supervision_cells(d)
+        rows.append((d["name"], d["state"], d["version"], d["address"], restarts, d["detail"], last_exit))
     _table(rows, out)
 
 

@@ -47,7 +47,10 @@ SETTINGS_DOC: tuple[Var, ...] = (
     Var("EXECSIGHT_LOG_LEVEL", "INFO", "Log level for all services (JSON lines on stderr)."),
     Var("EXECSIGHT_LOG_FORMAT", "json", "json or text."),
     Var("EXECSIGHT_UI_PORT", "8501", "Dashboard port."),
-    Var("EXECSIGHT_METRICS_PORT", "0", "Prometheus /metrics port of a service (0: off, or the per-service default)."),
+    Var("EXECSIGHT_UI_ADDRESS", "127.0.0.1", "Dashboard listen address (0.0.0.0 exposes it: set real passwords)."),
+    Var("EXECSIGHT_COLLECTOR_METRICS_PORT", "9465", "Collector: Prometheus /metrics port (0: off)."),
+    Var("EXECSIGHT_CORRELATOR_METRICS_PORT", "9464", "Correlator: Prometheus /metrics port (0: off)."),
+    Var("EXECSIGHT_METRICS_ADDRESS", "127.0.0.1", "Listen address of every /metrics endpoint (opt-in wider)."),
     Var("EXECSIGHT_SAMPLE_INTERVAL_S", "1.0", "Collector: live process sample interval."),
     Var("EXECSIGHT_HOST_INTERVAL_S", "5.0", "Collector: host sample / heartbeat interval."),
     Var("EXECSIGHT_COLLECTOR_CONFIG", "", "Collector: filter/rate-limit rules file (YAML)."),
@@ -100,7 +103,10 @@ class Settings:
     log_level: str
     log_format: str
     ui_port: int
-    metrics_port: int
+    ui_address: str
+    collector_metrics_port: int
+    correlator_metrics_port: int
+    metrics_address: str
     sample_interval_s: float
     host_interval_s: float
     collector_config: Path | None
@@ -155,7 +161,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=level,
         log_format=fmt,
         ui_port=_int(e, "EXECSIGHT_UI_PORT"),
-        metrics_port=_int(e, "EXECSIGHT_METRICS_PORT"),
+        ui_address=env_value(e, "EXECSIGHT_UI_ADDRESS"),
+        collector_metrics_port=_int(e, "EXECSIGHT_COLLECTOR_METRICS_PORT"),
+        correlator_metrics_port=_int(e, "EXECSIGHT_CORRELATOR_METRICS_PORT"),
+        metrics_address=env_value(e, "EXECSIGHT_METRICS_ADDRESS"),
         sample_interval_s=_float(e, "EXECSIGHT_SAMPLE_INTERVAL_S"),
         host_interval_s=_float(e, "EXECSIGHT_HOST_INTERVAL_S"),
         collector_config=opt_path("EXECSIGHT_COLLECTOR_CONFIG"),
