@@ -59,7 +59,7 @@ def test_supervisor_restarts_a_killed_child_and_stops_cleanly(tmp_path: Path) ->
     run, log, sup_pid = _supervise(tmp_path, "import time; print('svc up', flush=True); time.sleep(600)")
     child_file = supervisor.child_pid_file(run, "svc")
     try:
-        _until(lambda: procs.running_pid(child_file) is not None, 20, "first child")
+        _until(lambda: procs.running_pid(child_file) is not None and "svc up" in log.read_text(), 20, "first child")
         first = procs.running_pid(child_file)
         assert procs.kill(child_file)
         _until(lambda: (procs.running_pid(child_file) or first) != first, 20, "a new child after kill -9")

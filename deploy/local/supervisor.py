@@ -129,8 +129,8 @@ class Supervisor:
         with self.log_file.open("ab") as out:
             child = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True, preexec_fn=_die_with_parent, umask=0o077)
-        _write_json(child_pid_file(self.run_dir, self.name), child.pid)
         self._save(phase="running", child_pid=child.pid, child_started_at=time.time(), next_start_at=None)
+        _write_json(child_pid_file(self.run_dir, self.name), child.pid)  # after the state: readers see both
         log.info("started", extra={"service": self.name, "pid": child.pid, "restarts": self.state.restarts})
         return child
 
