@@ -79,12 +79,14 @@ def test_supervisor_restarts_a_killed_child_and_stops_cleanly(tmp_path: Path) ->
 def test_supervisor_backs_off_a_crash_loop(tmp_path: Path) -> None:
     run, log, _ = _supervise(tmp_path, "import sys; print('bad config', file=sys.stderr); sys.exit(3)")
     try:
-        _until(lambda: (st := supervisor.read_state(run, "svc")) is not None and st.restarts >= 3, 20,
-               "three exits")
+        def delays() -> list[float]:
+            return [json.loads(x)["retry_in_s"] for x in log.read_text().splitlines() if '"retry_in_s"' in x]
+
+        _until(lambda: len(delays()) >= 3, 20, "three exits")
         st = supervisor.read_state(run, "svc")
         assert st is not None and st.crash_loop and st.last_exit == "exit 3" and st.last_log_line == "bad config"
-        delays = [json.loads(x)["retry_in_s"] for x in log.read_text().splitlines() if '"retry_in_s"' in x]
-        assert delays[:3] == [1.0, 2.0, 4.0]
+        assert st.restarts >= 3
+        assert delays()[:3] == [1.0, 2.0, 4.0]
     finally:
         procs.stop(supervisor.supervisor_pid_file(run, "svc"), supervisor.marker("svc"), timeout_s=15)
 
