@@ -436,8 +436,8 @@ class LocalStack:
         if sup is None:
             detail.append("not supervised: `execsight up` restarts it under the supervisor")
         if s.health_url and not services.http_ok(s.health_url):
-            return ComponentStatus(name, "starting", address=address, detail=f"pid {pid}, health check fails",
-                                   restarts=restarts, last_exit=last_exit)
+            return ComponentStatus(name, "starting", _package_version(), address, f"pid {pid}, health check fails",
+                                   restarts, last_exit)
         mine = [g for g in lags if name in g.group]
         if mine:
             detail.append("lag " + ", ".join(f"{g.group}={g.lag}" for g in mine))
