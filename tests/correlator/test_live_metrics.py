@@ -130,12 +130,12 @@ def test_lag_and_db_failures_during_a_database_outage(settings: Settings, tmp_pa
         wait_for(lambda: query(dsn, "SELECT count(*) FROM runs WHERE status = 'SUCCEEDED'")[0][0], lambda n: n == 1)
         wait_for(lambda: _metric(port, "execsight_correlator_consumer_lag_total"), lambda v: v == 0, timeout_s=20)
         proxy.stop()  # the database becomes unreachable
-        n1 = produce(settings, _host("lag-b", tasks=200).events)
+        n1 = produce(settings, _host("lag-b", tasks=1000).events)
         wait_for(worker.log_tail, lambda log: "database unavailable" in log, timeout_s=30)
         wait_for(lambda: _metric(port, "execsight_correlator_db_failures"), lambda v: (v or 0) >= 1, timeout_s=20)
         lag1 = wait_for(lambda: _metric(port, "execsight_correlator_consumer_lag_total"),
                         lambda v: v is not None and v >= n1 * 0.9, timeout_s=20)
-        n2 = produce(settings, _host("lag-c", tasks=200).events)
+        n2 = produce(settings, _host("lag-c", tasks=1000).events)
         lag2 = wait_for(lambda: _metric(port, "execsight_correlator_consumer_lag_total"),
                         lambda v: v is not None and v >= (lag1 or 0) + n2, timeout_s=20)
         failures = _metric(port, "execsight_correlator_db_failures")
