@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import logging
 import os
 import sys
 import time
@@ -59,6 +60,11 @@ def run_ui(settings: Settings, argv: list[str]) -> int:
     if not services.UI_APP.is_file():
         print(f"execsight ui: not available: {services.UI_APP} is not in this installation yet", file=sys.stderr)
         return 2
+    from deploy.local.endpoints import ui_exposure_problem
+
+    problem = ui_exposure_problem(settings)
+    if problem:  # in a container the published port decides: warn, do not refuse
+        logging.getLogger("execsight.ui").warning(problem)
     cmd = services.ui_command(settings, argv)
     os.execv(cmd[0], cmd)
 

@@ -48,6 +48,8 @@ SETTINGS_DOC: tuple[Var, ...] = (
     Var("EXECSIGHT_LOG_FORMAT", "json", "json or text."),
     Var("EXECSIGHT_UI_PORT", "8501", "Dashboard port."),
     Var("EXECSIGHT_UI_ADDRESS", "127.0.0.1", "Dashboard listen address (0.0.0.0 exposes it: set real passwords)."),
+    Var("EXECSIGHT_UI_AUTH", "none", "Dashboard login: none, password (EXECSIGHT_UI_PASSWORD) or oidc (st.login)."),
+    Var("EXECSIGHT_UI_PASSWORD", "", "Dashboard password when EXECSIGHT_UI_AUTH=password."),
     Var("EXECSIGHT_COLLECTOR_METRICS_PORT", "9465", "Collector: Prometheus /metrics port (0: off)."),
     Var("EXECSIGHT_CORRELATOR_METRICS_PORT", "9464", "Correlator: Prometheus /metrics port (0: off)."),
     Var("EXECSIGHT_METRICS_ADDRESS", "127.0.0.1", "Listen address of every /metrics endpoint (opt-in wider)."),
@@ -104,6 +106,8 @@ class Settings:
     log_format: str
     ui_port: int
     ui_address: str
+    ui_auth: str
+    ui_password: str
     collector_metrics_port: int
     correlator_metrics_port: int
     metrics_address: str
@@ -147,6 +151,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if fmt not in {"json", "text"}:
         raise SettingsError(f"EXECSIGHT_LOG_FORMAT={fmt!r}: expected json or text")
 
+    ui_auth = env_value(e, "EXECSIGHT_UI_AUTH")
+    if ui_auth not in {"none", "password", "oidc"}:
+        raise SettingsError(f"EXECSIGHT_UI_AUTH={ui_auth!r}: expected none, password or oidc")
+    if ui_auth == "password" and not env_value(e, "EXECSIGHT_UI_PASSWORD"):
+        raise SettingsError("EXECSIGHT_UI_AUTH=password: EXECSIGHT_UI_PASSWORD is empty")
+
     def opt_path(name: str) -> Path | None:
         raw = env_value(e, name)
         return Path(raw).expanduser() if raw else None
@@ -162,6 +172,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=fmt,
         ui_port=_int(e, "EXECSIGHT_UI_PORT"),
         ui_address=env_value(e, "EXECSIGHT_UI_ADDRESS"),
+        ui_auth=ui_auth,
+        ui_password=env_value(e, "EXECSIGHT_UI_PASSWORD"),
         collector_metrics_port=_int(e, "EXECSIGHT_COLLECTOR_METRICS_PORT"),
         correlator_metrics_port=_int(e, "EXECSIGHT_CORRELATOR_METRICS_PORT"),
         metrics_address=env_value(e, "EXECSIGHT_METRICS_ADDRESS"),

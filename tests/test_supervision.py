@@ -18,7 +18,7 @@ from deploy.local import procs, services, supervisor
 from deploy.local.endpoints import exposure_problems, is_loopback, port_free
 from deploy.local.stack import LocalStack, StackError
 from execsight.lifecycle import describe_exit, failures_in_a_row, restart_delay_s
-from execsight.settings import load_settings
+from execsight.settings import SettingsError, load_settings
 from tests.test_compose import config  # noqa: F401  (the fixture)
 
 
@@ -167,3 +167,23 @@ def test_compose_restarts_every_long_lived_service_and_keeps_the_ui_local(config
     ui = svcs["ui"]
     assert ui["environment"]["EXECSIGHT_UI_ADDRESS"] == "0.0.0.0", "reachable through the published port"
     assert [p.get("host_ip") for p in ui["ports"]] == ["127.0.0.1"], "published on the host's loopback only"
+
+
+def test_exposed_dashboard_needs_a_login(tmp_path: Path) -> None:
+    from deploy.local.endpoints import ui_exposure_problem
+
+    strong = {"EXECSIGHT_DATABASE_URL": "postgresql://execsight:Xk3-long@127.0.0.1:5432/execsight",
+              "EXECSIGHT_UI_DATABASE_URL": "postgresql://execsight_ui:Yq9-long@127.0.0.1:5432/execsight",
+              "EXECSIGHT_UI_ADDRESS": "0.0.0.0"}
+    open_ui = _settings(tmp_path, **strong)
+    assert exposure_problems(open_ui) == [], "real passwords"
+    assert "without a login" in (ui_exposure_problem(open_ui) or "")
+    with pytest.raises(StackError, match="exposes the dashboard without a login"):
+        LocalStack(open_ui).up(prepare_host=False)
+    guarded = _settings(tmp_path, **strong, EXECSIGHT_UI_AUTH="password", EXECSIGHT_UI_PASSWORD="s3cret-pw")
+    assert ui_exposure_problem(guarded) is None
+    assert ui_exposure_problem(_settings(tmp_path)) is None, "loopback needs no login"
+    with pytest.raises(SettingsError, match="EXECSIGHT_UI_PASSWORD is empty"):
+        _settings(tmp_path, EXECSIGHT_UI_AUTH="password")
+    with pytest.raises(SettingsError, match="expected none, password or oidc"):
+        _settings(tmp_path, EXECSIGHT_UI_AUTH="basic")

@@ -126,3 +126,11 @@ def exposure_problems(settings: Settings) -> list[str]:
         return []
     return [f"{', '.join(wide)} listen beyond loopback while {' and '.join(weak)} keep the built-in "
             "password: set real passwords in the DSNs, or bind to 127.0.0.1"]
+
+
+def ui_exposure_problem(settings: Settings) -> str | None:
+    """Why the dashboard must not be served as configured: beyond loopback without a login."""
+    if settings.ui_auth == "none" and not is_loopback(settings.ui_address):
+        return (f"EXECSIGHT_UI_ADDRESS={settings.ui_address} exposes the dashboard without a login: set "
+                "EXECSIGHT_UI_AUTH=password (with EXECSIGHT_UI_PASSWORD) or EXECSIGHT_UI_AUTH=oidc")
+    return None

@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.local import host_prep, kafka_admin, kafka_broker, pg_cluster, procs, services, supervisor
-from deploy.local.endpoints import exposure_problems, kafka_endpoint, pg_endpoint, pg_role, port_free, port_open
+from deploy.local.endpoints import (
+    exposure_problems,
+    kafka_endpoint,
+    pg_endpoint,
+    pg_role,
+    port_free,
+    port_open,
+    ui_exposure_problem,
+)
 from execsight.kafka_io import create_topics
 from execsight.lifecycle import STABLE_AFTER_S
 from execsight.settings import REPO_ROOT, Settings
@@ -297,6 +305,8 @@ class LocalStack:
     # -- the commands ------------------------------------------------------------------------
     def up(self, *, prepare_host: bool = True, start_services: bool = True) -> UpReport:
         problems = exposure_problems(self.settings)
+        if services.service_exists("ui", self.repo_root):
+            problems += filter(None, [ui_exposure_problem(self.settings)])
         if problems:
             raise StackError("refusing to start: " + "; ".join(problems))
         report = UpReport()
