@@ -50,7 +50,7 @@ SETTINGS_DOC: tuple[Var, ...] = (
     Var("EXECSIGHT_UI_ADDRESS", "127.0.0.1", "Dashboard listen address (0.0.0.0 exposes it: set real passwords)."),
     Var("EXECSIGHT_UI_AUTH", "none", "Dashboard login: none, password (EXECSIGHT_UI_PASSWORD) or oidc (st.login)."),
     Var("EXECSIGHT_UI_PASSWORD", "", "Dashboard password when EXECSIGHT_UI_AUTH=password."),
-    Var("EXECSIGHT_COLLECTOR_METRICS_PORT", "9465", "Collector: Prometheus /metrics port (0: off)."),
+    Var("EXECSIGHT_COLLECTOR_METRICS_PORT", "0", "Collector: Prometheus /metrics port (0: off; e.g. 9465)."),
     Var("EXECSIGHT_CORRELATOR_METRICS_PORT", "9464", "Correlator: Prometheus /metrics port (0: off)."),
     Var("EXECSIGHT_METRICS_ADDRESS", "127.0.0.1", "Listen address of every /metrics endpoint (opt-in wider)."),
     Var("EXECSIGHT_SAMPLE_INTERVAL_S", "1.0", "Collector: live process sample interval."),

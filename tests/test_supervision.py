@@ -101,9 +101,11 @@ def test_loopback_by_default(tmp_path: Path) -> None:
     ui = services.ui_command(s)
     assert ui[ui.index("--server.address") + 1] == "127.0.0.1", "`execsight ui` listens on loopback"
     assert services.spec("ui", s).command == tuple(ui)
-    assert (s.collector_metrics_port, s.correlator_metrics_port) == (9465, 9464), "one port per service"
+    assert (s.collector_metrics_port, s.correlator_metrics_port) == (0, 9464), "one port per service"
     assert services.spec("correlator", s).health_url == "http://127.0.0.1:9464/metrics"
-    assert services.spec("collector", s).health_url == "http://127.0.0.1:9465/metrics"
+    assert services.spec("collector", s).health_url is None, "off by default: healthy once it runs 5 s"
+    on = _settings(tmp_path, EXECSIGHT_COLLECTOR_METRICS_PORT="9465")
+    assert services.spec("collector", on).health_url == "http://127.0.0.1:9465/metrics"
     wide = _settings(tmp_path, EXECSIGHT_UI_ADDRESS="0.0.0.0")
     assert services.ui_url(wide) == f"http://127.0.0.1:{wide.ui_port}/"
 
