@@ -189,3 +189,15 @@ def test_exposed_dashboard_needs_a_login(tmp_path: Path) -> None:
         _settings(tmp_path, EXECSIGHT_UI_AUTH="password")
     with pytest.raises(SettingsError, match="expected none, password or oidc"):
         _settings(tmp_path, EXECSIGHT_UI_AUTH="basic")
+
+
+def test_a_killed_supervisor_leaves_no_orphan(tmp_path: Path) -> None:
+    """The child dies with its supervisor (then `execsight up` starts both again)."""
+    run, _, sup_pid = _supervise(tmp_path, "import time; time.sleep(600)")
+    child_file = supervisor.child_pid_file(run, "svc")
+    _until(lambda: procs.running_pid(child_file) is not None, 20, "child")
+    child = procs.running_pid(child_file)
+    assert child is not None
+    assert procs.kill(supervisor.supervisor_pid_file(run, "svc"), supervisor.marker("svc"))
+    _until(lambda: not procs.pid_alive(child), 10, "the child to end with its supervisor")
+    assert not procs.pid_alive(sup_pid)

@@ -26,6 +26,7 @@ class ServiceSpec:
     marker: str  # a string in the command line that tells this process from a reused pid
     needs_root: bool = False
     health_url: str | None = None  # None: healthy once it has run SETTLE_S without a restart
+    health_text: bytes = b""  # what the health URL's answer must contain
     port_setting: tuple[str, int] | None = None  # (variable, port) this service listens on
 
 
@@ -74,15 +75,18 @@ def spec(name: str, settings: Settings, root: Path = REPO_ROOT) -> ServiceSpec:
     extra = ("--no-supervise",) if name == "correlator" else ()
     port = metrics_port(name, settings)
     health = f"http://{_local_host(settings.metrics_address)}:{port[1]}/metrics" if port else None
+    # the correlator listens before Faust starts: healthy once its worker runs
+    text = b"\nexecsight_correlator_worker_running 1.0" if name == "correlator" else b""
     return ServiceSpec(name, (sys.executable, "-m", "execsight.cli", name, *extra),
                        marker=f"execsight.cli {name}", needs_root=name == "collector", health_url=health,
-                       port_setting=port)
+                       health_text=text, port_setting=port)
 
 
-def http_ok(url: str, timeout_s: float = 2.0) -> bool:
+def http_ok(url: str, timeout_s: float = 2.0, text: bytes = b"") -> bool:
+    """The URL answers 200 (with text in its body, when given)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            return bool(resp.status == 200)
+            return bool(resp.status == 200) and (not text or text in resp.read())
     except (urllib.error.URLError, OSError):
         return False
 

@@ -279,8 +279,8 @@ class LocalStack:
             return False
         if time.time() - st.child_started_at < SETTLE_S:
             return False
-        url = services.spec(name, self.settings, self.repo_root).health_url
-        return url is None or services.http_ok(url)
+        s = services.spec(name, self.settings, self.repo_root)
+        return s.health_url is None or services.http_ok(s.health_url, text=s.health_text)
 
     def wait_healthy(self, names: list[str], timeout_s: float | None = None) -> None:
         timeout_s = self.start_timeout_s if timeout_s is None else timeout_s
@@ -445,7 +445,7 @@ class LocalStack:
         detail = [f"pid {pid}"]
         if sup is None:
             detail.append("not supervised: `execsight up` restarts it under the supervisor")
-        if s.health_url and not services.http_ok(s.health_url):
+        if s.health_url and not services.http_ok(s.health_url, text=s.health_text):
             return ComponentStatus(name, "starting", _package_version(), address, f"pid {pid}, health check fails",
                                    restarts, last_exit)
         mine = [g for g in lags if name in g.group]

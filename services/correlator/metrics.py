@@ -74,6 +74,8 @@ class CorrelatorMetrics:
         self.db_failures = Gauge("execsight_correlator_db_failures", "Database write attempts that failed.",
                                  registry=r)
         self.live_hosts = Gauge("execsight_correlator_hosts", "Hosts with state in this worker.", registry=r)
+        self.running = Gauge("execsight_correlator_worker_running",
+                             "1 once the Faust worker runs its timers (started, not only listening).", registry=r)
         self.lag_age = Gauge("execsight_correlator_consumer_lag_age_seconds",
                              "Seconds since consumer lag was last measured against the broker.", registry=r)
         self._processor: Any = None
@@ -116,6 +118,7 @@ class CorrelatorMetrics:
 
     def update_lag(self, app: Any) -> None:
         """On the event loop: note which raw partitions this worker holds (the lag thread measures them)."""
+        self.running.set(1)
         processor = self._processor
         if processor is None:
             return
