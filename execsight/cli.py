@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import logging
 import os
 import sys
 import time
@@ -59,6 +60,11 @@ def run_ui(settings: Settings, argv: list[str]) -> int:
     if not services.UI_APP.is_file():
         print(f"execsight ui: not available: {services.UI_APP} is not in this installation yet", file=sys.stderr)
         return 2
+    from deploy.local.endpoints import ui_exposure_problem
+
+    problem = ui_exposure_problem(settings)
+    if problem:  # in a container the published port decides: warn, do not refuse
+        logging.getLogger("execsight.ui").warning(problem)
     cmd = services.ui_command(settings, argv)
     os.execv(cmd[0], cmd)
 
@@ -69,11 +75,18 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() + "\n")
 
 
+def _supervision_cells(d: dict[str, object]) -> tuple[str, str]:
+    """RESTARTS and LAST EXIT: what the local stack's supervisor recorded (a crash loop shows here)."""
+    restarts = int(str(d.get("restarts") or 0))
+    return (str(restarts) if restarts or d.get("last_exit") else "", str(d.get("last_exit") or ""))
+
+
 def _print_components(components: Sequence[object], out: TextIO) -> None:
-    rows = [("COMPONENT", "STATE", "VERSION", "ADDRESS", "DETAIL")]
+    rows = [("COMPONENT", "STATE", "VERSION", "ADDRESS", "RESTARTS", "DETAIL", "LAST EXIT")]
     for c in components:
         d = dataclasses.asdict(c)  # type: ignore[call-overload]
-        rows.append((d["name"], d["state"], d["version"], d["address"], d["detail"]))
+        restarts, last_exit = _supervision_cells(d)
+        rows.append((d["name"], d["state"], d["version"], d["address"], restarts, d["detail"], last_exit))
     _table(rows, out)
 
 

@@ -36,3 +36,30 @@ def stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     return stop
+
+
+RESTART_INITIAL_S = 1.0
+RESTART_MAX_S = 30.0
+STABLE_AFTER_S = 30.0  # a process that ran this long was healthy: its next crash starts the backoff again
+
+
+def restart_delay_s(failures_in_a_row: int) -> float:
+    """Delay before starting a crashed process again: 1 s, 2 s, 4 s ... up to 30 s."""
+    if failures_in_a_row <= 0:
+        return 0.0
+    return float(min(RESTART_MAX_S, RESTART_INITIAL_S * 2 ** (failures_in_a_row - 1)))
+
+
+def failures_in_a_row(previous: int, ran_s: float) -> int:
+    """Exits without a stable run in between, this one included."""
+    return 1 if ran_s >= STABLE_AFTER_S else previous + 1
+
+
+def describe_exit(returncode: int) -> str:
+    """`exit 1` or `killed by SIGKILL`, from a Popen return code."""
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit {returncode}"

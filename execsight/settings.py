@@ -47,7 +47,12 @@ SETTINGS_DOC: tuple[Var, ...] = (
     Var("EXECSIGHT_LOG_LEVEL", "INFO", "Log level for all services (JSON lines on stderr)."),
     Var("EXECSIGHT_LOG_FORMAT", "json", "json or text."),
     Var("EXECSIGHT_UI_PORT", "8501", "Dashboard port."),
-    Var("EXECSIGHT_METRICS_PORT", "0", "Prometheus /metrics port of a service (0: off, or the per-service default)."),
+    Var("EXECSIGHT_UI_ADDRESS", "127.0.0.1", "Dashboard listen address (0.0.0.0 exposes it: set real passwords)."),
+    Var("EXECSIGHT_UI_AUTH", "none", "Dashboard login: none, password (EXECSIGHT_UI_PASSWORD) or oidc (st.login)."),
+    Var("EXECSIGHT_UI_PASSWORD", "", "Dashboard password when EXECSIGHT_UI_AUTH=password."),
+    Var("EXECSIGHT_COLLECTOR_METRICS_PORT", "0", "Collector: Prometheus /metrics port (0: off; e.g. 9465)."),
+    Var("EXECSIGHT_CORRELATOR_METRICS_PORT", "9464", "Correlator: Prometheus /metrics port (0: off)."),
+    Var("EXECSIGHT_METRICS_ADDRESS", "127.0.0.1", "Listen address of every /metrics endpoint (opt-in wider)."),
     Var("EXECSIGHT_SAMPLE_INTERVAL_S", "1.0", "Collector: live process sample interval."),
     Var("EXECSIGHT_HOST_INTERVAL_S", "5.0", "Collector: host sample / heartbeat interval."),
     Var("EXECSIGHT_COLLECTOR_CONFIG", "", "Collector: filter/rate-limit rules file (YAML)."),
@@ -111,7 +116,12 @@ class Settings:
     log_level: str
     log_format: str
     ui_port: int
-    metrics_port: int
+    ui_address: str
+    ui_auth: str
+    ui_password: str
+    collector_metrics_port: int
+    correlator_metrics_port: int
+    metrics_address: str
     sample_interval_s: float
     host_interval_s: float
     collector_config: Path | None
@@ -154,6 +164,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if fmt not in {"json", "text"}:
         raise SettingsError(f"EXECSIGHT_LOG_FORMAT={fmt!r}: expected json or text")
 
+    ui_auth = env_value(e, "EXECSIGHT_UI_AUTH")
+    if ui_auth not in {"none", "password", "oidc"}:
+        raise SettingsError(f"EXECSIGHT_UI_AUTH={ui_auth!r}: expected none, password or oidc")
+    if ui_auth == "password" and not env_value(e, "EXECSIGHT_UI_PASSWORD"):
+        raise SettingsError("EXECSIGHT_UI_AUTH=password: EXECSIGHT_UI_PASSWORD is empty")
+
     def opt_path(name: str) -> Path | None:
         raw = env_value(e, name)
         return Path(raw).expanduser() if raw else None
@@ -168,7 +184,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=level,
         log_format=fmt,
         ui_port=_int(e, "EXECSIGHT_UI_PORT"),
-        metrics_port=_int(e, "EXECSIGHT_METRICS_PORT"),
+        ui_address=env_value(e, "EXECSIGHT_UI_ADDRESS"),
+        ui_auth=ui_auth,
+        ui_password=env_value(e, "EXECSIGHT_UI_PASSWORD"),
+        collector_metrics_port=_int(e, "EXECSIGHT_COLLECTOR_METRICS_PORT"),
+        correlator_metrics_port=_int(e, "EXECSIGHT_CORRELATOR_METRICS_PORT"),
+        metrics_address=env_value(e, "EXECSIGHT_METRICS_ADDRESS"),
         sample_interval_s=_float(e, "EXECSIGHT_SAMPLE_INTERVAL_S"),
         host_interval_s=_float(e, "EXECSIGHT_HOST_INTERVAL_S"),
         collector_config=opt_path("EXECSIGHT_COLLECTOR_CONFIG"),

@@ -1,24 +1,29 @@
 """The local stack (deploy/local) for real: its own Kafka and PostgreSQL on free ports in a temp state dir.
 
-Checks idempotency (a second up changes nothing), crash recovery (SIGKILLed Kafka and a SIGKILLed
-service come back with `up`), durability (topics and committed offsets survive), and `down`.
+Checks idempotency (a second up changes nothing), supervision (SIGKILLed Kafka and SIGKILLed services
+come back by themselves and `status` counts the restart; a crash loop shows with its exit and last
+line, and `up` fails on it), durability (topics and committed offsets survive), private state, and
+`down`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
+import stat
 import textwrap
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from deploy.local import kafka_admin, pg_cluster
-from deploy.local.stack import LocalStack
+from deploy.local import kafka_admin, pg_cluster, services
+from deploy.local.stack import ComponentStatus, LocalStack, StackError
 from execsight.settings import load_settings
 
 pytestmark = [
@@ -48,18 +53,24 @@ def _free_port(pair: bool = False) -> int:
 
 
 def _fake_services(root: Path) -> None:
-    """A repository with one service (tune) that only sleeps and a one-line dashboard."""
-    pkg = root / "services" / "tune"
-    pkg.mkdir(parents=True)
+    """A repository with two services that only sleep and a one-line dashboard. sweep exits 3 at once
+    while a file `crash-sweep` is in the state dir (a crash loop on demand)."""
+    (root / "services").mkdir(parents=True)
     (root / "services" / "__init__.py").write_text("")
-    (pkg / "__init__.py").write_text("")
-    (pkg / "main.py").write_text(textwrap.dedent("""
-        import time
+    for name in ("tune", "sweep"):
+        pkg = root / "services" / name
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text("")
+        (pkg / "main.py").write_text(textwrap.dedent(f"""
+            import os, pathlib, sys, time
 
-        def main(argv: list[str]) -> int:
-            while True:
-                time.sleep(1)
-    """))
+            def main(argv: list[str]) -> int:
+                if pathlib.Path(os.environ["EXECSIGHT_STATE_DIR"], "crash-{name}").exists():
+                    print("{name}: cannot start, crash-{name} is there", file=sys.stderr, flush=True)
+                    return 3
+                while True:
+                    time.sleep(1)
+        """))
     (root / "services" / "ui").mkdir()
     (root / "services" / "ui" / "app.py").write_text("import streamlit as st\n\nst.write('execsight')\n")
 
@@ -81,6 +92,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         "EXECSIGHT_LOG_FORMAT": "text",
     })
     st = LocalStack(settings, repo_root=repo)
+    st.start_timeout_s = 30.0
     try:
         yield st
     finally:
@@ -92,6 +104,19 @@ def _states(st: LocalStack) -> dict[str, str]:
     return {c.name: c.state for c in st.status()}
 
 
+def _component(st: LocalStack, name: str) -> ComponentStatus:
+    return next(c for c in st.status(with_lag=False) if c.name == name)
+
+
+def _until(check: Callable[[], bool], timeout_s: float, what: str) -> float:
+    """Seconds until check() held; fails the test after timeout_s."""
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < timeout_s, f"{what}: not within {timeout_s} s"
+        time.sleep(0.25)
+    return time.monotonic() - start
+
+
 def test_up_is_idempotent_and_healthy(stack: LocalStack) -> None:
     first = stack.up(prepare_host=False)
     assert first.ok, first.components
@@ -100,13 +125,87 @@ def test_up_is_idempotent_and_healthy(stack: LocalStack) -> None:
     assert set(stack.topic_names()) <= kafka_admin.existing_topics(stack.kafka_ep.address)
     states = _states(stack)
     assert states["kafka"] == "up" and states["postgresql"] == "up" and states["tune"] == "up"
+    assert states["sweep"] == "up"
     assert states["ui"] == "up", "the dashboard answers /_stcore/health"
     assert first.dashboard == f"http://127.0.0.1:{stack.settings.ui_port}/"
     assert states["correlator"] == "absent"
+    for name in ("kafka", "tune", "sweep", "ui"):
+        assert stack.supervisor_pid(name) is not None, f"{name} runs without a supervisor"
+        assert _component(stack, name).restarts == 0
 
     second = stack.up(prepare_host=False)
     assert second.changes == []
     assert second.ok
+
+
+def test_state_is_private(stack: LocalStack) -> None:
+    """Raw events live in the state dir: nobody but its owner (and PostgreSQL's search ACL) gets in."""
+    # with an ACL (u:postgres:x on the dirs on its way), the group bits show the ACL mask: search only
+    for d in (stack.state, stack.settings.log_dir):
+        assert stat.S_IMODE(d.stat().st_mode) & 0o067 == 0, d
+    for d in (stack.run_dir, stack.settings.spool_dir, stack.kafka_paths.root):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+    for f in [*stack.settings.log_dir.glob("*.log"), *stack.kafka_paths.data.rglob("*")]:
+        if f.is_file() and f.owner() != pg_cluster.SUPERUSER:
+            assert stat.S_IMODE(f.stat().st_mode) & 0o077 == 0, f"{f} is readable by others"
+
+
+@pytest.mark.parametrize("name", ["tune", "sweep", "ui"])
+def test_killed_service_comes_back_by_itself(stack: LocalStack, name: str) -> None:
+    before = stack.service_pid(name)
+    restarts = _component(stack, name).restarts
+    assert before is not None
+    assert stack.kill(name)
+    took = _until(lambda: stack.service_ready(name), 30, f"{name} back after kill -9")
+    after = _component(stack, name)
+    assert after.state == "up"
+    assert stack.service_pid(name) != before
+    assert after.restarts == restarts + 1
+    assert after.last_exit.startswith("killed by SIGKILL"), after.last_exit
+    print(f"{name}: healthy again {took:.1f} s after kill -9")
+
+
+def test_crash_loop_shows_in_status_and_fails_up(stack: LocalStack) -> None:
+    flag = stack.state / "crash-sweep"
+    flag.touch()
+    try:
+        assert stack.kill("sweep")
+        _until(lambda: (_component(stack, "sweep").restarts or 0) >= 4, 30, "sweep crash-looping")
+        sweep = _component(stack, "sweep")
+        assert sweep.state in {"restarting", "crashloop"}
+        assert not sweep.healthy
+        assert "exit 3" in sweep.last_exit and "crash-sweep is there" in sweep.last_exit, sweep.last_exit
+        # backoff: the supervisor waits 1, 2, 4 ... seconds between starts
+        delays = [json.loads(line)["retry_in_s"] for line in stack.log_file("sweep").read_text().splitlines()
+                  if line.startswith("{") and '"retry_in_s"' in line]
+        assert delays[-3:] == sorted(delays[-3:]) and delays[-1] >= 4.0, delays
+        stack.start_timeout_s = 8.0
+        with pytest.raises(StackError, match=r"sweep: not healthy .*exit 3"):
+            stack.up(prepare_host=False)
+    finally:
+        stack.start_timeout_s = 30.0
+        flag.unlink()
+    # it comes back by itself after the next backoff, without `up`
+    _until(lambda: stack.service_ready("sweep"), 60, "sweep back after the crash loop")
+
+
+def test_port_taken_fails_up_naming_the_setting(stack: LocalStack) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        other = LocalStack(load_settings({**_env(stack), "EXECSIGHT_UI_PORT": str(port),
+                                          "EXECSIGHT_STATE_DIR": str(stack.state / "other")}),
+                           repo_root=stack.repo_root)
+        with pytest.raises(StackError, match=f"port {port} \\(EXECSIGHT_UI_PORT\\) is already in use"):
+            other._check_ports([services.spec("ui", other.settings, other.repo_root)])
+
+
+def _env(st: LocalStack) -> dict[str, str]:
+    s = st.settings
+    return {"KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap, "EXECSIGHT_DATABASE_URL": s.database_url,
+            "EXECSIGHT_UI_DATABASE_URL": s.ui_database_url, "EXECSIGHT_STATE_DIR": str(s.state_dir),
+            "EXECSIGHT_UI_PORT": str(s.ui_port), "EXECSIGHT_LOG_FORMAT": "text"}
 
 
 def test_read_only_role(stack: LocalStack) -> None:
@@ -116,17 +215,6 @@ def test_read_only_role(stack: LocalStack) -> None:
         assert conn.execute("SELECT 1").fetchone() == (1,)
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("CREATE TABLE ui_must_not_write (a int)")
-
-
-def test_crashed_service_is_restarted(stack: LocalStack) -> None:
-    before = stack.service_pid("tune")
-    assert before is not None
-    assert stack.kill("tune")
-    assert _states(stack)["tune"] == "down"
-    report = stack.up(prepare_host=False)
-    assert [c for c in report.changes if c.startswith("tune: started")]
-    after = stack.service_pid("tune")
-    assert after is not None and after != before
 
 
 def test_kafka_restart_keeps_topics_and_offsets(stack: LocalStack) -> None:
@@ -152,11 +240,15 @@ def test_kafka_restart_keeps_topics_and_offsets(stack: LocalStack) -> None:
     consumer.close()
     assert committed == 4
 
+    restarts = _component(stack, "kafka").restarts
     assert stack.kill("kafka")
-    assert _states(stack)["kafka"] == "down"
+    took = _until(lambda: _component(stack, "kafka").state == "up", 120, "kafka back after kill -9")
+    kafka = _component(stack, "kafka")
+    assert kafka.restarts == restarts + 1 and kafka.last_exit.startswith("killed by SIGKILL")
+    print(f"kafka: answering again {took:.1f} s after kill -9")
     report = stack.up(prepare_host=False)
-    assert any(c.startswith("kafka: started") for c in report.changes)
-    assert not [c for c in report.changes if c.startswith("topic created")], "topics must survive"
+    assert not [c for c in report.changes if c.startswith(("kafka: started", "topic created"))], \
+        "the supervisor restarted kafka, and topics survive"
 
     lags = {g.group: g for g in kafka_admin.consumer_group_lag(bootstrap)}
     assert lags[group].lag == 6
@@ -167,7 +259,9 @@ def test_kafka_restart_keeps_topics_and_offsets(stack: LocalStack) -> None:
 
 def test_down_stops_everything(stack: LocalStack) -> None:
     stopped = stack.down()
-    assert {"kafka", "postgresql", "tune", "ui"} <= set(stopped)
+    assert {"kafka", "postgresql", "tune", "sweep", "ui"} <= set(stopped)
     states = _states(stack)
     assert states["kafka"] == "down" and states["postgresql"] == "down" and states["tune"] == "down"
+    for name in ("kafka", "tune", "sweep", "ui"):
+        assert stack.supervisor_pid(name) is None and stack.service_pid(name) is None, name
     assert stack.down() == []

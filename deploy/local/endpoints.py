@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from psycopg.conninfo import conninfo_to_dict
+
+if TYPE_CHECKING:
+    from execsight.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -80,3 +85,52 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def port_free(host: str, port: int) -> bool:
+    """True when a server could listen on host:port now (nothing else holds it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve to anything
+
+
+def exposure_problems(settings: Settings) -> list[str]:
+    """Why the stack must not start as configured: something listens beyond loopback while a
+    database role still has the built-in password (anyone who can reach the port knows it)."""
+    from execsight.settings import env_value
+
+    kafka_host = kafka_endpoint(settings.kafka_bootstrap).host
+    binds = {"EXECSIGHT_UI_ADDRESS": settings.ui_address, "EXECSIGHT_METRICS_ADDRESS": settings.metrics_address,
+             "KAFKA_BOOTSTRAP_SERVERS": kafka_host, "EXECSIGHT_DATABASE_URL": pg_endpoint(settings.database_url).host}
+    wide = [f"{var} ({host})" for var, host in binds.items() if not is_loopback(host)]
+    if not wide:
+        return []
+    dsns = {"EXECSIGHT_DATABASE_URL": settings.database_url, "EXECSIGHT_UI_DATABASE_URL": settings.ui_database_url}
+    builtin = {pg_role(env_value({}, var)).password for var in dsns}
+    weak = [var for var, dsn in dsns.items() if pg_role(dsn).password in builtin | {""}]
+    if not weak:
+        return []
+    return [f"{', '.join(wide)} listen beyond loopback while {' and '.join(weak)} keep the built-in "
+            "password: set real passwords in the DSNs, or bind to 127.0.0.1"]
+
+
+def ui_exposure_problem(settings: Settings) -> str | None:
+    """Why the dashboard must not be served as configured: beyond loopback without a login."""
+    if settings.ui_auth == "none" and not is_loopback(settings.ui_address):
+        return (f"EXECSIGHT_UI_ADDRESS={settings.ui_address} exposes the dashboard without a login: set "
+                "EXECSIGHT_UI_AUTH=password (with EXECSIGHT_UI_PASSWORD) or EXECSIGHT_UI_AUTH=oidc")
+    return None

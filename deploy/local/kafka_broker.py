@@ -168,7 +168,12 @@ def format_storage(paths: KafkaPaths, lib_dir: Path) -> bool:
     return True
 
 
-def start_broker(paths: KafkaPaths, lib_dir: Path, pid_file: Path, log_file: Path) -> int:
+def broker_command(paths: KafkaPaths, lib_dir: Path, log_file: Path) -> list[str]:
     cmd = java_command(lib_dir, MAIN_CLASS, str(paths.server_properties), log4j=paths.log4j_properties)
     cmd.insert(1, f"-Dkafka.logs.dir={log_file.parent}")
-    return procs.start(cmd, pid_file=pid_file, log_file=log_file, cwd=paths.root)
+    return cmd
+
+
+def start_broker(paths: KafkaPaths, lib_dir: Path, pid_file: Path, log_file: Path) -> int:
+    return procs.start(broker_command(paths, lib_dir, log_file), pid_file=pid_file, log_file=log_file,
+                       cwd=paths.root)

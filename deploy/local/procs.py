@@ -57,10 +57,14 @@ def start(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> int:
-    """Start cmd in its own session with stdout and stderr appended to log_file; write its pid."""
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("ab") as log:
+    """Start cmd in its own session with stdout and stderr appended to log_file; write its pid.
+
+    Logs and everything the process creates are private to the user (0600/0700): they hold raw events.
+    """
+    log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pid_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with os.fdopen(os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as log:
+        os.chmod(log_file, 0o600)  # a log created by an earlier version may be 0644
         proc = subprocess.Popen(
             list(cmd),
             stdin=subprocess.DEVNULL,
@@ -69,12 +73,22 @@ def start(
             cwd=cwd,
             env=dict(env) if env is not None else None,
             start_new_session=True,
+            umask=0o077,
         )
     _LAUNCHED.append(proc)
     tmp = pid_file.with_suffix(".tmp")
     tmp.write_text(f"{proc.pid}\n")
     tmp.replace(pid_file)
     return proc.pid
+
+
+def make_private(path: Path) -> None:
+    """mkdir with mode 0700, or take group and other permissions away from one that exists.
+
+    Search permission granted to the postgres user by an ACL (pg_cluster) is granted again when
+    the stack starts PostgreSQL."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
 
 
 def stop(pid_file: Path, marker: str = "", timeout_s: float = 30.0) -> bool:

@@ -272,7 +272,7 @@ class Collector:
         psampler = ProcessSampler(self.settings.host_id, self.boot_epoch_ns)
         hsampler = HostSampler(self.settings.host_id, self.boot_epoch_ns, cloud, VERSION)
         if self.opts.metrics_port:
-            self.metrics_port = self.metrics.serve(self.opts.metrics_port)
+            self.metrics_port = self.metrics.serve(self.opts.metrics_port, self.settings.metrics_address)
         log.info("collector started", extra={
             "mode": "EBPF" if self.probes else "FALLBACK", "seeded": seeded, "host_id": self.settings.host_id,
             "metrics_port": self.metrics_port, "pid": os.getpid()})

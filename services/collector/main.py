@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rules", type=Path, help="rules file (default: EXECSIGHT_COLLECTOR_CONFIG)")
     p.add_argument("--sample-interval", type=float, help="seconds (default: EXECSIGHT_SAMPLE_INTERVAL_S)")
     p.add_argument("--host-interval", type=float, help="seconds (default: EXECSIGHT_HOST_INTERVAL_S)")
-    p.add_argument("--metrics-port", type=int, help="Prometheus port (default: EXECSIGHT_METRICS_PORT; 0 off)")
+    p.add_argument("--metrics-port", type=int, help="Prometheus port (EXECSIGHT_COLLECTOR_METRICS_PORT; 0 off)")
     p.add_argument("--spool-dir", type=Path, help="default: $EXECSIGHT_STATE_DIR/spool")
     p.add_argument("--duration", type=float, help="stop after this many seconds (tests, benchmarks)")
     p.add_argument("--no-imds", action="store_true", help="do not probe the EC2 metadata service")
@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
         sample_interval_s=args.sample_interval or settings.sample_interval_s,
         host_interval_s=args.host_interval or settings.host_interval_s,
         duration_s=args.duration,
-        metrics_port=settings.metrics_port if args.metrics_port is None else args.metrics_port,
+        metrics_port=settings.collector_metrics_port if args.metrics_port is None else args.metrics_port,
         imds=not args.no_imds,
         rules=rules,
         rules_path=rules_path,

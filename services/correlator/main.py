@@ -7,6 +7,7 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 import time
 from types import FrameType
 
@@ -22,11 +23,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=5000, help="events per batch at most (default 5000)")
     p.add_argument("--commit-interval", type=float, default=1.0, help="Kafka offset commit interval, seconds")
     p.add_argument("--metrics-port", type=int, default=None,
-                   help="Prometheus /metrics port (default EXECSIGHT_METRICS_PORT, or 9464 when that is 0)")
+                   help="Prometheus /metrics port (default EXECSIGHT_CORRELATOR_METRICS_PORT; 0: off)")
     p.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
     p.add_argument("--app-id", default="execsight-correlator", help="Faust app id (consumer group)")
     p.add_argument("--no-supervise", action="store_true",
-                   help="run the Faust worker in this process, without restarting it after an aborted batch")
+                   help="run the Faust worker in this process, without restarting it when it exits")
     return p
 
 
@@ -39,33 +40,40 @@ def _die_with_parent() -> None:
 
 
 def supervise(argv: list[str]) -> int:
-    """Runs the worker as a child and starts it again whenever it aborts an unfinished batch.
+    """Runs the worker as a child and starts it again, with backoff, whenever it exits on its own.
 
-    The worker exits with EXIT_UNFINISHED_BATCH (without acknowledging anything) when a batch cannot
-    be finished, e.g. on a hole in the offsets Faust delivered after a rebalance; a new worker reads
-    the batch again from the last committed offset. Any other exit status ends the supervisor too.
+    Whatever ended it (EXIT_UNFINISHED_BATCH after a batch it could not finish, an exception, SIGKILL,
+    the OOM killer), a new worker reads again from the last committed offset. Only SIGTERM or SIGINT
+    to this supervisor ends it: they are passed on, and the worker's own exit status is returned.
     """
-    from services.correlator.app import EXIT_UNFINISHED_BATCH
+    from execsight.lifecycle import describe_exit, failures_in_a_row, restart_delay_s
 
     child: subprocess.Popen[bytes] | None = None
+    stopping = threading.Event()
 
     def forward(signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
         if child is not None and child.poll() is None:
             child.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    restarts = 0
+    restarts = in_a_row = 0
     while True:
+        started = time.monotonic()
         child = subprocess.Popen(
             [sys.executable, "-m", "execsight.cli", "correlator", "--no-supervise", *argv], preexec_fn=_die_with_parent
         )
         code = child.wait()
-        if code != EXIT_UNFINISHED_BATCH:
-            return code
+        if stopping.is_set():  # stopped as asked: a worker ended by the signal passed on stopped cleanly
+            return 0 if code in (-signal.SIGTERM, -signal.SIGINT) else (code if code >= 0 else 128 - code)
         restarts += 1
-        log.warning("worker aborted an unfinished batch; starting it again", extra={"restarts": restarts})
-        time.sleep(min(restarts, 10))
+        in_a_row = failures_in_a_row(in_a_row, time.monotonic() - started)
+        delay = restart_delay_s(in_a_row)
+        log.warning("worker exited; starting it again", extra={
+            "exit": describe_exit(code), "restarts": restarts, "failures_in_a_row": in_a_row, "retry_in_s": delay})
+        if stopping.wait(delay):
+            return 0
 
 
 def _migrate(settings: Settings) -> None:
@@ -102,21 +110,23 @@ def main(argv: list[str]) -> int:
 
     from execsight.kafka_io import create_topics, wait_for_broker
     from services.correlator.app import Options, build_app
-    from services.correlator.metrics import DEFAULT_PORT, CorrelatorMetrics
+    from services.correlator.metrics import CorrelatorMetrics
 
+    metrics = CorrelatorMetrics()
+    port = args.metrics_port if args.metrics_port is not None else settings.correlator_metrics_port
+    if port and not args.no_metrics:
+        # first, so that a port held by another stack stops the worker at once, not after start-up
+        metrics.serve(port, settings.metrics_address)
     wait_for_broker(settings)
     for topic in create_topics(settings.kafka_bootstrap, settings.topic_prefix):
         log.info("topic created", extra={"topic": topic})
     _migrate(settings)
-    metrics = CorrelatorMetrics()
     options = Options(
         batch_size=args.batch_size, commit_interval_s=args.commit_interval,
         app_id=args.app_id,
     )
     app = build_app(settings, options, metrics)
-    if not args.no_metrics:
-        port = args.metrics_port if args.metrics_port is not None else (settings.metrics_port or DEFAULT_PORT)
-        metrics.serve(port)
+    metrics.watch_lag(settings.kafka_bootstrap, f"{settings.topic_prefix}{options.app_id}")
     worker = _worker_class(faust.Worker, settings)(
         app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False
     )

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
+from execsight.settings import load_settings
+from services.ui import access
+
 HERE = Path(__file__).resolve().parent
 
 PAGES = (
@@ -17,13 +20,16 @@ PAGES = (
     ("dashboard_pages/findings.py", "Findings", ":material/lightbulb:", "findings"),
 )
 
+settings = load_settings()
 st.set_page_config(page_title="execsight", page_icon=":material/monitoring:", layout="wide")
 navigation = st.navigation(
     [
         st.Page(path, title=title, icon=icon, url_path=url, default=(url == "overview"))
         for path, title, icon, url in PAGES
-    ]
+    ],
+    position="sidebar" if access.logged_in(settings) else "hidden",
 )
 if (HERE / "logo.svg").exists():  # not in package-data of a non-editable install
     st.logo(str(HERE / "logo.svg"), size="large")
+access.gate(settings)  # no page runs (no query, no data) before the login, when one is required
 navigation.run()

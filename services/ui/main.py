@@ -29,14 +29,16 @@ def streamlit_argv(port: int, address: str, headless: bool = True) -> list[str]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="execsight ui", description="Serve the execsight dashboard.")
-    parser.add_argument("--address", default="0.0.0.0", help="address to listen on (default: all)")
+    parser.add_argument("--address", default=None,
+                        help="address to listen on (default: EXECSIGHT_UI_ADDRESS, itself 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (default: EXECSIGHT_UI_PORT)")
     args = parser.parse_args(argv)
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format)
     port = args.port if args.port is not None else settings.ui_port
-    logging.getLogger("execsight.ui").info("serving the dashboard on %s:%d", args.address, port)
-    cmd = streamlit_argv(port, args.address)
+    address = args.address or settings.ui_address
+    logging.getLogger("execsight.ui").info("serving the dashboard on %s:%d", address, port)
+    cmd = streamlit_argv(port, address)
     os.execv(cmd[0], cmd)
     return 0  # not reached
 
