@@ -1,0 +1,142 @@
+"""What the tune worker reads once per batch instead of once per task (psycopg adapter, caller commits).
+
+A batch of 200 enriched tasks holds a few dozen task types at most. Per task the worker used to ask
+the database for its host, its type's history, the samples of that history, the host's memory
+pressure, the open findings of its type and their first detection: about seven round trips and
+two scans of the history per task. `BatchReads` answers the same questions for a whole batch:
+each distinct question once, and the memory pressure of all tasks in one query. The findings
+the batch writes are kept here too (`stage`), so that later tasks of the batch see the earlier
+ones' findings without a query, and written in one statement (`flush`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+
+from execsight.findings import upsert_findings
+from services.tune import store
+
+Row = dict[str, Any]
+TypeKey = tuple[str | None, str]
+
+
+def memory_pressure_many(
+    conn: psycopg.Connection[Any], spans: Sequence[tuple[str, int, int]]
+) -> list[float | None]:
+    """Max PSI memory `some` avg10 of each (host, start ns, end ns) span, in one query."""
+    if not spans:
+        return []
+    rows = conn.execute(
+        "SELECT k.i, (SELECT max(psi_mem_some_avg10) FROM host_samples h WHERE h.host_id = k.host "
+        "AND h.time BETWEEN to_timestamp(k.s) AND to_timestamp(k.e)) "
+        "FROM unnest(%s::int[], %s::text[], %s::float8[], %s::float8[]) AS k(i, host, s, e)",
+        (list(range(len(spans))), [s[0] for s in spans], [s[1] / 1e9 for s in spans], [s[2] / 1e9 for s in spans]),
+    ).fetchall()
+    out: list[float | None] = [None] * len(spans)
+    for i, psi in rows:
+        out[int(i)] = None if psi is None else float(psi)
+    return out
+
+
+class BatchReads:
+    """Per-batch answers to the worker's reads; valid for one transaction (one batch)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], source: str, task_kinds: Sequence[str]) -> None:
+        self.conn = conn
+        self.source = source
+        self.task_kinds = tuple(task_kinds)
+        self.hosts: dict[str, store.HostInfo | None] = {}
+        self.histories: dict[TypeKey, list[Row]] = {}
+        self.samples: dict[tuple[str, str], list[Row]] = {}
+        self.psi: dict[tuple[str, int, int], float | None] = {}
+        # Open finding ids per task type, as the database will have them once `pending` is written.
+        self.open_ids: dict[TypeKey, set[str]] = {}
+        self.detected: dict[str, int] = {}
+        self.pending: dict[str, Row] = {}
+        self.queries = 0
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    def host(self, host_id: str) -> store.HostInfo | None:
+        if host_id not in self.hosts:
+            self.queries += 1
+            self.hosts[host_id] = store.host_info(self.conn, host_id)
+        return self.hosts[host_id]
+
+    def history(self, pipeline: str | None, task: str) -> list[Row]:
+        key = (pipeline, task)
+        if key not in self.histories:
+            self.queries += 1
+            self.histories[key] = store.task_history(self.conn, pipeline, task)
+        return self.histories[key]
+
+    def process_samples(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[Row]]:
+        missing = [k for k in dict.fromkeys(keys) if k not in self.samples]
+        if missing:
+            self.queries += 1
+            self.samples.update(store.process_samples(self.conn, missing))
+        return {k: self.samples.get(k, []) for k in dict.fromkeys(keys)}
+
+    def prefetch_pressure(self, tasks: Sequence[Mapping[str, Any]]) -> None:
+        spans = list(dict.fromkeys((str(t["host_id"]), int(t["start_ns"]), int(t["end_ns"])) for t in tasks))
+        spans = [s for s in spans if s not in self.psi]
+        if spans:
+            self.queries += 1
+            self.psi.update(zip(spans, memory_pressure_many(self.conn, spans), strict=True))
+
+    def memory_pressure(self, host_id: str, start_ns: int, end_ns: int) -> float | None:
+        key = (host_id, start_ns, end_ns)
+        if key not in self.psi:
+            self.prefetch_pressure([{"host_id": host_id, "start_ns": start_ns, "end_ns": end_ns}])
+        return self.psi[key]
+
+    def open_findings(self, pipeline: str | None, task: str, current: set[str]) -> list[Row]:
+        """Open findings of the type (rows) that are not in ``current``: only these need their rows read."""
+        key = (pipeline, task)
+        known = self.open_ids.get(key)
+        if known is not None and known <= current:
+            return []  # the usual case: the task confirms what is open; nothing to resolve, no query
+        self.flush()  # the rows must reflect this batch's earlier findings
+        self.queries += 1
+        rows = store.open_findings(self.conn, self.task_kinds, pipeline, task)
+        self.open_ids[key] = {r["finding_id"] for r in rows}
+        return [r for r in rows if r["finding_id"] not in current]
+
+    def first_detected(self, ids: Sequence[str]) -> dict[str, int]:
+        missing = [i for i in ids if i not in self.detected]
+        if missing:
+            self.queries += 1
+            self.detected.update(store.first_detected(self.conn, missing))
+        return {i: self.detected[i] for i in ids if i in self.detected}
+
+    # --- writes ------------------------------------------------------------------------------------
+
+    def stage(self, findings: Sequence[Row], type_key: TypeKey | None = None) -> None:
+        """Findings to write (the last state of an id wins); updates what later reads of the batch see."""
+        for f in findings:
+            self.pending[f["finding_id"]] = {**f, "since_ns": None}
+            self.detected.setdefault(f["finding_id"], int(f["detected_ns"]))
+        for f in findings:
+            fid, subject = f["finding_id"], (f.get("pipeline"), f.get("task"))
+            for key, ids in list(self.open_ids.items()):
+                if key == subject and f.get("kind") in self.task_kinds:
+                    if f.get("status") == "OPEN":
+                        ids.add(fid)
+                    else:
+                        ids.discard(fid)
+                elif fid in ids:
+                    del self.open_ids[key]  # an id seen under another subject: do not guess, read again
+        # A finding of this task whose subject is not its type (or a kind outside the task kinds):
+        # the cached set cannot say what is open any more; read it again next time.
+        if type_key is not None and type_key in self.open_ids and any(
+            f.get("kind") not in self.task_kinds or (f.get("pipeline"), f.get("task")) != type_key for f in findings
+        ):
+            del self.open_ids[type_key]
+
+    def flush(self) -> None:
+        if self.pending:
+            upsert_findings(self.conn, self.source, list(self.pending.values()))
+            self.pending.clear()
