@@ -18,9 +18,71 @@ import psycopg
 
 from execsight.findings import upsert_findings
 from services.tune import store
+from services.tune.cost import Cost
 
 Row = dict[str, Any]
 TypeKey = tuple[str | None, str]
+
+
+HISTORY_LIMIT = 50  # as store.task_history
+
+
+def task_histories(
+    conn: psycopg.Connection[Any], keys: Sequence[TypeKey], limit: int = HISTORY_LIMIT
+) -> dict[TypeKey, list[Row]]:
+    """store.task_history for many task types in one query (the latest ``limit`` of each, oldest first).
+
+    Per type the lookup is `pipeline = p AND task = t` (or `pipeline IS NULL`), which the tasks
+    (pipeline, task, start_time) index answers; IS NOT DISTINCT FROM would not use it."""
+    out: dict[TypeKey, list[Row]] = {k: [] for k in keys}
+    if not keys:
+        return out
+    with store.cursor(conn) as cur:
+        rows = cur.execute(
+            "SELECT k.i AS batch_key, h.* FROM unnest(%s::int[], %s::text[], %s::text[]) AS k(i, p, t) "
+            "CROSS JOIN LATERAL (SELECT * FROM task_overview o WHERE o.task = k.t AND "
+            "((k.p IS NULL AND o.pipeline IS NULL) OR o.pipeline = k.p) ORDER BY o.start_time DESC LIMIT %s) h "
+            "ORDER BY k.i, h.start_time DESC",
+            (list(range(len(keys))), [k[0] for k in keys], [k[1] for k in keys], limit),
+        ).fetchall()
+    for r in reversed(rows):
+        key = keys[int(r.pop("batch_key"))]
+        out[key].append(store.task_from_row(r))
+    return out
+
+
+def process_samples_many(
+    conn: psycopg.Connection[Any], keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], list[Row]]:
+    """store.process_samples for many (run_id, task_id) keys: a join on the keys, so that each key is one
+    index lookup by run (store's `= ANY(...) AND (..) IN (unnest ..)` turns quadratic at a thousand keys)."""
+    wanted = list(dict.fromkeys(keys))
+    out: dict[tuple[str, str], list[Row]] = {k: [] for k in wanted}
+    if not wanted:
+        return out
+    with store.cursor(conn) as cur:
+        rows = cur.execute(
+            "SELECT s.run_id, s.task_id, s.time, s.interval_ns, s.cpu_ns, s.runq_ns, s.blocked_ns, s.rss_bytes "
+            "FROM unnest(%s::text[], %s::text[]) AS k(r, t) "
+            "JOIN process_samples s ON s.run_id = k.r AND s.task_id = k.t",
+            ([k[0] for k in wanted], [k[1] for k in wanted]),
+        ).fetchall()
+    for r in rows:
+        out.setdefault((r["run_id"], r["task_id"]), []).append(r)
+    return out
+
+
+def upsert_task_costs(conn: psycopg.Connection[Any], costs: Mapping[tuple[str, str], Cost]) -> None:
+    """store.upsert_task_cost for many tasks in one statement."""
+    conn.execute(
+        "INSERT INTO task_costs (run_id, task_id, hourly_usd, cost_usd, waste_usd, price_source, computed_at) "
+        "SELECT *, now() FROM unnest(%s::text[], %s::text[], %s::float8[], %s::float8[], %s::float8[], %s::text[]) "
+        "ON CONFLICT (run_id, task_id) DO UPDATE SET hourly_usd = EXCLUDED.hourly_usd, cost_usd = EXCLUDED.cost_usd, "
+        "waste_usd = EXCLUDED.waste_usd, price_source = EXCLUDED.price_source, computed_at = now()",
+        ([k[0] for k in costs], [k[1] for k in costs], [c.hourly_usd for c in costs.values()],
+         [c.cost_usd for c in costs.values()], [c.waste_usd for c in costs.values()],
+         [c.price_source for c in costs.values()]),
+    )
 
 
 def memory_pressure_many(
@@ -56,6 +118,8 @@ class BatchReads:
         self.open_ids: dict[TypeKey, set[str]] = {}
         self.detected: dict[str, int] = {}
         self.pending: dict[str, Row] = {}
+        self.costs: dict[tuple[str, str], Cost] = {}
+        self.runs: dict[str, list[Row]] = {}
         self.queries = 0
 
     # --- reads -------------------------------------------------------------------------------------
@@ -73,11 +137,51 @@ class BatchReads:
             self.histories[key] = store.task_history(self.conn, pipeline, task)
         return self.histories[key]
 
+    def prefetch(self, tasks: Sequence[Mapping[str, Any]]) -> None:
+        """Histories of the batch's task types, their samples and the tasks' memory pressure: three queries."""
+        types = [k for k in dict.fromkeys((t.get("pipeline"), str(t["task"])) for t in tasks)
+                 if k not in self.histories]
+        if types:
+            self.queries += 1
+            self.histories.update(task_histories(self.conn, types))
+        keys = [(str(h["run_id"]), str(h["task_id"])) for k in types for h in self.histories[k] if h.get("run_id")]
+        keys += [(str(t["run_id"]), str(t["task_id"])) for t in tasks if t.get("run_id")]
+        self.process_samples(keys)
+        self.prefetch_pressure(tasks)
+        self.prefetch_open_findings([k for k in dict.fromkeys((t.get("pipeline"), str(t["task"])) for t in tasks)
+                                     if k not in self.open_ids])
+
+    def prefetch_open_findings(self, types: Sequence[TypeKey]) -> None:
+        """Which findings of these task types are open (and their first detection), in one query."""
+        if not types:
+            return
+        self.flush()
+        self.queries += 1
+        rows = self.conn.execute(
+            "SELECT f.finding_id, f.pipeline, f.task, f.detected_at FROM findings f "
+            "JOIN unnest(%s::text[], %s::text[]) AS k(p, t) ON f.task = k.t AND f.pipeline IS NOT DISTINCT FROM k.p "
+            "WHERE f.source = %s AND f.status = 'OPEN' AND f.kind = ANY(%s)",
+            ([k[0] for k in types], [k[1] for k in types], self.source, list(self.task_kinds)),
+        ).fetchall()
+        for key in types:
+            self.open_ids[key] = set()
+        for fid, pipeline, task, detected_at in rows:
+            self.open_ids[(pipeline, task)].add(fid)
+            self.detected[fid] = int(detected_at.timestamp() * 1_000_000) * 1000
+
+    def run_tasks(self, run_ids: Sequence[str], fresh: bool = False) -> dict[str, list[Row]]:
+        """store.run_tasks, each run read once per batch (``fresh``: read again, e.g. the run being closed)."""
+        missing = [r for r in dict.fromkeys(run_ids) if fresh or r not in self.runs]
+        if missing:
+            self.queries += 1
+            self.runs.update(store.run_tasks(self.conn, missing))
+        return {r: self.runs[r] for r in run_ids}
+
     def process_samples(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[Row]]:
         missing = [k for k in dict.fromkeys(keys) if k not in self.samples]
         if missing:
             self.queries += 1
-            self.samples.update(store.process_samples(self.conn, missing))
+            self.samples.update(process_samples_many(self.conn, missing))
         return {k: self.samples.get(k, []) for k in dict.fromkeys(keys)}
 
     def prefetch_pressure(self, tasks: Sequence[Mapping[str, Any]]) -> None:
@@ -136,7 +240,14 @@ class BatchReads:
         ):
             del self.open_ids[type_key]
 
+    def stage_cost(self, run_id: str, task_id: str, cost: Cost) -> None:
+        self.costs[(run_id, task_id)] = cost
+
     def flush(self) -> None:
+        """Writes the staged task costs and findings (before a read that must see them, and at the end)."""
+        if self.costs:
+            upsert_task_costs(self.conn, self.costs)
+            self.costs.clear()
         if self.pending:
             upsert_findings(self.conn, self.source, list(self.pending.values()))
             self.pending.clear()

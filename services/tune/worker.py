@@ -120,7 +120,7 @@ class TuneWorker:
         psi = reads.memory_pressure(str(task["host_id"]), int(task["start_ns"]), int(task["end_ns"]))
         a = analyze_task(task, history, rate, cpu_count, mem_total, samples, psi, now_ns)
         if task.get("run_id"):
-            store.upsert_task_cost(reads.conn, str(task["run_id"]), str(task["task_id"]), a.cost)
+            reads.stage_cost(str(task["run_id"]), str(task["task_id"]), a.cost)
         current = {f["finding_id"] for f in a.findings}
         stale = [
             resolved(row, now_ns, task.get("run_id"))
@@ -138,7 +138,7 @@ class TuneWorker:
         rate, cpu_count, mem_total = self._rate(reads, t)
         cost = task_cost(t, rate, cpu_count, mem_total)
         if store_it:
-            store.upsert_task_cost(reads.conn, str(t["run_id"]), str(t["task_id"]), cost)
+            reads.stage_cost(str(t["run_id"]), str(t["task_id"]), cost)
         return cost.cost_usd, cost.waste_usd
 
     def handle_run(self, reads: BatchReads, run: Mapping[str, Any], now_ns: int) -> list[Record]:
@@ -147,7 +147,7 @@ class TuneWorker:
         reads.flush()  # the run's regression check reads findings of the batch's tasks
         conn = reads.conn
         run_id = str(run["run_id"])
-        tasks = store.run_tasks(conn, [run_id])[run_id]
+        tasks = reads.run_tasks([run_id], fresh=True)[run_id]
         total = waste = 0.0
         for t in tasks:
             c, w = self._task_cost_usd(reads, t, store_it=True)
@@ -159,7 +159,7 @@ class TuneWorker:
         out: list[Record] = []
         if pipeline and run["status"] == "SUCCEEDED" and run.get("end_ns") is not None:
             prev = store.previous_runs(conn, str(pipeline), run_id, int(run["start_ns"]))
-            prev_tasks = store.run_tasks(conn, [str(r["run_id"]) for r in prev])
+            prev_tasks = reads.run_tasks([str(r["run_id"]) for r in prev])
             for ts in prev_tasks.values():
                 for t in ts:
                     t["cost_usd"] = self._task_cost_usd(reads, t, store_it=False)[0]
@@ -190,7 +190,7 @@ class TuneWorker:
         findings: dict[str, Record] = {}
         reads = BatchReads(conn, SOURCE, TASK_KINDS)
         try:
-            reads.prefetch_pressure([rec for kind, rec in decoded if kind == "EnrichedTask"])
+            reads.prefetch([rec for kind, rec in decoded if kind == "EnrichedTask"])
             # Tasks before runs: a run's check reads its tasks' costs and findings.
             for kind, rec in sorted(decoded, key=lambda d: d[0] != "EnrichedTask"):
                 if kind == "EnrichedTask":
