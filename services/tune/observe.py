@@ -344,9 +344,14 @@ def main(argv: list[str]) -> int:
         print(f"execsight run: dashboard {link}", file=sys.stderr)
         return status
     line = ProgressLine(sys.stderr)
+    report: RunReport | None = None
     try:
         report, note = wait_for_report(settings.database_url, run_id, args.timeout, line=line,
                                        collector_seen=collector_seen, lags=lambda: group_lags(settings))
+    except psycopg.Error as exc:  # whatever the database does now, the exit status stays CMD's
+        note = f"the report could not be read: {first_line(exc)}"
+    except KeyboardInterrupt:
+        note = "stopped waiting for the report (interrupted)"
     finally:
         line.done()
     if args.json:

@@ -271,3 +271,18 @@ def test_a_run_not_costed_in_time_names_the_tune_worker(
     report, note = observe.wait_for_report(settings.database_url, run_id, 2, poll_s=0.2)
     assert report is not None and len(report.tasks) == 2
     assert "the tune worker is behind (0 of 2 tasks costed, run not costed)" in note
+
+
+@pytest.mark.db
+def test_the_exit_status_stays_cmds_when_the_database_fails_after_cmd_ran(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    _use(settings, monkeypatch)
+    # CMD breaks the schema the report reads: afterwards, `execsight run` cannot read the run
+    breaker = (f"import psycopg; c = psycopg.connect({settings.database_url!r}, autocommit=True); "
+               "c.execute('DROP VIEW run_overview CASCADE'); c.execute('DROP TABLE run_costs CASCADE')")
+    assert observe.main(["--timeout", "2", "--", sys.executable, "-c", breaker]) == 0
+    err = capsys.readouterr().err
+    assert "the report could not be read" in err and "Traceback" not in err
