@@ -11,7 +11,7 @@ ones' findings without a query, and written in one statement (`flush`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -62,8 +62,8 @@ def process_samples_many(
         return out
     with store.cursor(conn) as cur:
         rows = cur.execute(
-            "SELECT s.run_id, s.task_id, s.time, s.interval_ns, s.cpu_ns, s.runq_ns, s.blocked_ns, s.rss_bytes "
-            "FROM unnest(%s::text[], %s::text[]) AS k(r, t) "
+            "SELECT s.run_id, s.task_id, s.time, s.interval_ns, s.cpu_ns, s.runq_ns, s.blocked_ns, s.rss_bytes, "
+            "s.threads FROM unnest(%s::text[], %s::text[]) AS k(r, t) "
             "JOIN process_samples s ON s.run_id = k.r AND s.task_id = k.t",
             ([k[0] for k in wanted], [k[1] for k in wanted]),
         ).fetchall()
@@ -103,11 +103,25 @@ def memory_pressure_many(
     return out
 
 
-class BatchReads:
-    """Per-batch answers to the worker's reads; valid for one transaction (one batch)."""
+HistoryFn = Callable[[psycopg.Connection[Any], str | None, str], list[Row]]
+TypeOf = Callable[[Mapping[str, Any]], str]
 
-    def __init__(self, conn: psycopg.Connection[Any], source: str, task_kinds: Sequence[str]) -> None:
+
+def task_name(task: Mapping[str, Any]) -> str:
+    return str(task["task"])
+
+
+class BatchReads:
+    """Per-batch answers to the worker's reads; valid for one transaction (one batch).
+
+    A task's type is (pipeline, type_of(task)); its history comes from ``history_fn`` (one call per type
+    and batch) or, when None, from `task_histories` (the latest tasks of the same name, one query)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], source: str, task_kinds: Sequence[str],
+                 history_fn: HistoryFn | None = None, type_of: TypeOf = task_name) -> None:
         self.conn = conn
+        self.history_fn = history_fn
+        self.type_of = type_of
         self.source = source
         self.task_kinds = tuple(task_kinds)
         self.hosts: dict[str, store.HostInfo | None] = {}
@@ -134,22 +148,24 @@ class BatchReads:
         key = (pipeline, task)
         if key not in self.histories:
             self.queries += 1
-            self.histories[key] = store.task_history(self.conn, pipeline, task)
+            fetch = self.history_fn or store.task_history
+            self.histories[key] = fetch(self.conn, pipeline, task)
         return self.histories[key]
 
     def prefetch(self, tasks: Sequence[Mapping[str, Any]]) -> None:
         """Histories of the batch's task types, their samples and the tasks' memory pressure: three queries."""
-        types = [k for k in dict.fromkeys((t.get("pipeline"), str(t["task"])) for t in tasks)
-                 if k not in self.histories]
-        if types:
+        all_types = list(dict.fromkeys((t.get("pipeline"), self.type_of(t)) for t in tasks))
+        types = [k for k in all_types if k not in self.histories]
+        if types and self.history_fn is None:
             self.queries += 1
             self.histories.update(task_histories(self.conn, types))
+        for pipeline, name in types:
+            self.history(pipeline, name)
         keys = [(str(h["run_id"]), str(h["task_id"])) for k in types for h in self.histories[k] if h.get("run_id")]
         keys += [(str(t["run_id"]), str(t["task_id"])) for t in tasks if t.get("run_id")]
         self.process_samples(keys)
         self.prefetch_pressure(tasks)
-        self.prefetch_open_findings([k for k in dict.fromkeys((t.get("pipeline"), str(t["task"])) for t in tasks)
-                                     if k not in self.open_ids])
+        self.prefetch_open_findings([k for k in all_types if k not in self.open_ids])
 
     def prefetch_open_findings(self, types: Sequence[TypeKey]) -> None:
         """Which findings of these task types are open (and their first detection), in one query."""

@@ -111,9 +111,17 @@ class TuneWorker:
         mem_total = int(rec.get("mem_total_bytes") or (host.mem_total_bytes if host else 0) or 0)
         return rate, cpu_count, mem_total
 
+    @staticmethod
+    def task_type(task: Mapping[str, Any]) -> str:
+        """What a task's history and findings are kept by (with its pipeline): its task name."""
+        return str(task["task"])
+
+    def reads(self, conn: psycopg.Connection[Any]) -> BatchReads:
+        return BatchReads(conn, SOURCE, TASK_KINDS, type_of=self.task_type)
+
     def handle_task(self, reads: BatchReads, task: Mapping[str, Any], now_ns: int) -> list[Record]:
         rate, cpu_count, mem_total = self._rate(reads, task)
-        history = reads.history(task.get("pipeline"), str(task["task"]))
+        history = reads.history(task.get("pipeline"), self.task_type(task))
         runs = merge_history(history, task)
         keys = [(str(t["run_id"]), str(t["task_id"])) for t in runs if t.get("run_id")]
         samples = reads.process_samples(keys)
@@ -124,7 +132,7 @@ class TuneWorker:
         current = {f["finding_id"] for f in a.findings}
         stale = [
             resolved(row, now_ns, task.get("run_id"))
-            for row in reads.open_findings(task.get("pipeline"), str(task["task"]), current)
+            for row in reads.open_findings(task.get("pipeline"), self.task_type(task), current)
         ]
         log.debug("task analysed", extra={
             "run_id": task.get("run_id"), "task": task["task"], "class": a.classification.label,
@@ -188,14 +196,14 @@ class TuneWorker:
         conn = self._connection()
         now = self.clock()
         findings: dict[str, Record] = {}
-        reads = BatchReads(conn, SOURCE, TASK_KINDS)
+        reads = self.reads(conn)
         try:
             reads.prefetch([rec for kind, rec in decoded if kind == "EnrichedTask"])
             # Tasks before runs: a run's check reads its tasks' costs and findings.
             for kind, rec in sorted(decoded, key=lambda d: d[0] != "EnrichedTask"):
                 if kind == "EnrichedTask":
                     batch = self.handle_task(reads, rec, now)
-                    type_key: tuple[str | None, str] | None = (rec.get("pipeline"), str(rec["task"]))
+                    type_key: tuple[str | None, str] | None = (rec.get("pipeline"), self.task_type(rec))
                 else:
                     batch = self.handle_run(reads, rec, now)
                     type_key = None
