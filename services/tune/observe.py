@@ -336,7 +336,7 @@ def main(argv: list[str]) -> int:
         print(f"execsight run: {exc}; nothing was run", file=sys.stderr)
         return 2
     link = dashboard_link(settings, run_id)
-    print(f"execsight run: pipeline {pipeline}, run {run_id}", file=sys.stderr)
+    print(f"execsight run: pipeline {pipeline}, run {run_id} ({link})", file=sys.stderr)
     if warning:
         print(f"execsight run: warning: {warning}", file=sys.stderr)
     status = run_command(cmd, labelled_env(os.environ, pipeline, run_id, args.task))
