@@ -311,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds to wait for the run to be analysed after CMD exits (default 60)")
     parser.add_argument("--no-report", action="store_true", help="do not wait for or print the report")
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                        help="the report as one JSON object: on stdout after CMD's own output, or into FILE")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     return parser
 
@@ -357,7 +358,11 @@ def main(argv: list[str]) -> int:
     if args.json:
         doc = {"run_id": run_id, "pipeline": pipeline, "exit_status": status, "dashboard": link,
                "complete": not note, "note": note or None, "report": as_json(report) if report else None}
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        text = json.dumps(doc, indent=2) + "\n"
+        if args.json == "-":
+            sys.stdout.write(text)
+        else:
+            Path(args.json).write_text(text)
     elif report is not None:
         sys.stdout.write(render(report))
         sys.stdout.write(f"\ndashboard: {link}\n")

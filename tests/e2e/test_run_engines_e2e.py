@@ -29,11 +29,11 @@ SCALE = "small"
 def _execsight_run(settings: Settings, pipeline: str, run_id: str, cmd: list[str], cwd: Path) -> dict[str, object]:
     res = subprocess.run(
         [sys.executable, "-m", "execsight.cli", "run", "--pipeline", pipeline, "--run-id", run_id, "--timeout", "90",
-         "--json", "--", *cmd],
+         "--json", str(cwd / "report.json"), "--", *cmd],
         env=_service_env(settings), cwd=cwd, capture_output=True, text=True, timeout=900, check=False,
     )
     assert res.returncode != 0, res.stderr[-3000:]  # the engine's exit status: one task fails on purpose
-    doc: dict[str, object] = json.loads(res.stdout)
+    doc: dict[str, object] = json.loads((cwd / "report.json").read_text())
     assert doc["exit_status"] == res.returncode
     assert doc["complete"], (doc["note"], res.stderr[-3000:])
     return doc
