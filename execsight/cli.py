@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import importlib.metadata
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -54,9 +56,23 @@ def dispatch(name: str, argv: list[str]) -> int:
     return int(fn(argv) or 0)
 
 
+UI_HELP = """usage: execsight ui [-h] [-- APP_ARGS...]
+
+Run the Streamlit dashboard in the foreground on EXECSIGHT_UI_PORT (reading EXECSIGHT_UI_DATABASE_URL).
+Arguments after -- go to the dashboard app. `execsight up` starts it in the background instead.
+
+options:
+  -h, --help  show this help message and exit (no server is started)
+"""
+
+
 def run_ui(settings: Settings, argv: list[str]) -> int:
     from deploy.local import services
 
+    if any(a in ("-h", "--help") for a in argv[: argv.index("--") if "--" in argv else len(argv)]):
+        sys.stdout.write(UI_HELP)
+        return 0
+    argv = argv[1:] if argv[:1] == ["--"] else argv
     if not services.UI_APP.is_file():
         print(f"execsight ui: not available: {services.UI_APP} is not in this installation yet", file=sys.stderr)
         return 2
@@ -159,8 +175,16 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def version() -> str:
+    try:
+        return importlib.metadata.version("execsight")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="execsight", description="Execution observability for pipelines.")
+    p.add_argument("--version", action="version", version=f"execsight {version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = sub.add_parser("up", help="install what is missing, start the local stack, wait until healthy")
     up.add_argument("--no-install", action="store_true",
@@ -182,7 +206,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        # The reader went away (`execsight status | head`): not an error of ours, and no traceback.
+        # Point stdout at /dev/null so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _main(args_list: list[str]) -> int:
+    if not args_list or args_list[0].startswith("-"):
+        build_parser().parse_args(args_list)  # --help, --version or a usage error: no settings needed
     settings = settings_or_exit("execsight")
     # Service subcommands take their own arguments, unparsed here.
     if args_list and args_list[0] in DISPATCH:

@@ -6,6 +6,7 @@ Every variable is listed in SETTINGS_DOC, which the README's configuration table
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Mapping
@@ -82,12 +83,38 @@ def env_value(env: Mapping[str, str], name: str) -> str:
     raise KeyError(f"{name} is not an allow-listed execsight setting")
 
 
+# Valid range of every numeric setting: (lowest, highest, lowest allowed itself). A value outside,
+# or nan/inf, is refused with the variable's name (0 s intervals would make a service spin).
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "EXECSIGHT_UI_PORT": (1, 65535, True),
+    "EXECSIGHT_METRICS_PORT": (0, 65535, True),
+    "EXECSIGHT_SAMPLE_INTERVAL_S": (0.05, 3600, True),
+    "EXECSIGHT_HOST_INTERVAL_S": (0.5, 3600, True),
+    "EXECSIGHT_SPOOL_MAX_BYTES": (1 << 20, 1 << 50, True),
+    "EXECSIGHT_RUN_TIMEOUT_S": (1, 30 * 86400, True),
+    "EXECSIGHT_SHORT_LIVED_S": (0, 3600, False),
+    "EXECSIGHT_ONPREM_HOURLY_USD": (0, 10000, True),
+    "EXECSIGHT_SWEEP_INTERVAL_S": (1, 86400, True),
+    "EXECSIGHT_IDLE_AFTER_S": (1, 30 * 86400, True),
+    "EXECSIGHT_IDLE_CPU_RATIO": (0, 1, False),
+}
+
+
+def _in_range(name: str, raw: str, value: float) -> None:
+    lo, hi, lo_ok = RANGES.get(name, (-math.inf, math.inf, True))
+    if not math.isfinite(value) or value > hi or value < lo or (value == lo and not lo_ok):
+        low = f"{'>=' if lo_ok else '>'} {lo:g}"
+        raise SettingsError(f"{name}={raw!r}: expected a number {low} and <= {hi:g}")
+
+
 def _float(env: Mapping[str, str], name: str) -> float:
     raw = env_value(env, name)
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r}: expected a number") from None
+    _in_range(name, raw, value)
+    return value
 
 
 def _non_negative(env: Mapping[str, str], name: str) -> float:
@@ -100,9 +127,11 @@ def _non_negative(env: Mapping[str, str], name: str) -> float:
 def _int(env: Mapping[str, str], name: str) -> int:
     raw = env_value(env, name)
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r}: expected an integer") from None
+    _in_range(name, raw, value)
+    return value
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.local import host_prep, kafka_admin, kafka_broker, pg_cluster, procs, services, supervisor
+from deploy.local import host_prep, kafka_admin, kafka_broker, lag_trend, pg_cluster, procs, services, supervisor
 from deploy.local.endpoints import (
     exposure_problems,
     kafka_endpoint,
@@ -46,7 +46,7 @@ class StackError(RuntimeError):
 @dataclass(frozen=True)
 class ComponentStatus:
     name: str
-    state: str  # up | down | starting | restarting | crashloop | external | skipped | absent
+    state: str  # up | degraded | down | starting | restarting | crashloop | external | skipped | absent
     version: str = ""
     address: str = ""
     detail: str = ""
@@ -368,12 +368,23 @@ class LocalStack:
                 lags = self._own_groups(kafka_admin.consumer_group_lag(self.kafka_ep.address))
             except Exception as exc:  # lag is informative: never fail status over it
                 log.warning("consumer group lag unavailable", extra={"err": repr(exc)})
+        grown = self._lag_growth(lags) if lags else {}
         for name in services.SERVICE_NAMES:
-            out.append(self._service_status(name, lags))
+            out.append(self._service_status(name, lags, grown))
         if lags:
-            out += [ComponentStatus(f"group {g.group}", "up", address=",".join(g.topics),
-                                    detail=f"lag {g.lag} over {g.partitions} partitions") for g in lags]
+            out += [ComponentStatus(f"group {g.group}", "degraded" if g.group in grown else "up",
+                                    address=",".join(g.topics),
+                                    detail=f"lag {g.lag} over {g.partitions} partitions"
+                                    + (f"; {grown[g.group].describe()}" if g.group in grown else ""))
+                    for g in lags]
         return out
+
+    def _lag_growth(self, lags: list[kafka_admin.GroupLag]) -> dict[str, lag_trend.Growth]:
+        """Groups whose lag has grown for more than a minute (samples kept across status calls)."""
+        path = self.settings.state_dir / "lag_history.json"
+        history = lag_trend.add_samples(lag_trend.load(path), time.time(), {g.group: g.lag for g in lags})
+        lag_trend.save(path, history)
+        return {g: grew for g, samples in history.items() if (grew := lag_trend.growth(samples)) is not None}
 
     def _own_groups(self, lags: list[kafka_admin.GroupLag]) -> list[kafka_admin.GroupLag]:
         """Consumer groups reading this stack's topics only (not other prefixes' test or tenant groups)."""
@@ -426,7 +437,8 @@ class LocalStack:
                                    restarts=st.restarts, last_exit=last)
         return ComponentStatus(name, "up", restarts=st.restarts, last_exit=last)
 
-    def _service_status(self, name: str, lags: list[kafka_admin.GroupLag]) -> ComponentStatus:
+    def _service_status(self, name: str, lags: list[kafka_admin.GroupLag],
+                        grown: dict[str, lag_trend.Growth] | None = None) -> ComponentStatus:
         if not services.service_exists(name, self.repo_root):
             return ComponentStatus(name, "absent", detail="module not present")
         s = services.spec(name, self.settings, self.repo_root)
@@ -451,7 +463,9 @@ class LocalStack:
         mine = [g for g in lags if name in g.group]
         if mine:
             detail.append("lag " + ", ".join(f"{g.group}={g.lag}" for g in mine))
-        return ComponentStatus(name, "up", _package_version(), address, "; ".join(detail), restarts, last_exit)
+        behind = [f"{g.group}: {grown[g.group].describe()}" for g in mine if grown and g.group in grown]
+        return ComponentStatus(name, "degraded" if behind else "up", _package_version(), address,
+                               "; ".join(detail + behind), restarts, last_exit)
 
 
 def format_last_exit(st: supervisor.SupervisorState) -> str:

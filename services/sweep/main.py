@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
@@ -26,6 +27,7 @@ def main(argv: list[str]) -> int:
                         help="AWS region to scan (repeatable; default EXECSIGHT_AWS_REGIONS)")
     parser.add_argument("--retry-mode", choices=("adaptive", "standard"), default="adaptive")
     parser.add_argument("--max-attempts", type=int, default=10, help="botocore attempts per call (throttling)")
+    parser.add_argument("--json", action="store_true", help="with --once: print the findings as one JSON object")
     args = parser.parse_args(argv)
     settings = settings_or_exit("execsight sweep")
     regions = tuple(args.region) if args.region else settings.aws_regions
@@ -35,7 +37,17 @@ def main(argv: list[str]) -> int:
         if history or not args.dry_run:
             wait_for_broker(settings, timeout_s=60)
         result = run_once(settings, scanner, write=not args.dry_run, history=history, regions=regions)
-        print(format_table(result.records))
+        no_scan = None if regions else ("no cloud scan ran: no AWS region is configured "
+                                        "(set EXECSIGHT_AWS_REGIONS or pass --region)")
+        if args.json:
+            doc = {"cloud_scan": {"regions": list(regions), "ran": bool(regions), "note": no_scan,
+                                  "failed_regions": dict(result.failed_regions)},
+                   "findings": result.records}
+            print(json.dumps(doc, indent=2, default=str))
+        else:
+            print(format_table(result.records))
+        if no_scan:
+            print(no_scan + ("; host findings only" if history else ""), file=sys.stderr)
         for region, error in result.failed_regions.items():
             print(f"region {region} not scanned: {error}", file=sys.stderr)
         return 1 if result.failed_regions else 0

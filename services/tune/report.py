@@ -134,3 +134,42 @@ def render(report: RunReport, top: int = 5) -> str:
         if f.get("recommendation") and f.get("status") == "OPEN":
             lines.append(f"      -> {f['recommendation']}")
     return "\n".join(lines) + "\n"
+
+
+def _plain(v: Any) -> Any:
+    """A value as JSON has it: numbers and strings as they are, times as ISO text, the rest as text."""
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    iso = getattr(v, "isoformat", None)
+    return iso() if callable(iso) else str(v)
+
+
+TASK_FIELDS = ("task_id", "task", "engine", "tool", "status", "exit_code", "wall_ns", "cpu_ns", "runq_ns",
+               "blkio_ns", "peak_rss_bytes", "read_bytes", "write_bytes", "process_count", "requested_cpus",
+               "requested_memory_bytes", "cost_usd", "waste_usd")
+FINDING_FIELDS = ("finding_id", "kind", "status", "severity", "task", "summary", "recommendation",
+                  "estimated_savings_usd", "monthly_waste_usd")
+
+
+def as_json(report: RunReport) -> dict[str, Any]:
+    """The same report as `render`, as one JSON object (for scripts: `execsight run --json`)."""
+    tasks = report.tasks
+    breakdown: dict[str, float] = {}
+    if tasks:
+        total = sum_breakdowns(time_breakdown(t) for t in tasks)
+        breakdown = {k: round(v, 6) for k, v in total.shares().items()}
+    tools = [
+        {"tool": name, "wall_ns": int(v[0]), "cpu_ns": int(v[1]), "cost_usd": v[2], "count": int(v[3])}
+        for name, v in sorted(tool_totals(tasks, report.processes).items(), key=lambda kv: (-kv[1][0], -kv[1][2]))
+    ]
+    return {
+        "run": _plain(dict(report.run)),
+        "breakdown": breakdown,
+        "tasks": [{k: _plain(t.get(k)) for k in TASK_FIELDS} for t in tasks],
+        "tools": tools,
+        "findings": [{k: _plain(f.get(k)) for k in FINDING_FIELDS} for f in report.findings],
+    }

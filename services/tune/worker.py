@@ -28,12 +28,13 @@ import psycopg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from execsight import pricing
-from execsight.findings import publish_findings, upsert_findings
+from execsight.findings import publish_findings
 from execsight.kafka_io import make_consumer, make_producer, send_to_deadletter
 from execsight.settings import Settings
 from schemas.codec import CodecError, default_codec
 from schemas.topics import ENRICHED_RUN, ENRICHED_TASK, FINDINGS_TUNE
 from services.tune import store
+from services.tune.batch_reads import BatchReads
 from services.tune.cost import task_cost
 from services.tune.finding_rules import REGRESSION, TASK_KINDS, FindingFloor, regression_finding, resolved
 from services.tune.process_definition import process_definition
@@ -74,6 +75,7 @@ class Stats:
     findings_published: int = 0
     batches: int = 0
     retries: int = 0
+    queries: int = 0  # database reads (BatchReads), to see that they are shared over a batch
     last_batch_s: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -101,8 +103,8 @@ class TuneWorker:
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
 
-    def _rate(self, conn: psycopg.Connection[Any], rec: Mapping[str, Any]) -> tuple[pricing.HostRate, int, int]:
-        host = store.host_info(conn, str(rec["host_id"]))
+    def _rate(self, reads: BatchReads, rec: Mapping[str, Any]) -> tuple[pricing.HostRate, int, int]:
+        host = reads.host(str(rec["host_id"]))
         instance_type = rec.get("instance_type") or (host.instance_type if host else None)
         region = host.region if host else None
         rate = pricing.host_rate(instance_type or self.settings.instance_type, region or self.settings.region,
@@ -111,22 +113,29 @@ class TuneWorker:
         mem_total = int(rec.get("mem_total_bytes") or (host.mem_total_bytes if host else 0) or 0)
         return rate, cpu_count, mem_total
 
-    def handle_task(self, conn: psycopg.Connection[Any], task: Mapping[str, Any], now_ns: int) -> list[Record]:
-        rate, cpu_count, mem_total = self._rate(conn, task)
-        definition = process_definition(task)  # ALIGN for ALIGN (s1): findings and history per definition
-        history = store.definition_history(conn, task.get("pipeline"), definition)
+    @staticmethod
+    def task_type(task: Mapping[str, Any]) -> str:
+        """What a task's history and findings are kept by (with its pipeline): its process definition
+        (ALIGN for ALIGN (s1))."""
+        return process_definition(task)
+
+    def reads(self, conn: psycopg.Connection[Any]) -> BatchReads:
+        return BatchReads(conn, SOURCE, TASK_KINDS, history_fn=store.definition_history, type_of=self.task_type)
+
+    def handle_task(self, reads: BatchReads, task: Mapping[str, Any], now_ns: int) -> list[Record]:
+        rate, cpu_count, mem_total = self._rate(reads, task)
+        history = reads.history(task.get("pipeline"), self.task_type(task))
         runs = merge_history(history, task)
         keys = [(str(t["run_id"]), str(t["task_id"])) for t in runs if t.get("run_id")]
-        samples = store.process_samples(conn, keys)
-        psi = store.max_memory_pressure(conn, str(task["host_id"]), int(task["start_ns"]), int(task["end_ns"]))
+        samples = reads.process_samples(keys)
+        psi = reads.memory_pressure(str(task["host_id"]), int(task["start_ns"]), int(task["end_ns"]))
         a = analyze_task(task, history, rate, cpu_count, mem_total, samples, psi, now_ns, floor=self.floor)
         if task.get("run_id"):
-            store.upsert_task_cost(conn, str(task["run_id"]), str(task["task_id"]), a.cost)
+            reads.stage_cost(str(task["run_id"]), str(task["task_id"]), a.cost)
         current = {f["finding_id"] for f in a.findings}
         stale = [
             resolved(row, now_ns, task.get("run_id"))
-            for row in store.open_findings(conn, TASK_KINDS, task.get("pipeline"), definition)
-            if row["finding_id"] not in current
+            for row in reads.open_findings(task.get("pipeline"), self.task_type(task), current)
         ]
         log.debug("task analysed", extra={
             "run_id": task.get("run_id"), "task": task["task"], "class": a.classification.label,
@@ -134,25 +143,25 @@ class TuneWorker:
         })
         return a.findings + stale
 
-    def _task_cost_usd(
-        self, conn: psycopg.Connection[Any], t: Mapping[str, Any], store_it: bool
-    ) -> tuple[float, float]:
+    def _task_cost_usd(self, reads: BatchReads, t: Mapping[str, Any], store_it: bool) -> tuple[float, float]:
         if t.get("cost_usd") is not None:
             return float(t["cost_usd"]), float(t.get("waste_usd") or 0.0)
-        rate, cpu_count, mem_total = self._rate(conn, t)
+        rate, cpu_count, mem_total = self._rate(reads, t)
         cost = task_cost(t, rate, cpu_count, mem_total)
         if store_it:
-            store.upsert_task_cost(conn, str(t["run_id"]), str(t["task_id"]), cost)
+            reads.stage_cost(str(t["run_id"]), str(t["task_id"]), cost)
         return cost.cost_usd, cost.waste_usd
 
-    def handle_run(self, conn: psycopg.Connection[Any], run: Mapping[str, Any], now_ns: int) -> list[Record]:
+    def handle_run(self, reads: BatchReads, run: Mapping[str, Any], now_ns: int) -> list[Record]:
         if run["event"] != "COMPLETED":
             return []
+        reads.flush()  # the run's regression check reads findings of the batch's tasks
+        conn = reads.conn
         run_id = str(run["run_id"])
-        tasks = store.run_tasks(conn, [run_id])[run_id]
+        tasks = reads.run_tasks([run_id], fresh=True)[run_id]
         total = waste = 0.0
         for t in tasks:
-            c, w = self._task_cost_usd(conn, t, store_it=True)
+            c, w = self._task_cost_usd(reads, t, store_it=True)
             t["cost_usd"] = c
             total += c
             waste += w
@@ -161,10 +170,10 @@ class TuneWorker:
         out: list[Record] = []
         if pipeline and run["status"] == "SUCCEEDED" and run.get("end_ns") is not None:
             prev = store.previous_runs(conn, str(pipeline), run_id, int(run["start_ns"]))
-            prev_tasks = store.run_tasks(conn, [str(r["run_id"]) for r in prev])
+            prev_tasks = reads.run_tasks([str(r["run_id"]) for r in prev])
             for ts in prev_tasks.values():
                 for t in ts:
-                    t["cost_usd"] = self._task_cost_usd(conn, t, store_it=False)[0]
+                    t["cost_usd"] = self._task_cost_usd(reads, t, store_it=False)[0]
             result = detect_regression(
                 tasks, [prev_tasks[str(r["run_id"])] for r in prev if prev_tasks[str(r["run_id"])]],
                 current_run_wall_ns=float(int(run["end_ns"]) - int(run["start_ns"])),
@@ -183,31 +192,39 @@ class TuneWorker:
         return out
 
     def analyse(self, decoded: Sequence[tuple[str, Record]]) -> list[Record]:
-        """One transaction over a batch of decoded records; returns the findings it stored (committed)."""
+        """One transaction over a batch of decoded records; returns the findings it stored (committed).
+
+        Reads are shared over the batch (BatchReads) and findings written once at the end; a record
+        still sees the findings of the records before it in the batch."""
         conn = self._connection()
         now = self.clock()
         findings: dict[str, Record] = {}
+        reads = self.reads(conn)
         try:
-            for kind, rec in decoded:
-                batch = self.handle_task(conn, rec, now) if kind == "EnrichedTask" else self.handle_run(conn, rec, now)
-                # upsert as we go, so later records in the batch see earlier findings
-                self._keep_first_detection(conn, batch)
-                upsert_findings(conn, SOURCE, [{**f, "since_ns": None} for f in batch])
+            reads.prefetch([rec for kind, rec in decoded if kind == "EnrichedTask"])
+            # Tasks before runs: a run's check reads its tasks' costs and findings.
+            for kind, rec in sorted(decoded, key=lambda d: d[0] != "EnrichedTask"):
+                if kind == "EnrichedTask":
+                    batch = self.handle_task(reads, rec, now)
+                    type_key: tuple[str | None, str] | None = (rec.get("pipeline"), self.task_type(rec))
+                else:
+                    batch = self.handle_run(reads, rec, now)
+                    type_key = None
+                first = reads.first_detected([f["finding_id"] for f in batch])
+                for f in batch:
+                    if f["finding_id"] in first:
+                        f["detected_ns"] = first[f["finding_id"]]
+                reads.stage(batch, type_key)
                 for f in batch:
                     findings[f["finding_id"]] = f
+            reads.flush()
             conn.commit()
         except BaseException:
             if not conn.closed:
                 conn.rollback()
             raise
+        self.stats.queries += reads.queries
         return list(findings.values())
-
-    @staticmethod
-    def _keep_first_detection(conn: psycopg.Connection[Any], findings: Sequence[Record]) -> None:
-        first = store.first_detected(conn, [f["finding_id"] for f in findings])
-        for f in findings:
-            if f["finding_id"] in first:
-                f["detected_ns"] = first[f["finding_id"]]
 
     # --- Kafka ---------------------------------------------------------------------------------------
 
