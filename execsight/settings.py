@@ -63,6 +63,7 @@ SETTINGS_DOC: tuple[Var, ...] = (
     Var("EXECSIGHT_SWEEP_INTERVAL_S", "300", "Sweep: scan interval."),
     Var("EXECSIGHT_IDLE_AFTER_S", "1800", "Sweep: a host with no execution this long is idle."),
     Var("EXECSIGHT_IDLE_CPU_RATIO", "0.05", "Sweep: workload CPU share under which a host counts as idle."),
+    Var("EXECSIGHT_ROLLUP_REFRESH_S", "60", "Sweep: refresh the host_minute/run_minute rollups this often (> 0)."),
 )
 
 
@@ -116,6 +117,7 @@ class Settings:
     sweep_interval_s: float
     idle_after_s: float
     idle_cpu_ratio: float
+    rollup_refresh_s: float = 60.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def topic(self, name: str) -> str:
@@ -171,7 +173,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sweep_interval_s=_float(e, "EXECSIGHT_SWEEP_INTERVAL_S"),
         idle_after_s=_float(e, "EXECSIGHT_IDLE_AFTER_S"),
         idle_cpu_ratio=_float(e, "EXECSIGHT_IDLE_CPU_RATIO"),
+        rollup_refresh_s=_positive(e, "EXECSIGHT_ROLLUP_REFRESH_S"),
     )
+
+
+def _positive(env: Mapping[str, str], name: str) -> float:
+    value = _float(env, name)
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(f"{name}={env_value(env, name)!r}: expected a number of seconds > 0")
+    return value
 
 
 def settings_fields() -> list[str]:
