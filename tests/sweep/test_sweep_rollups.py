@@ -73,3 +73,12 @@ def test_hosts_page_shows_new_and_late_samples_within_the_refresh_interval(
         stop.set()
         t.join(30)
     assert not t.is_alive()
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "nan", "inf", "soon"])
+def test_refresh_interval_must_be_a_positive_number(raw: str) -> None:
+    from execsight.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="EXECSIGHT_ROLLUP_REFRESH_S"):
+        load_settings({"EXECSIGHT_ROLLUP_REFRESH_S": raw})
+    assert load_settings({"EXECSIGHT_ROLLUP_REFRESH_S": "2.5"}).rollup_refresh_s == 2.5
