@@ -235,3 +235,24 @@ def test_a_failed_migration_reports_its_own_error(empty_database_url: str, tmp_p
     with pytest.raises(RuntimeError, match=r"0001_boom\.sql"):
         apply_migrations(empty_database_url, directory=tmp_path)
     assert apply_migrations(empty_database_url)  # the lock went with the session: the next start works
+
+
+@pytest.mark.db
+def test_a_database_keeps_the_flavour_of_its_first_migration(empty_database_url: str, db_flavour: str) -> None:
+    """A database migrated on plain PostgreSQL stays plain when the server later preloads TimescaleDB;
+    one migrated for TimescaleDB refuses to go on without it (instead of half-applying the other flavour)."""
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE schema_migrations (version text PRIMARY KEY, flavour text NOT NULL,"
+                     " applied_at timestamptz NOT NULL DEFAULT now())")
+        for m in plan("postgres"):
+            conn.execute("INSERT INTO schema_migrations VALUES (%s, 'postgres')", (m.version,))
+    assert apply_migrations(empty_database_url) == []  # nothing of the timescale flavour (0007) on top
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute("UPDATE schema_migrations SET flavour = 'timescale'")
+        conn.execute("DELETE FROM schema_migrations WHERE version = %s", (plan("timescale")[-1].version,))
+    if db_flavour == "postgres":
+        with pytest.raises(RuntimeError, match="migrated for TimescaleDB"):
+            apply_migrations(empty_database_url)
+    else:
+        with pytest.raises(RuntimeError, match=plan("timescale")[-1].path.name.replace(".", r"\.")):
+            apply_migrations(empty_database_url)  # it goes on with the timescale files (here: no tables)

@@ -206,15 +206,23 @@ def connect_db(settings: Settings, stop: threading.Event | None = None, interval
             time.sleep(interval_s)
 
 
-def _check_storage(conn: psycopg.Connection[Any]) -> None:
-    """Logs TimescaleDB policy jobs that fail (once per sweep round); never fails the round."""
+def _check_storage(conn: psycopg.Connection[Any], known: frozenset[int] = frozenset()) -> frozenset[int]:
+    """Logs TimescaleDB policy jobs that fail, when the set of failing jobs changed since ``known``;
+    returns the failing job ids. Never fails the round."""
     try:
-        log_failing_jobs(read_health(conn))
+        health = read_health(conn)
         conn.commit()
     except psycopg.Error as exc:
         if not conn.broken:
             conn.rollback()
         log.warning("storage health unavailable", extra={"error": str(exc).strip()})
+        return known
+    failing = frozenset(j.job_id for j in health.failing)
+    if failing != known:
+        log_failing_jobs(health)
+        if known and not failing:
+            log.info("timescaledb policy jobs succeed again", extra={"jobs": len(health.jobs)})
+    return failing
 
 
 # --- Kafka history ----------------------------------------------------------------------------------
@@ -316,7 +324,7 @@ def run_forever(settings: Settings, scanner: Scanner | None, stop: threading.Eve
     conn = connect_db(settings, stop)
     worker.open = load_open(conn)
     conn.commit()
-    _check_storage(conn)
+    failing_jobs = _check_storage(conn)
     # The rollups the Hosts page reads: nothing else refreshes them on plain PostgreSQL, and
     # TimescaleDB's refresh policy may be stuck on a failure backoff (schemas/storage_health.py).
     refresher = RollupRefresher(settings.database_url, settings.rollup_refresh_s)
@@ -357,7 +365,7 @@ def run_forever(settings: Settings, scanner: Scanner | None, stop: threading.Eve
             log.info("sweep round", extra={"open": opened, "resolved": len(records) - opened,
                                            "failed_regions": failed, "hosts": len(worker.tracker.hosts),
                                            "messages": worker.messages, "deadlettered": worker.deadlettered})
-            _check_storage(conn)
+            failing_jobs = _check_storage(conn, failing_jobs)
             if on_round is not None:
                 on_round(ScanResult(records, list(worker.open.values()), failed))
     finally:
