@@ -16,7 +16,18 @@ export EXECSIGHT_UI_DATABASE_URL ?= postgresql://execsight_ui:execsight_ui@127.0
 # Debian packages, one list shared with deploy/local/host_prep.py.
 APT_PACKAGES := $(shell grep -v '^\#' deploy/local/apt-packages.txt)
 
-.PHONY: up down status test lint apt venv compose-plugin demo
+# TimescaleDB (`make timescaledb`, root): the build next to the repository (../shared/timescaledb, see
+# its README) unless TIMESCALEDB_DIR names another. Once installed, `make up` preloads it.
+TIMESCALEDB_DIR ?= $(firstword $(wildcard ../shared/timescaledb shared/timescaledb))
+# A second, plain PostgreSQL cluster (never preloads TimescaleDB) for `make test-plain`: the DB tests
+# again on the other storage flavour, beside the stack's cluster.
+PLAIN_PG_PORT ?= 5434
+PLAIN_PG_DIR ?= /tmp/execsight-plain-pg-$(PLAIN_PG_PORT)
+PLAIN_DB_URL := postgresql://execsight:execsight@127.0.0.1:$(PLAIN_PG_PORT)/execsight
+PLAIN_UI_DB_URL := postgresql://execsight_ui:execsight_ui@127.0.0.1:$(PLAIN_PG_PORT)/execsight
+PLAIN_PG := $(PY) -m deploy.local.pg_cluster --dir $(PLAIN_PG_DIR) --dsn $(PLAIN_DB_URL) --ui-dsn $(PLAIN_UI_DB_URL)
+
+.PHONY: up down status test lint apt venv compose-plugin demo timescaledb plain-pg plain-pg-down test-plain
 
 up: apt venv compose-plugin
 	$(EXECSIGHT) up
@@ -33,6 +44,25 @@ status: venv
 
 test: venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The database-facing tests (-m db) on plain PostgreSQL; EXECSIGHT_TEST_DB_FLAVOUR makes them fail
+# rather than pass on the wrong flavour.
+test-plain: plain-pg
+	EXECSIGHT_TEST_DB_FLAVOUR=postgres EXECSIGHT_DATABASE_URL=$(PLAIN_DB_URL) \
+	  EXECSIGHT_UI_DATABASE_URL=$(PLAIN_UI_DB_URL) $(VENV)/bin/pytest -m db $(PYTEST_ARGS)
+
+plain-pg: venv
+	$(PLAIN_PG) start --plain
+
+plain-pg-down: venv
+	$(PLAIN_PG) stop
+
+timescaledb:
+	@if [ -z "$(TIMESCALEDB_DIR)" ] || [ ! -f "$(TIMESCALEDB_DIR)/install.sh" ]; then \
+	  echo "timescaledb: no install.sh in TIMESCALEDB_DIR='$(TIMESCALEDB_DIR)' (expected ../shared/timescaledb)" >&2; exit 1; \
+	elif [ "$$(id -u)" = 0 ]; then sh "$(TIMESCALEDB_DIR)/install.sh"; \
+	elif [ -f /usr/share/postgresql/15/extension/timescaledb.control ]; then echo "timescaledb: installed (not root: not reinstalled)"; \
+	else echo "timescaledb: not root; run: sudo sh $(TIMESCALEDB_DIR)/install.sh" >&2; exit 1; fi
 
 lint: venv
 	$(VENV)/bin/ruff check .

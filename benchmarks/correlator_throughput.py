@@ -128,7 +128,9 @@ def bare_copy(src_dsn: str, dst_dsn: str) -> tuple[float, int]:
     with psycopg.connect(src_dsn) as src:
         for table in tables:
             buf = bytearray()
-            with src.cursor().copy(f"COPY {table} TO STDOUT".encode()) as copy:
+            # COPY (SELECT ...): a plain `COPY hypertable TO STDOUT` copies nothing on TimescaleDB (the rows
+            # are in the chunks); the query form reads them on both flavours.
+            with src.cursor().copy(f"COPY (SELECT * FROM {table}) TO STDOUT".encode()) as copy:
                 for chunk in copy:
                     buf += chunk
             data[table] = bytes(buf)

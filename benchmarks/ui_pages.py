@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from schemas.migrate import apply_migrations  # noqa: E402
+from schemas.rollups import refresh_rollups  # noqa: E402
 
 APP = str(REPO / "services" / "ui" / "app.py")
 PAGES = ("overview", "runs", "tasks", "processes", "hosts", "findings")
@@ -135,7 +136,7 @@ def seed(dsn: str, processes: int, hosts: int = 10, pipelines: int = 8, tasks_pe
             counts[table] = int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
             print(f"  seeded {table:<16} {counts[table]:>9,} rows in {time.perf_counter() - t0:5.1f} s", flush=True)
         t0 = time.perf_counter()
-        conn.execute("CALL execsight_refresh_rollups()")
+        refresh_rollups(conn)
         conn.execute("ANALYZE")
         print(f"  refreshed rollups and analyzed in {time.perf_counter() - t0:.1f} s", flush=True)
     return counts

@@ -73,6 +73,7 @@ SETTINGS_DOC: tuple[Var, ...] = (
     Var("EXECSIGHT_SWEEP_INTERVAL_S", "300", "Sweep: scan interval."),
     Var("EXECSIGHT_IDLE_AFTER_S", "1800", "Sweep: a host with no execution this long is idle."),
     Var("EXECSIGHT_IDLE_CPU_RATIO", "0.05", "Sweep: workload CPU share under which a host counts as idle."),
+    Var("EXECSIGHT_ROLLUP_REFRESH_S", "60", "Sweep: refresh the host_minute/run_minute rollups this often (> 0)."),
 )
 
 
@@ -87,7 +88,8 @@ def env_value(env: Mapping[str, str], name: str) -> str:
 # or nan/inf, is refused with the variable's name (0 s intervals would make a service spin).
 RANGES: dict[str, tuple[float, float, bool]] = {
     "EXECSIGHT_UI_PORT": (1, 65535, True),
-    "EXECSIGHT_METRICS_PORT": (0, 65535, True),
+    "EXECSIGHT_COLLECTOR_METRICS_PORT": (0, 65535, True),
+    "EXECSIGHT_CORRELATOR_METRICS_PORT": (0, 65535, True),
     "EXECSIGHT_SAMPLE_INTERVAL_S": (0.05, 3600, True),
     "EXECSIGHT_HOST_INTERVAL_S": (0.5, 3600, True),
     "EXECSIGHT_SPOOL_MAX_BYTES": (1 << 20, 1 << 50, True),
@@ -97,6 +99,9 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "EXECSIGHT_SWEEP_INTERVAL_S": (1, 86400, True),
     "EXECSIGHT_IDLE_AFTER_S": (1, 30 * 86400, True),
     "EXECSIGHT_IDLE_CPU_RATIO": (0, 1, False),
+    "EXECSIGHT_FINDINGS_MIN_WALL_S": (0, 30 * 86400, True),
+    "EXECSIGHT_FINDINGS_MIN_COST_USD": (0, 10000, True),
+    "EXECSIGHT_ROLLUP_REFRESH_S": (0, 86400, False),
 }
 
 
@@ -114,13 +119,6 @@ def _float(env: Mapping[str, str], name: str) -> float:
     except ValueError:
         raise SettingsError(f"{name}={raw!r}: expected a number") from None
     _in_range(name, raw, value)
-    return value
-
-
-def _non_negative(env: Mapping[str, str], name: str) -> float:
-    value = _float(env, name)
-    if not value >= 0.0 or value == float("inf"):  # also rejects nan
-        raise SettingsError(f"{name}={env_value(env, name)!r}: expected a finite number >= 0")
     return value
 
 
@@ -168,6 +166,7 @@ class Settings:
     idle_cpu_ratio: float
     findings_min_wall_s: float = 5.0
     findings_min_cost_usd: float = 0.001
+    rollup_refresh_s: float = 60.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def topic(self, name: str) -> str:
@@ -234,8 +233,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sweep_interval_s=_float(e, "EXECSIGHT_SWEEP_INTERVAL_S"),
         idle_after_s=_float(e, "EXECSIGHT_IDLE_AFTER_S"),
         idle_cpu_ratio=_float(e, "EXECSIGHT_IDLE_CPU_RATIO"),
-        findings_min_wall_s=_non_negative(e, "EXECSIGHT_FINDINGS_MIN_WALL_S"),
-        findings_min_cost_usd=_non_negative(e, "EXECSIGHT_FINDINGS_MIN_COST_USD"),
+        findings_min_wall_s=_float(e, "EXECSIGHT_FINDINGS_MIN_WALL_S"),
+        findings_min_cost_usd=_float(e, "EXECSIGHT_FINDINGS_MIN_COST_USD"),
+        rollup_refresh_s=_float(e, "EXECSIGHT_ROLLUP_REFRESH_S"),
     )
 
 

@@ -30,9 +30,19 @@ class Migration:
 
 
 def detect_flavour(conn: psycopg.Connection[object]) -> str:
-    """timescale when the extension can be created in this database, else postgres."""
-    row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-    return "timescale" if row else "postgres"
+    """timescale when this database already has the extension or the server preloads it, else postgres.
+
+    Installed is not enough: a cluster of the same installation that does not list timescaledb in
+    shared_preload_libraries shows it in pg_available_extensions but refuses CREATE EXTENSION. A
+    preloaded library defines its GUCs, so timescaledb.max_background_workers answers only then.
+    """
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'),"
+        " current_setting('timescaledb.max_background_workers', true) IS NOT NULL"
+        " AND EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')"
+    ).fetchone()
+    in_db, preloaded = row if isinstance(row, tuple) else (False, False)
+    return "timescale" if in_db or preloaded else "postgres"
 
 
 def plan(flavour: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -51,7 +61,7 @@ def plan(flavour: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [chosen[v] for v in sorted(chosen)]
 
 
-def apply_migrations(dsn: str) -> list[str]:
+def apply_migrations(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Applies the pending migrations; returns the versions applied now."""
     applied_now: list[str] = []
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -62,9 +72,10 @@ def apply_migrations(dsn: str) -> list[str]:
                 " version text PRIMARY KEY, flavour text NOT NULL,"
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
-            flavour = detect_flavour(conn)
-            for migration in plan(flavour):
+            rows = conn.execute("SELECT version, flavour FROM schema_migrations").fetchall()
+            done = {r[0] for r in rows}
+            flavour = _flavour_of(conn, {r[1] for r in rows})
+            for migration in plan(flavour, directory):
                 if migration.version in done:
                     continue
                 sql = migration.path.read_text()
@@ -82,8 +93,34 @@ def apply_migrations(dsn: str) -> list[str]:
                 log.info("migration applied", extra={"version": migration.version, "flavour": flavour})
                 applied_now.append(migration.version)
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+            _unlock(conn)
     return applied_now
+
+
+def _unlock(conn: psycopg.Connection[object]) -> None:
+    """Releases the advisory lock; a broken connection already released it with the session, and
+    raising here would hide the migration's own error."""
+    if conn.closed or conn.broken:
+        return
+    try:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+    except psycopg.Error as exc:
+        log.warning("advisory unlock failed", extra={"error": str(exc).strip()})
+
+
+def _flavour_of(conn: psycopg.Connection[object], recorded: set[str]) -> str:
+    """A database keeps the flavour of its first migration; the server must still provide it."""
+    detected = detect_flavour(conn)
+    if not recorded:
+        return detected
+    if len(recorded) > 1:
+        raise RuntimeError(f"schema_migrations mixes flavours {sorted(recorded)}: repair it by hand")
+    (flavour,) = recorded
+    if flavour == "timescale" and detected != "timescale":
+        raise RuntimeError(
+            "this database was migrated for TimescaleDB but the server does not provide it: add"
+            " shared_preload_libraries = 'timescaledb' to postgresql.conf and restart the server")
+    return flavour
 
 
 def _record(conn: psycopg.Connection[object], version: str, flavour: str) -> None:

@@ -79,20 +79,53 @@ def _with_dbname(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def migrated_template(database_server_url: str) -> Iterator[str]:
-    """A database with every migration applied, cloned for each test (fast)."""
+def _template(database_server_url: str) -> Iterator[tuple[str, str]]:
+    """A database with every migration applied, cloned for each test (fast), and its flavour.
+
+    TimescaleDB's scheduler connects to every database that has the extension, and a database
+    with a connection cannot be a CREATE DATABASE ... TEMPLATE source. Its launcher leaves
+    template databases alone, so the template is marked IS_TEMPLATE before the migrations create
+    the extension, and closed to connections once it is filled.
+    """
     name = f"execsight_tmpl_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(database_server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'ALTER DATABASE "{name}" IS_TEMPLATE true')
     url = _with_dbname(database_server_url, name)
     apply_migrations(url)
-    yield name
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT DISTINCT flavour FROM schema_migrations").fetchall()
+    assert len(rows) == 1, rows
+    with psycopg.connect(database_server_url, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    yield name, str(rows[0][0])
+    with psycopg.connect(database_server_url, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" IS_TEMPLATE false ALLOW_CONNECTIONS true')
     drop_database(database_server_url, name)
 
 
+@pytest.fixture(scope="session")
+def migrated_template(_template: tuple[str, str]) -> str:
+    return _template[0]
+
+
+@pytest.fixture(scope="session")
+def db_flavour(_template: tuple[str, str]) -> str:
+    """The storage flavour the test databases got (timescale | postgres).
+
+    CI runs the DB tests once per flavour and sets EXECSIGHT_TEST_DB_FLAVOUR, so a pass meant for
+    TimescaleDB cannot quietly run on plain PostgreSQL (or the other way round).
+    """
+    flavour = _template[1]
+    expected = os.environ.get("EXECSIGHT_TEST_DB_FLAVOUR")
+    if expected and expected != flavour:
+        pytest.fail(f"EXECSIGHT_TEST_DB_FLAVOUR={expected} but the database server gives {flavour}")
+    return flavour
+
+
 @pytest.fixture()
-def database_url(database_server_url: str, migrated_template: str) -> Iterator[str]:
-    """DSN of a fresh, fully migrated database of this test's own."""
+def database_url(database_server_url: str, migrated_template: str, db_flavour: str) -> Iterator[str]:
+    """DSN of a fresh, fully migrated database of this test's own (of the flavour CI asked for)."""
     name = f"execsight_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(database_server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')

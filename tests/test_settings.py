@@ -38,7 +38,7 @@ def test_bad_values_name_the_variable(var: str, value: str) -> None:
         ("EXECSIGHT_HOST_INTERVAL_S", "0"),
         ("EXECSIGHT_UI_PORT", "0"),
         ("EXECSIGHT_UI_PORT", "70000"),
-        ("EXECSIGHT_METRICS_PORT", "-1"),
+        ("EXECSIGHT_CORRELATOR_METRICS_PORT", "-1"),
         ("EXECSIGHT_SPOOL_MAX_BYTES", "0"),
         ("EXECSIGHT_RUN_TIMEOUT_S", "0"),
         ("EXECSIGHT_SHORT_LIVED_S", "0"),
@@ -60,7 +60,8 @@ def test_every_numeric_setting_has_a_range_and_its_bounds_are_accepted() -> None
     numeric = {v.env for v in mod.SETTINGS_DOC if v.default.replace(".", "", 1).isdigit()}
     assert numeric == set(mod.RANGES)
     for var, (lo, hi, lo_ok) in mod.RANGES.items():
-        ints = var in {"EXECSIGHT_UI_PORT", "EXECSIGHT_METRICS_PORT", "EXECSIGHT_SPOOL_MAX_BYTES"}
+        ints = var in {"EXECSIGHT_UI_PORT", "EXECSIGHT_COLLECTOR_METRICS_PORT", "EXECSIGHT_CORRELATOR_METRICS_PORT",
+                       "EXECSIGHT_SPOOL_MAX_BYTES"}
         fmt = (lambda x: str(int(x))) if ints else repr
         load_settings({var: fmt(hi)})
         if lo_ok:

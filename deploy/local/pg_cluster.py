@@ -3,11 +3,16 @@
 initdb refuses to run as root, so as root every server command runs as the `postgres` OS user
 (runuser); as any other user the cluster belongs to that user. The superuser `postgres` logs in
 only over the cluster's private Unix socket (trust, socket directory mode 0700); TCP needs a
-password (scram-sha-256). TimescaleDB is preloaded and created when its package is installed.
+password (scram-sha-256). TimescaleDB is preloaded and created when its package is installed
+(unless the caller asks for plain PostgreSQL, as CI's second cluster does).
+
+`python -m deploy.local.pg_cluster start|stop` runs one such cluster on its own (CI's plain-PostgreSQL
+pass, a relocated PostgreSQL tree with `--pg-root`).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import pwd
@@ -28,10 +33,13 @@ PG_MAJOR = "15"
 PG_BIN = Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")
 PG_SHARE = Path(f"/usr/share/postgresql/{PG_MAJOR}")
 SUPERUSER = "postgres"
+# TimescaleDB wants timescaledb.max_background_workers (16) + its launcher + one scheduler per
+# database; PostgreSQL's default of 8 leaves jobs unstarted ("failed to start a background worker").
+TIMESCALEDB_MAX_WORKER_PROCESSES = 32
 
 
-def timescaledb_available(share: Path = PG_SHARE) -> bool:
-    return (share / "extension" / "timescaledb.control").is_file()
+def timescaledb_available(share: Path | None = None) -> bool:
+    return ((share or PG_SHARE) / "extension" / "timescaledb.control").is_file()
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,10 @@ def initdb(paths: PgPaths) -> None:
     log.info("initialized postgresql cluster", extra={"dir": str(paths.data)})
 
 
-def write_conf(paths: PgPaths, ep: PgEndpoint) -> None:
+def write_conf(paths: PgPaths, ep: PgEndpoint, timescaledb: bool | None = None) -> None:
+    """postgresql.conf additions; timescaledb None: preload it when it is installed."""
+    if timescaledb is None:
+        timescaledb = timescaledb_available()
     lines = [
         "# written by deploy/local/pg_cluster.py on every start; edits are lost",
         f"port = {ep.port}",
@@ -122,8 +133,9 @@ def write_conf(paths: PgPaths, ep: PgEndpoint) -> None:
         "password_encryption = 'scram-sha-256'",
         "timezone = 'UTC'",
     ]
-    if timescaledb_available():
-        lines += ["shared_preload_libraries = 'timescaledb'", "timescaledb.telemetry_level = off"]
+    if timescaledb:
+        lines += ["shared_preload_libraries = 'timescaledb'", "timescaledb.telemetry_level = off",
+                  f"max_worker_processes = {TIMESCALEDB_MAX_WORKER_PROCESSES}"]
     paths.conf.write_text("\n".join(lines) + "\n")
     uid, gid = _owner_ids()
     os.chown(paths.conf, uid, gid)
@@ -175,8 +187,11 @@ def _ensure_role(cur: psycopg.Cursor[tuple[object, ...]], role: PgRole, attrs: s
     return created
 
 
-def bootstrap(paths: PgPaths, ep: PgEndpoint, writer: PgRole, reader: PgRole) -> list[str]:
+def bootstrap(paths: PgPaths, ep: PgEndpoint, writer: PgRole, reader: PgRole,
+              timescaledb: bool | None = None) -> list[str]:
     """Roles, database, extension and read-only grants; idempotent. Returns what it created."""
+    if timescaledb is None:
+        timescaledb = timescaledb_available()
     created: list[str] = []
     with superuser_connect(paths, ep) as conn, conn.cursor() as cur:
         if _ensure_role(cur, writer, "CREATEDB NOSUPERUSER"):
@@ -191,7 +206,7 @@ def bootstrap(paths: PgPaths, ep: PgEndpoint, writer: PgRole, reader: PgRole) ->
                 sql.Identifier(ep.dbname), sql.Identifier(writer.user)))
             created.append(f"database {ep.dbname}")
     with superuser_connect(paths, ep, ep.dbname) as conn, conn.cursor() as cur:
-        if timescaledb_available():
+        if timescaledb:
             cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         ident = {"db": sql.Identifier(ep.dbname), "ui": sql.Identifier(reader.user),
                  "w": sql.Identifier(writer.user)}
@@ -217,3 +232,40 @@ def select_one(dsn: str, timeout_s: int = 3) -> str | None:
             return str(row[0]) if row else "?"
     except psycopg.Error:
         return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """One cluster outside the stack: `start` (initdb, conf, start, roles, database) or `stop`."""
+    from deploy.local.endpoints import pg_endpoint, pg_role
+
+    global PG_BIN, PG_SHARE
+    p = argparse.ArgumentParser(prog="python -m deploy.local.pg_cluster", description=main.__doc__)
+    p.add_argument("action", choices=("start", "stop"))
+    p.add_argument("--dir", type=Path, required=True, help="cluster root (data/, run/, postgres.log)")
+    p.add_argument("--dsn", required=True, help="writer DSN: port, database, writer role and password")
+    p.add_argument("--ui-dsn", required=True, help="read-only DSN: the dashboard role and password")
+    p.add_argument("--plain", action="store_true", help="never preload TimescaleDB, even when installed")
+    p.add_argument("--pg-root", type=Path, default=Path("/"),
+                   help="root of a (relocated) Debian PostgreSQL tree: ROOT/usr/lib/postgresql/15/bin")
+    args = p.parse_args(argv)
+    PG_BIN = args.pg_root / f"usr/lib/postgresql/{PG_MAJOR}/bin"
+    PG_SHARE = args.pg_root / f"usr/share/postgresql/{PG_MAJOR}"
+    paths, log_file = PgPaths(args.dir), args.dir / "postgres.log"
+    if args.action == "stop":
+        print("stopped" if initialized(paths) and stop(paths) else "not running")
+        return 0
+    ts = False if args.plain else timescaledb_available(PG_SHARE)
+    ep = pg_endpoint(args.dsn)
+    prepare_dirs(paths, log_file)
+    if not initialized(paths):
+        initdb(paths)
+    write_conf(paths, ep, timescaledb=ts)
+    if not running(paths):
+        start(paths, log_file)
+    bootstrap(paths, ep, pg_role(args.dsn), pg_role(args.ui_dsn), timescaledb=ts)
+    print(f"postgresql {'with timescaledb' if ts else 'plain'} on {ep.address}, data {paths.data}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

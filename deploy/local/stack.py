@@ -28,6 +28,7 @@ from deploy.local.endpoints import (
 from execsight.kafka_io import create_topics
 from execsight.lifecycle import STABLE_AFTER_S
 from execsight.settings import REPO_ROOT, Settings
+from schemas.storage_health import health_line
 from schemas.topics import TOPICS_FILE, load_topics
 
 log = logging.getLogger(__name__)
@@ -412,14 +413,15 @@ class LocalStack:
     def _pg_status(self) -> ComponentStatus:
         version = pg_cluster.select_one(self.settings.database_url)
         managed = self.pg_managed_running()
+        # which storage flavour, and whether TimescaleDB's policy jobs succeed (schemas/storage_health.py)
+        storage = (health_line(self.settings.database_url) if version else None) or ""
         if managed:
             pid = pg_cluster.server_pid(self.pg_paths)
             return ComponentStatus("postgresql", "up" if version else "down", version or pg_cluster.PG_MAJOR,
-                                   self.pg_ep.address,
-                                   f"pid {pid}" + (", timescaledb" if pg_cluster.timescaledb_available() else ""))
+                                   self.pg_ep.address, "; ".join(filter(None, [f"pid {pid}", storage])))
         if version:
             return ComponentStatus("postgresql", "external", version, self.pg_ep.address,
-                                   "not started by this stack")
+                                   "; ".join(filter(None, ["not started by this stack", storage])))
         return ComponentStatus("postgresql", "down", pg_cluster.PG_MAJOR, self.pg_ep.address)
 
     def _supervised_state(self, name: str, pid: int | None) -> ComponentStatus | None:

@@ -26,6 +26,8 @@ from execsight.findings import publish_findings, upsert_findings
 from execsight.kafka_io import consumer_config, make_producer, send_to_deadletter
 from execsight.settings import Settings
 from schemas.codec import CodecError, default_codec
+from schemas.rollups import RollupRefresher
+from schemas.storage_health import log_failing_jobs, read_health
 from schemas.topics import ENRICHED_HOST, ENRICHED_RUN, FINDINGS_SWEEP, RAW_HOST
 from services.sweep.finding_records import (
     ALL_KINDS,
@@ -204,6 +206,25 @@ def connect_db(settings: Settings, stop: threading.Event | None = None, interval
             time.sleep(interval_s)
 
 
+def _check_storage(conn: psycopg.Connection[Any], known: frozenset[int] = frozenset()) -> frozenset[int]:
+    """Logs TimescaleDB policy jobs that fail, when the set of failing jobs changed since ``known``;
+    returns the failing job ids. Never fails the round."""
+    try:
+        health = read_health(conn)
+        conn.commit()
+    except psycopg.Error as exc:
+        if not conn.broken:
+            conn.rollback()
+        log.warning("storage health unavailable", extra={"error": str(exc).strip()})
+        return known
+    failing = frozenset(j.job_id for j in health.failing)
+    if failing != known:
+        log_failing_jobs(health)
+        if known and not failing:
+            log.info("timescaledb policy jobs succeed again", extra={"jobs": len(health.jobs)})
+    return failing
+
+
 # --- Kafka history ----------------------------------------------------------------------------------
 
 def assign_from(consumer: Consumer, settings: Settings, since_ns: int, timeout_s: float = 30) -> list[TopicPartition]:
@@ -302,8 +323,14 @@ def run_forever(settings: Settings, scanner: Scanner | None, stop: threading.Eve
     producer = make_producer(settings)
     conn = connect_db(settings, stop)
     worker.open = load_open(conn)
+    conn.commit()
+    failing_jobs = _check_storage(conn)
+    # The rollups the Hosts page reads: nothing else refreshes them on plain PostgreSQL, and
+    # TimescaleDB's refresh policy may be stuck on a failure backoff (schemas/storage_health.py).
+    refresher = RollupRefresher(settings.database_url, settings.rollup_refresh_s)
     consumer = make_consumer(settings)
     try:
+        refresher.maybe_refresh()
         since = worker.clock() - int(worker.idle_cfg.lookback_s * NS)
         assigned = assign_from(consumer, settings, since, timeout_s=3600)
         catch_up(consumer, worker, producer, assigned, timeout_s=600)
@@ -319,6 +346,7 @@ def run_forever(settings: Settings, scanner: Scanner | None, stop: threading.Eve
                         log.warning("consumer error", extra={"error": str(err)})
                     continue
                 worker.handle(msg, producer)
+            refresher.maybe_refresh()
             if time.monotonic() < next_round:
                 continue
             next_round = time.monotonic() + settings.sweep_interval_s
@@ -337,9 +365,11 @@ def run_forever(settings: Settings, scanner: Scanner | None, stop: threading.Eve
             log.info("sweep round", extra={"open": opened, "resolved": len(records) - opened,
                                            "failed_regions": failed, "hosts": len(worker.tracker.hosts),
                                            "messages": worker.messages, "deadlettered": worker.deadlettered})
+            failing_jobs = _check_storage(conn, failing_jobs)
             if on_round is not None:
                 on_round(ScanResult(records, list(worker.open.values()), failed))
     finally:
+        refresher.close()
         consumer.close()
         conn.close()
         producer.flush(30)

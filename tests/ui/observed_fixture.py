@@ -16,6 +16,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from execsight.findings import upsert_findings
+from schemas.rollups import refresh_rollups
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "observed_runs.json"
 
@@ -95,6 +96,5 @@ def load(dsn: str, now_ns: int | None = None, lag_s: float = 5.0) -> dict[str, i
         for source in sorted({f["source"] for f in findings}):
             upsert_findings(conn, source, [f for f in findings if f["source"] == source])
         conn.commit()
-        conn.execute("CALL execsight_refresh_rollups()")
-        conn.commit()
+        refresh_rollups(conn)  # autocommit: TimescaleDB refuses the refresh inside a transaction
     return {name: len(rows) for name, (rows, _) in tables.items()} | {"findings": len(data["findings"])}
