@@ -6,6 +6,7 @@ Every variable is listed in SETTINGS_DOC, which the README's configuration table
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Mapping
@@ -63,6 +64,14 @@ SETTINGS_DOC: tuple[Var, ...] = (
     Var("EXECSIGHT_SWEEP_INTERVAL_S", "300", "Sweep: scan interval."),
     Var("EXECSIGHT_IDLE_AFTER_S", "1800", "Sweep: a host with no execution this long is idle."),
     Var("EXECSIGHT_IDLE_CPU_RATIO", "0.05", "Sweep: workload CPU share under which a host counts as idle."),
+    # generic runs (untagged process trees), see README "What becomes a run"
+    Var("EXECSIGHT_GENERIC_RUNS", "sessions",
+        "Correlator: which untagged process trees become generic runs: sessions (started from a shell, terminal, "
+        "tmux/screen, ssh, cron, a scheduler or a container entrypoint), any (services started by init too), off."),
+    Var("EXECSIGHT_GENERIC_IDLE_S", "1800",
+        "Correlator: close a generic run after this long without a process start, exit or CPU use (TIMED_OUT)."),
+    Var("EXECSIGHT_DAEMONS", "",
+        "Correlator: more program names whose process trees never become generic runs (comma-separated)."),
 )
 
 
@@ -116,6 +125,10 @@ class Settings:
     sweep_interval_s: float
     idle_after_s: float
     idle_cpu_ratio: float
+    # generic runs
+    generic_runs: str
+    generic_idle_s: float
+    daemons: tuple[str, ...]
     extra: dict[str, str] = field(default_factory=dict)
 
     def topic(self, name: str) -> str:
@@ -145,6 +158,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raw = env_value(e, name)
         return Path(raw).expanduser() if raw else None
 
+    generic_mode, generic_idle_s, daemons = _generic_runs(e)
     return Settings(
         kafka_bootstrap=env_value(e, "KAFKA_BOOTSTRAP_SERVERS"),
         topic_prefix=env_value(e, "EXECSIGHT_TOPIC_PREFIX"),
@@ -171,7 +185,25 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sweep_interval_s=_float(e, "EXECSIGHT_SWEEP_INTERVAL_S"),
         idle_after_s=_float(e, "EXECSIGHT_IDLE_AFTER_S"),
         idle_cpu_ratio=_float(e, "EXECSIGHT_IDLE_CPU_RATIO"),
+        generic_runs=generic_mode,
+        generic_idle_s=generic_idle_s,
+        daemons=daemons,
     )
+
+
+# generic runs (untagged process trees): which count, when an idle one closes, more known daemons
+GENERIC_RUN_MODES = ("sessions", "any", "off")
+
+
+def _generic_runs(e: Mapping[str, str]) -> tuple[str, float, tuple[str, ...]]:
+    mode = env_value(e, "EXECSIGHT_GENERIC_RUNS").strip().lower()
+    if mode not in GENERIC_RUN_MODES:
+        raise SettingsError(f"EXECSIGHT_GENERIC_RUNS={mode!r}: expected one of {', '.join(GENERIC_RUN_MODES)}")
+    idle = _float(e, "EXECSIGHT_GENERIC_IDLE_S")
+    if not math.isfinite(idle) or idle <= 0:
+        raise SettingsError(f"EXECSIGHT_GENERIC_IDLE_S={idle!r}: expected a number of seconds above 0")
+    daemons = tuple(d.strip() for d in env_value(e, "EXECSIGHT_DAEMONS").split(",") if d.strip())
+    return mode, idle, daemons
 
 
 def settings_fields() -> list[str]:

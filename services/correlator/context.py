@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from services.correlator.engines import DETECTORS
 from services.correlator.engines.base import (
+    DEFAULT_GENERIC,
     ROLE_GENERIC_CANDIDATE,
     ROLE_GENERIC_ROOT,
     ROLE_NF_DRIVER,
@@ -27,6 +28,7 @@ from services.correlator.engines.base import (
     Context,
     Exec,
     FileReader,
+    GenericPolicy,
     Parent,
     SnakefileRule,
     no_files,
@@ -38,6 +40,7 @@ from services.correlator.engines.generic import (
     generic_pipeline_name,
     generic_task_name,
     is_launcher,
+    session_launcher,
 )
 from services.correlator.engines.nextflow import nextflow_driver, nextflow_task, nextflow_task_name
 from services.correlator.engines.snakemake import (
@@ -49,11 +52,35 @@ from services.correlator.engines.snakemake import (
 )
 
 __all__ = [
-    "ROLE_GENERIC_CANDIDATE", "ROLE_GENERIC_ROOT", "ROLE_NF_DRIVER", "ROLE_SMK_DRIVER", "Context", "Exec",
-    "FileReader", "Parent", "SnakefileRule", "SnakemakeJob", "derive", "generic_candidate", "generic_pipeline_name",
-    "generic_task_name", "is_launcher", "match_snakefile_rule", "nextflow_driver", "nextflow_task",
-    "nextflow_task_name", "no_files", "parent_roots_tasks", "parse_snakefile", "read_local_file", "short_id",
-    "snakemake_driver", "snakemake_job",
+    "DEFAULT_GENERIC",
+    "ROLE_GENERIC_CANDIDATE",
+    "ROLE_GENERIC_ROOT",
+    "ROLE_NF_DRIVER",
+    "ROLE_SMK_DRIVER",
+    "Context",
+    "Exec",
+    "FileReader",
+    "GenericPolicy",
+    "Parent",
+    "SnakefileRule",
+    "SnakemakeJob",
+    "derive",
+    "generic_candidate",
+    "generic_pipeline_name",
+    "generic_task_name",
+    "is_launcher",
+    "match_snakefile_rule",
+    "nextflow_driver",
+    "nextflow_task",
+    "nextflow_task_name",
+    "no_files",
+    "parent_roots_tasks",
+    "parse_snakefile",
+    "read_local_file",
+    "session_launcher",
+    "short_id",
+    "snakemake_driver",
+    "snakemake_job",
 ]
 
 
@@ -78,8 +105,9 @@ def derive(
     read: FileReader = no_files,
     snakefiles: dict[str, list[SnakefileRule]] | None = None,
     tool: str | None = None,
+    policy: GenericPolicy = DEFAULT_GENERIC,
 ) -> Context:
-    ex = Exec(host_id, pid, start_ns, exe, argv, cwd, env, cgroup_path, parent, read, snakefiles, tool)
+    ex = Exec(host_id, pid, start_ns, exe, argv, cwd, env, cgroup_path, parent, read, snakefiles, tool, policy)
     return classify(ex)
 
 

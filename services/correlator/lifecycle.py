@@ -20,10 +20,11 @@ from services.correlator.tree_state import EventGate, Json, Proc, Run, Task
 
 
 class Lifecycle:
-    def __init__(self, host_id: str, run_timeout_ns: int, table: ProcessTable, activity: Activity,
+    def __init__(self, host_id: str, run_timeout_ns: int, generic_idle_ns: int, table: ProcessTable, activity: Activity,
                  gate: EventGate, log: ChangeLog, container_info: Callable[[str], Container]) -> None:
         self.host_id = host_id
         self.run_timeout_ns = run_timeout_ns
+        self.generic_idle_ns = generic_idle_ns
         self.table = table
         self.activity = activity
         self.gate = gate
@@ -56,7 +57,7 @@ class Lifecycle:
         r = self.runs.get(run_id)
         if r is None and p.run_root:
             r = Run(run_id=run_id, pipeline=p.pipeline, engine=p.engine, root_pid=p.pid, root_start=p.start,
-                    start=p.start, last=t)
+                    start=p.start, last=t, active=t)
             self.runs[run_id] = r
             self.log.new(r)
         if r is None or not self.gate.ok(r):
@@ -64,6 +65,7 @@ class Lifecycle:
         r.processes += 1
         r.live += 1
         r.last = max(r.last, t)
+        r.active = max(r.active, t)
         concurrent_peak.start(r.segments, p.start)
         # a second root-like process in an existing run (e.g. a re-exec) leaves the first root in place
         self.log.touch(r)
@@ -97,6 +99,7 @@ class Lifecycle:
         r.rx += p.rx
         r.live = max(0, r.live - 1)
         r.last = max(r.last, end)
+        r.active = max(r.active, end)
         concurrent_peak.exit(r.segments, p.start, p.peak)
         self.log.touch(r)
         if (p.pid, p.start) == (r.root_pid, r.root_start) and not r.done:
@@ -122,10 +125,17 @@ class Lifecycle:
         self.activity.run_completed(r.run_id, r.end)
         self.log.touch(r)
 
+    def idle(self, r: Run, now_ns: int) -> bool:
+        """No event of the run for the run timeout, or (a generic run) no start, exit or CPU use for its idle time:
+        a daemon-like tree that only sleeps keeps being sampled, so samples alone do not keep it open."""
+        if now_ns - r.last >= self.run_timeout_ns:
+            return True
+        return r.engine == "generic" and now_ns - r.active >= self.generic_idle_ns
+
     def expire(self, now_ns: int, out: Outputs) -> None:
-        """Closes runs idle for longer than the timeout (TIMED_OUT), with their open tasks and processes."""
+        """Closes idle runs (TIMED_OUT), with their open tasks and processes."""
         for r in list(self.runs.values()):
-            if r.done or now_ns - r.last < self.run_timeout_ns:
+            if r.done or not self.idle(r, now_ns):
                 continue
             for key, task in list(self.tasks.items()):
                 if key[0] == r.run_id:

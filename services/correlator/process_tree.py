@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from execsight.settings import Settings
 from services.correlator import context
 from services.correlator.changelog import ChangeLog
 from services.correlator.context import Context, Parent
+from services.correlator.engines.base import DEFAULT_GENERIC, GenericPolicy, base_name, first_name
 from services.correlator.host_activity import Activity
 from services.correlator.lifecycle import Lifecycle
 from services.correlator.outputs import Outputs
@@ -41,6 +43,15 @@ class TreeConfig:
     short_lived_ns: int = 1_000_000_000
     run_timeout_ns: int = 3600 * 1_000_000_000
     activity_window_ns: int = 60 * 1_000_000_000
+    generic: GenericPolicy = DEFAULT_GENERIC
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TreeConfig:
+        return cls(
+            short_lived_ns=int(settings.short_lived_s * 1e9), run_timeout_ns=int(settings.run_timeout_s * 1e9),
+            generic=GenericPolicy(mode=settings.generic_runs, daemons=frozenset(settings.daemons),
+                                  idle_ns=int(settings.generic_idle_s * 1e9)),
+        )
 
 
 def _parent_view(p: Proc | None) -> Parent | None:
@@ -49,7 +60,7 @@ def _parent_view(p: Proc | None) -> Parent | None:
     return Parent(
         pid=p.pid, comm=p.comm, exe=p.exe, argv=tuple(p.argv), run_id=p.run_id, pipeline=p.pipeline,
         engine=p.engine, task_id=p.task_id, task=p.task, role=p.role, run_root=p.run_root,
-        requested_cpus=p.requested_cpus, requested_memory_bytes=p.requested_memory_bytes,
+        requested_cpus=p.requested_cpus, requested_memory_bytes=p.requested_memory_bytes, daemon=p.daemon,
     )
 
 
@@ -58,6 +69,7 @@ def _set_ctx(p: Proc, ctx: Context) -> None:
     p.task_id, p.task, p.role = ctx.task_id, ctx.task, ctx.role
     p.run_root, p.task_root = ctx.run_root, ctx.task_root
     p.requested_cpus, p.requested_memory_bytes = ctx.requested_cpus, ctx.requested_memory_bytes
+    p.daemon = ctx.daemon
 
 
 class HostTree:
@@ -80,8 +92,8 @@ class HostTree:
         self.log = ChangeLog()
         self.table = ProcessTable()
         self.activity = Activity(host_id, cfg.activity_window_ns, self.gate, self.log)
-        self.life = Lifecycle(host_id, cfg.run_timeout_ns, self.table, self.activity, self.gate, self.log,
-                              self.container_info)
+        self.life = Lifecycle(host_id, cfg.run_timeout_ns, cfg.generic.idle_ns, self.table, self.activity,
+                              self.gate, self.log, self.container_info)
         self.snakefiles: dict[str, list[context.SnakefileRule]] = {}
         self._rows: dict[tuple[int, int], Proc] = {}  # processes whose row this batch must write
         self.last_event_ns = 0
@@ -185,6 +197,7 @@ class HostTree:
         p.requested_cpus, p.requested_memory_bytes = parent.requested_cpus, parent.requested_memory_bytes
         p.container_id, p.container_runtime, p.cgroup = parent.container_id, parent.container_runtime, parent.cgroup
         p.tool = parent.tool
+        p.daemon = parent.daemon
         p.role = ""
         p.run_root = False
         p.task_root = False
@@ -194,7 +207,7 @@ class HostTree:
         pv = _parent_view(parent)
         if pv is not None and context.parent_roots_tasks(pv):
             p.task_id = f"{p.pid}.{p.start}"
-            p.task = p.comm or "task"
+            p.task = first_name(p.comm, parent.tool, base_name(parent.exe)) or "task"
             p.task_root = True
             p.task_named_at_exec = True
 
@@ -255,7 +268,7 @@ class HostTree:
         old_run, old_tid = p.run_id, p.task_id
         ctx: Context | None = context.derive(
             self.host_id, pid, start, exe, argv, cwd, env, p.cgroup, _parent_view(parent),
-            read=self.read, snakefiles=self.snakefiles, tool=tool,
+            read=self.read, snakefiles=self.snakefiles, tool=tool, policy=self.cfg.generic,
         )
         if parent is None and old_run and ctx is not None and ctx.run_id is None:
             ctx = None  # parent gone: keep what the fork gave it
@@ -267,7 +280,9 @@ class HostTree:
             ctx.requested_cpus = ctx.requested_cpus or p.requested_cpus
             ctx.requested_memory_bytes = ctx.requested_memory_bytes or p.requested_memory_bytes
             if p.task_named_at_exec and p.task_root:
-                name = context.generic_task_name(tool, exe, rec["comm"])
+                # unusable names (a bare number, a memfd or deleted executable) keep the name from the fork
+                name = first_name(tool, base_name(exe), rec["comm"], base_name(argv[0]) if argv else None,
+                                  p.task) or "task"
                 ctx.task = name
                 p.task_named_at_exec = False
                 self.life.rename_task(str(old_run), str(old_tid), name)
@@ -335,6 +350,8 @@ class HostTree:
         r = self.life.runs.get(p.run_id or "")
         if r is not None:
             r.last = max(r.last, rec["time_ns"])
+            if rec["cpu_ns"] > 0:
+                r.active = max(r.active, rec["time_ns"])
         self.log.touch(p)
 
     def _exit(self, rec: D, out: Outputs) -> None:

@@ -65,6 +65,7 @@ class Proc(Marked):
     run_root: bool = False
     task_root: bool = False
     task_named_at_exec: bool = False  # a generic task opened at fork, named by its first exec
+    daemon: bool = False  # in a known daemon's tree (engines.daemons)
     requested_cpus: float | None = None
     requested_memory_bytes: int | None = None
     tool: str | None = None
@@ -103,7 +104,7 @@ class Proc(Marked):
             "pid": self.pid, "st": self.start, "pp": self.ppid, "pst": self.pstart, "comm": self.comm,
             "exe": self.exe, "argv": self.argv, "cwd": self.cwd, "uid": self.uid, "run": self.run_id,
             "pl": self.pipeline, "eng": self.engine, "tid": self.task_id, "task": self.task, "role": self.role,
-            "rr": self.run_root, "tr": self.task_root, "gname": self.task_named_at_exec,
+            "rr": self.run_root, "tr": self.task_root, "gname": self.task_named_at_exec, "dmn": self.daemon,
             "rqc": self.requested_cpus, "rqm": self.requested_memory_bytes, "tool": self.tool,
             "cid": self.container_id, "crt": self.container_runtime, "cg": self.cgroup, "sf": self.snakefile,
             "unknown": self.unknown, "peak": self.peak, "scpu": self.sample_cpu, "stx": self.sample_tx,
@@ -120,7 +121,7 @@ class Proc(Marked):
             marks=_marks(d), pid=d["pid"], start=d["st"], ppid=g("pp", 0), pstart=g("pst", 0), comm=g("comm", ""),
             exe=g("exe") or "", argv=list(g("argv") or []), cwd=g("cwd"), uid=g("uid") or 0, run_id=g("run"),
             pipeline=g("pl"), engine=g("eng"), task_id=g("tid"), task=g("task"), role=g("role") or "",
-            run_root=bool(g("rr")), task_root=bool(g("tr")), task_named_at_exec=bool(g("gname")),
+            run_root=bool(g("rr")), task_root=bool(g("tr")), task_named_at_exec=bool(g("gname")), daemon=bool(g("dmn")),
             requested_cpus=g("rqc"), requested_memory_bytes=g("rqm"), tool=g("tool"), container_id=g("cid"),
             container_runtime=g("crt"), cgroup=g("cg"), snakefile=g("sf"), unknown=bool(g("unknown")),
             peak=g("peak") or 0, sample_cpu=g("scpu") or 0, sample_tx=g("stx") or 0, sample_rx=g("srx") or 0,
@@ -228,6 +229,7 @@ class Run(Marked):
     root_exited: bool = False
     done: bool = False
     last: int = 0  # latest event time of the run: the inactivity timeout counts from here
+    active: int = 0  # latest process start or exit, or sample with CPU used: a generic run's idle time counts from here
     started: bool = False  # its STARTED record was published
 
     @property
@@ -241,7 +243,7 @@ class Run(Marked):
             "tasks": self.tasks, "ftasks": self.failed_tasks, "n": self.processes, "cpu": self.cpu, "rq": self.runq,
             "blk": self.blkio, "rd": self.read, "wr": self.write, "tx": self.tx, "rx": self.rx, "seg": self.segments,
             "live": self.live, "rexit": self.root_exited, "done": self.done, "last": self.last,
-            "started": self.started,
+            "act": self.active, "started": self.started,
         }, self.marks)
 
     @classmethod
@@ -253,7 +255,7 @@ class Run(Marked):
             tasks=g("tasks", 0), failed_tasks=g("ftasks", 0), processes=g("n", 0), cpu=g("cpu", 0),
             runq=g("rq", 0), blkio=g("blk", 0), read=g("rd", 0), write=g("wr", 0), tx=g("tx", 0), rx=g("rx", 0),
             segments=[list(s) for s in g("seg") or []], live=g("live", 0), root_exited=bool(g("rexit")),
-            done=bool(g("done")), last=g("last", 0), started=bool(g("started")),
+            done=bool(g("done")), last=g("last", 0), active=g("act") or g("last", 0), started=bool(g("started")),
         )
 
 

@@ -9,9 +9,12 @@ settles the context). A detector takes part in the phases it has a step for.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from execsight.settings import GENERIC_RUN_MODES
 
 # Reads the first bytes of a file on the correlator's host, or None (missing, unreadable, remote).
 FileReader = Callable[[str], str | None]
@@ -40,6 +43,7 @@ class Context:
     task_root: bool = False
     requested_cpus: float | None = None
     requested_memory_bytes: int | None = None
+    daemon: bool = False  # in a known daemon's process tree: never a generic run
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +70,31 @@ class Parent:
     run_root: bool = False
     requested_cpus: float | None = None
     requested_memory_bytes: int | None = None
+    daemon: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GenericPolicy:
+    """Which untagged process trees become generic runs, and when an idle one is closed.
+
+    sessions: started by a person or a scheduler (an interactive or login shell, a terminal, tmux or
+    screen, an ssh session, cron, a scheduler job step, a container entrypoint), never a service started
+    by init or systemd, nor a process whose parent is unknown. any: also those (the earlier rule).
+    off: no generic runs. daemons: more program names treated as known daemons (engines.daemons).
+    idle_ns: a generic run with no process start or exit and no CPU used for this long is closed."""
+
+    mode: str = "sessions"
+    daemons: frozenset[str] = frozenset()
+    idle_ns: int = 1800 * 1_000_000_000
+
+    def __post_init__(self) -> None:
+        if self.mode not in GENERIC_RUN_MODES:
+            raise ValueError(f"generic run mode {self.mode!r}: expected one of {', '.join(GENERIC_RUN_MODES)}")
+        if self.idle_ns <= 0:
+            raise ValueError(f"generic run idle time {self.idle_ns} ns: expected more than 0")
+
+
+DEFAULT_GENERIC = GenericPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +120,7 @@ class Exec:
     read: FileReader = no_files
     snakefiles: dict[str, list[SnakefileRule]] | None = None
     tool: str | None = None
+    policy: GenericPolicy = DEFAULT_GENERIC
 
     def parent_task(self, ctx: Context) -> str | None:
         """The parent's task when the parent is in the same run (the child then belongs to it)."""
@@ -126,6 +156,25 @@ def short_id(*parts: object) -> str:
 
 def base_name(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+_BARE_NUMBER = re.compile(r"[\d.]+")
+
+
+def usable_name(name: str | None) -> bool:
+    """A name a person recognises: not empty, not a bare number (a thread or pid-like comm), not a
+    deleted or memfd executable (a sandboxed or self-replacing program, "memfd:x (deleted)")."""
+    return bool(name) and not (
+        _BARE_NUMBER.fullmatch(name or "") or (name or "").startswith("memfd:") or (name or "").endswith("(deleted)")
+    )
+
+
+def first_name(*names: str | None) -> str | None:
+    """The first usable of names."""
+    for name in names:
+        if usable_name(name):
+            return name
+    return None
 
 
 def inherit_requests(ctx: Context, parent: Parent) -> None:

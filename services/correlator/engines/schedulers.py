@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.correlator.engines.base import Context, Detector, Exec, base_name
+from services.correlator.engines.base import Context, Detector, Exec, base_name, first_name
 
 # engine -> (job id variable, job name variable, run id prefix); the first present wins
 SCHEDULERS = (
@@ -29,7 +29,8 @@ def task(ex: Exec, ctx: Context) -> bool:
     name_var = _JOB_NAME.get(ctx.engine or "")
     if name_var is None or not ctx.run_root:
         return False
-    ctx.task = ex.env.get(name_var) or (ex.tool or base_name(ex.exe) or "job")
+    argv0 = base_name(ex.argv[0]) if ex.argv else None
+    ctx.task = ex.env.get(name_var) or first_name(ex.tool, base_name(ex.exe), argv0) or "job"
     ctx.task_id = f"{ctx.run_id}:{ex.pid}.{ex.start_ns}"
     ctx.task_root = True
     return True
