@@ -74,6 +74,14 @@ SETTINGS_DOC: tuple[Var, ...] = (
     Var("EXECSIGHT_IDLE_AFTER_S", "1800", "Sweep: a host with no execution this long is idle."),
     Var("EXECSIGHT_IDLE_CPU_RATIO", "0.05", "Sweep: workload CPU share under which a host counts as idle."),
     Var("EXECSIGHT_ROLLUP_REFRESH_S", "60", "Sweep: refresh the host_minute/run_minute rollups this often (> 0)."),
+    # generic runs (untagged process trees), see README "What becomes a run"
+    Var("EXECSIGHT_GENERIC_RUNS", "sessions",
+        "Correlator: which untagged process trees become generic runs: sessions (started from a shell, terminal, "
+        "tmux/screen, ssh, cron, a scheduler or a container entrypoint), any (services started by init too), off."),
+    Var("EXECSIGHT_GENERIC_IDLE_S", "1800",
+        "Correlator: close a generic run after this long without a process start, exit or CPU use (TIMED_OUT)."),
+    Var("EXECSIGHT_DAEMONS", "",
+        "Correlator: more program names whose process trees never become generic runs (comma-separated)."),
 )
 
 
@@ -102,6 +110,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "EXECSIGHT_FINDINGS_MIN_WALL_S": (0, 30 * 86400, True),
     "EXECSIGHT_FINDINGS_MIN_COST_USD": (0, 10000, True),
     "EXECSIGHT_ROLLUP_REFRESH_S": (0, 86400, False),
+    "EXECSIGHT_GENERIC_IDLE_S": (0, 30 * 86400, False),
 }
 
 
@@ -164,6 +173,10 @@ class Settings:
     sweep_interval_s: float
     idle_after_s: float
     idle_cpu_ratio: float
+    # generic runs
+    generic_runs: str
+    generic_idle_s: float
+    daemons: tuple[str, ...]
     findings_min_wall_s: float = 5.0
     findings_min_cost_usd: float = 0.001
     rollup_refresh_s: float = 60.0
@@ -202,6 +215,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raw = env_value(e, name)
         return Path(raw).expanduser() if raw else None
 
+    generic_mode, generic_idle_s, daemons = _generic_runs(e)
     return Settings(
         kafka_bootstrap=env_value(e, "KAFKA_BOOTSTRAP_SERVERS"),
         topic_prefix=env_value(e, "EXECSIGHT_TOPIC_PREFIX"),
@@ -236,7 +250,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         findings_min_wall_s=_float(e, "EXECSIGHT_FINDINGS_MIN_WALL_S"),
         findings_min_cost_usd=_float(e, "EXECSIGHT_FINDINGS_MIN_COST_USD"),
         rollup_refresh_s=_float(e, "EXECSIGHT_ROLLUP_REFRESH_S"),
+        generic_runs=generic_mode,
+        generic_idle_s=generic_idle_s,
+        daemons=daemons,
     )
+
+
+# generic runs (untagged process trees): which count, when an idle one closes, more known daemons
+GENERIC_RUN_MODES = ("sessions", "any", "off")
+
+
+def _generic_runs(e: Mapping[str, str]) -> tuple[str, float, tuple[str, ...]]:
+    mode = env_value(e, "EXECSIGHT_GENERIC_RUNS").strip().lower()
+    if mode not in GENERIC_RUN_MODES:
+        raise SettingsError(f"EXECSIGHT_GENERIC_RUNS={mode!r}: expected one of {', '.join(GENERIC_RUN_MODES)}")
+    idle = _float(e, "EXECSIGHT_GENERIC_IDLE_S")
+    daemons = tuple(d.strip() for d in env_value(e, "EXECSIGHT_DAEMONS").split(",") if d.strip())
+    return mode, idle, daemons
 
 
 def settings_fields() -> list[str]:

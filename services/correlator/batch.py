@@ -150,9 +150,7 @@ class BatchProcessor:
         self.codec = codec
         self.read = read
         self.containers = containers
-        self.cfg = TreeConfig(
-            short_lived_ns=int(settings.short_lived_s * 1e9), run_timeout_ns=int(settings.run_timeout_s * 1e9)
-        )
+        self.cfg = TreeConfig.from_settings(settings)
         self.hosts: dict[str, HostTree] = {}
         self.host_partition: dict[str, int] = {}
         self.marks: dict[tuple[str, int], int] = {}

@@ -109,3 +109,16 @@ def test_generic_candidates() -> None:
     daemon_parent = parent(pid=1, comm="systemd", exe="/usr/lib/systemd/systemd", argv=("/sbin/init",))
     assert not context.generic_candidate("/usr/bin/python3", ["python3", "svc.py"], "/system.slice/svc.service",
                                          daemon_parent)
+
+
+def test_detectors_in_order_an_engine_task_inside_a_scheduler_job_is_the_engine_s() -> None:
+    from services.correlator.engines import DETECTORS
+
+    assert [d.name for d in DETECTORS] == ["daemons", "labels", "nextflow", "snakemake", "schedulers", "generic"]
+    work = "/scratch/work/3f/a94c1d2be84b9c0e7d6f5a4c3b2a19"
+    files = {work + "/.command.run": "#!/bin/bash\n### name: 'ALIGN (s1)'\n"}
+    ctx = derive(H, 60, 8, "/bin/bash", ["/bin/bash", "-ue", ".command.run"], work,
+                 {"SLURM_JOB_ID": "991", "SLURM_JOB_NAME": "nf-ALIGN_(s1)"}, None, parent(comm="slurmstepd"),
+                 read=files.get)
+    assert (ctx.run_id, ctx.engine, ctx.task, ctx.task_id) == ("slurm-991", "nextflow", "ALIGN (s1)",
+                                                               "3f/a94c1d2be84b9c0e7d6f5a4c3b2a19")

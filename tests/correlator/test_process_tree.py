@@ -102,7 +102,7 @@ def test_state_stays_bounded_over_many_processes() -> None:
         h.events.clear()
         for key, _ in tree.changes():
             written[key[:2]] += 1
-        sizes.append((len(tree.procs), len(tree.tasks), sum(len(t["seg"]) for t in tree.tasks.values())))
+        sizes.append((len(tree.procs), len(tree.tasks), sum(len(t.segments) for t in tree.tasks.values())))
     assert max(s[0] for s in sizes) <= 4 and max(s[2] for s in sizes) <= 4
     assert written["p|"] < 100  # short-lived processes never reach the changelog
     h.exit(loop, "bash")
@@ -160,7 +160,7 @@ def test_run_without_root_exit_is_closed_by_the_inactivity_timeout() -> None:
     (run,) = (r for r in out.runs.values() if r["pipeline"] == "long.sh")
     assert run["status"] == "TIMED_OUT"
     assert [e["status"] for e in out.enriched_run if e["event"] == "COMPLETED"] == ["TIMED_OUT"]
-    assert not tree.runs and all(p["pid"] != root for p in tree.procs.values())
+    assert not tree.runs and all(p.pid != root for p in tree.procs.values())
 
 
 def test_pid_reuse_and_exit_before_fork_seen() -> None:

@@ -1,0 +1,234 @@
+"""Snakemake: the main process is a run's driver (its Snakefile is read to name jobs); a job's root
+(a spawned `snakemake --target-jobs`, or a job shell) roots the task, named by its rule."""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+import tokenize
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from services.correlator.engines.base import (
+    ROLE_SMK_DRIVER,
+    Context,
+    Detector,
+    Exec,
+    SnakefileRule,
+    base_name,
+    short_id,
+)
+
+SMK_RULE_ASSIGN = re.compile(r"\bSNAKEMAKE_RULE=['\"]?(?P<rule>[A-Za-z_][\w.-]*)")
+SMK_JOBID_ASSIGN = re.compile(r"\bSNAKEMAKE_JOBID=['\"]?(?P<id>\d+)")
+SMK_THREADS_ASSIGN = re.compile(r"\bSNAKEMAKE_THREADS=['\"]?(?P<n>\d+(?:\.\d+)?)")
+SMK_MEM_ASSIGN = re.compile(r"\bSNAKEMAKE_MEM_MB=['\"]?(?P<n>\d+)")
+SMK_TARGET = re.compile(r"--target-jobs\s+['\"]?(?P<rule>[A-Za-z_][\w.-]*):(?P<wc>[^'\"\s]*)")
+SMK_SCRIPT = re.compile(r"\.snakemake/scripts/tmp[\w-]+\.(?P<script>[^\s/'\"]+)")
+
+
+def _is_snakemake(exe: str, argv: Sequence[str]) -> bool:
+    if not argv:
+        return False
+    if base_name(argv[0]) == "snakemake" or base_name(exe) == "snakemake":
+        return True
+    for i, arg in enumerate(argv[1:4], start=1):
+        if arg == "-m" and i + 1 < len(argv) and argv[i + 1] == "snakemake":
+            return True
+        if base_name(arg) == "snakemake":
+            return True
+    return False
+
+
+def _opt(argv: Sequence[str], *names: str) -> str | None:
+    for i, arg in enumerate(argv):
+        for name in names:
+            if arg == name and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def snakemake_driver(exe: str, argv: Sequence[str], cwd: str | None) -> tuple[str, str | None] | None:
+    """(pipeline, snakefile path) of a Snakemake main process; None when it is not one (or is a job)."""
+    if not _is_snakemake(exe, argv) or "--target-jobs" in argv:
+        return None
+    snakefile = _opt(argv, "-s", "--snakefile")
+    directory = _opt(argv, "-d", "--directory")
+    if snakefile:
+        parts = snakefile.rstrip("/").split("/")
+        name = parts[-1]
+        if name.lower() in ("snakefile", "snakefile.smk") and len(parts) > 1 and parts[-2]:
+            name = parts[-2]
+            if name == "workflow" and len(parts) > 2:
+                name = parts[-3]
+        elif "." in name:
+            name = name.rsplit(".", 1)[0]
+        path = snakefile if snakefile.startswith("/") or not cwd else f"{cwd}/{snakefile}"
+        return name, path
+    base = directory or cwd or ""
+    name = base_name(base) or "snakemake"
+    default = f"{directory or cwd}/Snakefile" if (directory or cwd) else None
+    return name, default
+
+
+@dataclass(frozen=True)
+class SnakemakeJob:
+    rule: str | None
+    jobid: str | None
+    threads: float | None
+    mem_bytes: int | None
+    script: str | None
+    command: str
+
+
+def snakemake_job(argv: Sequence[str], env: Mapping[str, str]) -> SnakemakeJob | None:
+    """A Snakemake job's root process: a spawned `snakemake --target-jobs` or a job shell (bash -c)."""
+    cmd = " ".join(argv)
+    target = SMK_TARGET.search(cmd)
+    if target is None and not (len(argv) >= 3 and argv[1] == "-c") and "SNAKEMAKE_RULE" not in env:
+        return None
+    body = argv[2] if len(argv) >= 3 and argv[1] == "-c" else cmd
+    rule: str | None = target["rule"] if target else None
+    m = SMK_RULE_ASSIGN.search(body)
+    rule = rule or (m["rule"] if m else None) or env.get("SNAKEMAKE_RULE")
+    jm = SMK_JOBID_ASSIGN.search(body)
+    jobid = jm["id"] if jm else env.get("SNAKEMAKE_JOBID")
+    tm = SMK_THREADS_ASSIGN.search(body)
+    threads_raw = tm["n"] if tm else env.get("SNAKEMAKE_THREADS")
+    mm = SMK_MEM_ASSIGN.search(body)
+    mem_raw = mm["n"] if mm else env.get("SNAKEMAKE_MEM_MB")
+    sm = SMK_SCRIPT.search(body)
+    try:
+        threads = float(threads_raw) if threads_raw else None
+    except ValueError:
+        threads = None
+    try:
+        mem = int(mem_raw) * 1_000_000 if mem_raw else None  # Snakemake's mem_mb is decimal megabytes
+    except ValueError:
+        mem = None
+    return SnakemakeJob(rule, jobid, threads, mem, sm["script"] if sm else None, body)
+
+
+def parse_snakefile(text: str) -> list[SnakefileRule]:
+    """Rules with their shell template or script name, read with Python's tokenizer (no execution)."""
+    rules: list[SnakefileRule] = []
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return rules
+    current: str | None = None
+    shell: str | None = None
+    script: str | None = None
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok.type == tokenize.NAME and tok.string in ("rule", "checkpoint") and tok.start[1] == 0:
+            if current:
+                rules.append(SnakefileRule(current, shell, script))
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+            current = nxt.string if nxt is not None and nxt.type == tokenize.NAME else None
+            shell = script = None
+        elif (
+            current
+            and tok.type == tokenize.NAME
+            and tok.string in ("shell", "script")
+            and i + 1 < len(tokens)
+            and tokens[i + 1].string == ":"
+        ):
+            j = i + 2
+            parts: list[str] = []
+            while j < len(tokens) and tokens[j].type in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT):
+                j += 1
+            while j < len(tokens) and tokens[j].type == tokenize.STRING:
+                try:
+                    parts.append(str(ast.literal_eval(tokens[j].string)))
+                except (ValueError, SyntaxError):
+                    break
+                j += 1
+                while j < len(tokens) and tokens[j].type in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT):
+                    j += 1
+            if parts:
+                if tok.string == "shell":
+                    shell = "".join(parts)
+                else:
+                    script = base_name("".join(parts))
+        i += 1
+    if current:
+        rules.append(SnakefileRule(current, shell, script))
+    return rules
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    out: list[str] = []
+    pos = 0
+    for m in re.finditer(r"\{\{|\}\}|\{[^{}]*\}", template):
+        out.append(re.escape(template[pos : m.start()]))
+        token = m.group(0)
+        out.append(re.escape(token[0]) if token in ("{{", "}}") else ".*?")
+        pos = m.end()
+    out.append(re.escape(template[pos:]))
+    pattern = "".join(out)
+    pattern = re.sub(r"(\\\s|\s)+", r"\\s+", pattern)
+    return re.compile(pattern, re.S)
+
+
+def match_snakefile_rule(rules: Sequence[SnakefileRule], job: SnakemakeJob) -> str | None:
+    """The rule whose shell template (or script) produced this job command; the most literal match wins."""
+    if job.script:
+        for rule in rules:
+            if rule.script and (rule.script == job.script or job.script.endswith(rule.script)):
+                return rule.name
+    command = re.sub(r"^\s*set -euo pipefail;\s*", "", job.command)
+    best: tuple[int, str] | None = None
+    for rule in rules:
+        if not rule.shell:
+            continue
+        literal = len(re.sub(r"\{[^{}]*\}", "", rule.shell).strip())
+        if _template_regex(rule.shell.strip()).fullmatch(command.strip()) and (best is None or literal > best[0]):
+            best = (literal, rule.name)
+    return best[1] if best else None
+
+
+def driver(ex: Exec, ctx: Context) -> bool:
+    smk = snakemake_driver(ex.exe, ex.argv, ex.cwd)
+    if smk is None:
+        return False
+    ctx.role = ROLE_SMK_DRIVER
+    if ctx.run_id is None:
+        ctx.run_id = f"snakemake-{short_id(ex.host_id, ex.pid, ex.start_ns)}"
+        ctx.engine = "snakemake"
+        ctx.run_root = True
+    ctx.pipeline = ctx.pipeline or smk[0]
+    return True
+
+
+def task(ex: Exec, ctx: Context) -> bool:
+    parent, env, argv = ex.parent, ex.env, ex.argv
+    parent_is_smk = parent is not None and parent.role == ROLE_SMK_DRIVER
+    job = snakemake_job(argv, env) if (parent_is_smk or "SNAKEMAKE_RULE" in env or "--target-jobs" in argv) else None
+    if job is not None and (parent_is_smk or job.rule):
+        rule = job.rule
+        if rule is None and ex.snakefiles is not None and parent is not None:
+            for candidate in ex.snakefiles.values():
+                rule = match_snakefile_rule(candidate, job)
+                if rule:
+                    break
+        if ctx.run_id is None:
+            ctx.run_id = f"snakemake-{short_id(ex.host_id, ex.cwd or '', env.get('SNAKEMAKE_RULE', ''))}"
+            ctx.engine = "snakemake"
+            ctx.run_root = True
+        name = rule or (f"script {job.script}" if job.script else "snakemake_job")
+        ctx.engine = "snakemake"
+        ctx.task = name
+        ctx.task_id = f"{name}#{job.jobid}:{ex.pid}.{ex.start_ns}" if job.jobid else f"{name}:{ex.pid}.{ex.start_ns}"
+        ctx.task_root = True
+        ctx.requested_cpus = job.threads
+        ctx.requested_memory_bytes = job.mem_bytes
+        return True
+    return parent_is_smk  # a helper of Snakemake itself (solver, uname): run-level only
+
+
+DETECTOR = Detector("snakemake", driver=driver, task=task)
