@@ -7,19 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from services.ui.main import streamlit_argv
-
 from . import observed_fixture as fx
 from .chromium_cdp import CHROMIUM, Chromium
+from .served_dashboard import served_dashboard
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts" / "ui"
@@ -39,40 +35,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.db,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium package")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture()
 def served_app(ui_database_url: str, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
     env = {**os.environ, "EXECSIGHT_UI_DATABASE_URL": ui_database_url, "HOME": str(tmp_path)}
-    log = (tmp_path / "streamlit.log").open("wb")
-    proc = subprocess.Popen(streamlit_argv(port, "127.0.0.1"), env=env, stdout=log, stderr=subprocess.STDOUT,
-                            cwd=REPO)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
-            time.sleep(0.3)
+    with served_dashboard(env, tmp_path) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 RENDERED = """(() => {

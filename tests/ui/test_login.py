@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from services.ui.access import password_ok
-from services.ui.main import streamlit_argv
 
 from . import observed_fixture as fx
 from .chromium_cdp import CHROMIUM, Chromium
+from .served_dashboard import served_dashboard
 
-REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery staple"
 # what any page shows once data is there (the fixture's host, pipeline, overview's headline)
 DATA = (fx.HOST, fx.PIPELINE, "Hosts reporting", "Collector health")
@@ -37,35 +33,10 @@ def test_password_check() -> None:
 
 @pytest.fixture()
 def protected_app(ui_database_url: str, tmp_path: Path) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
     env = {**os.environ, "EXECSIGHT_UI_DATABASE_URL": ui_database_url, "HOME": str(tmp_path),
            "EXECSIGHT_UI_AUTH": "password", "EXECSIGHT_UI_PASSWORD": PASSWORD}
-    log = (tmp_path / "streamlit.log").open("wb")
-    proc = subprocess.Popen(streamlit_argv(port, "127.0.0.1"), env=env, stdout=log, stderr=subprocess.STDOUT,
-                            cwd=REPO)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
-            time.sleep(0.3)
+    with served_dashboard(env, tmp_path) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 TEXT = "document.body ? document.body.innerText : ''"
