@@ -15,6 +15,8 @@ from services.notify.routes import (
     OPENED,
     REOPENED,
     RESOLVED,
+    Delivery,
+    NotifyConfig,
     Posted,
     RetryPolicy,
     RoutesError,
@@ -51,11 +53,11 @@ retry:
 """
 
 
-def config():  # type: ignore[no-untyped-def]
+def config() -> NotifyConfig:
     return parse_config(ROUTES, "routes.yaml", ENV)
 
 
-def names(deliveries: list) -> list[str]:  # type: ignore[type-arg]
+def names(deliveries: list[Delivery]) -> list[str]:
     return [d.route.name for d in deliveries]
 
 
@@ -191,3 +193,20 @@ def test_state_round_trip(tmp_path: Path) -> None:
     path.write_text("{broken")
     with pytest.raises(ValueError, match=r"notify-state\.json:1"):
         load_state(path)
+
+
+def test_check_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from services.notify.main import main
+
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(ROUTES)
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("EXECSIGHT_STATE_DIR", str(tmp_path / "state"))
+    assert main(["--routes", str(routes), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "oncall\tseverity>=HIGH\tkinds=regression,rightsize_memory\tpipelines=*\tslack\t$SLACK_URL" in out
+    assert "SECRET" not in out
+    routes.write_text(ROUTES.replace("url_env: JSON_URL\n", "url_env: MISSING_URL\n", 1))
+    assert main(["--routes", str(routes), "--check"]) == 2
+    assert f"{routes}:7: route 'rnaseq-all': environment variable MISSING_URL is not set" in capsys.readouterr().err
