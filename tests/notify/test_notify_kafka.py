@@ -201,3 +201,30 @@ def _fixed(routes: Path) -> Path:
     """The routes file with the broken line repaired (a worker does not start on a broken file)."""
     routes.write_text(routes.read_text().replace("format: teams\n", "format: json\n"))
     return routes
+
+
+def test_stopped_while_the_webhook_is_down_loses_nothing(
+        kafka_settings: Settings, hooks: Hooks, tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("routes:\n  - name: down\n    url_env: HOOK\n    format: json\n"
+                      "retry: {attempts: 100, initial_s: 0.1, max_s: 0.2}\n")
+    env = {"HOOK": f"{hooks.base}/down"}
+    producer = make_producer(kafka_settings)
+    publish_findings(producer, kafka_settings, FINDINGS_TUNE, "TuneFinding", [tune_finding("t-1")])
+    worker = NotifyWorker(kafka_settings, routes, env=env)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    wait_for(lambda: len(hooks.got("/down")) >= 3, "retries against the down webhook")
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert worker.stats.given_up == 0 and worker.stats.delivered == 0
+
+    hooks.always_fail.clear()  # the webhook is back: the next start posts what was pending
+    tries = len(hooks.got("/down"))
+    again = NotifyWorker(kafka_settings, routes, env=env)
+    again.run(threading.Event(), idle_exit_s=10)
+    assert again.stats.delivered == 1
+    last = hooks.got("/down")[tries:]
+    assert [(p["event"], p["finding"]["finding_id"]) for p in last] == [("opened", "t-1")]
