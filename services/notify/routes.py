@@ -25,7 +25,7 @@ posted again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,7 +273,3 @@ def plan(config: NotifyConfig, state: Mapping[tuple[str, str], Posted], finding:
             continue
         out.append(Delivery(route, event, fid, silent=event == RESOLVED and not route.resolved))
     return out
-
-
-def route_names(routes: Iterable[Route]) -> list[str]:
-    return [r.name for r in routes]
