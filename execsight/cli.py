@@ -28,6 +28,7 @@ DISPATCH: dict[str, tuple[str, str, str]] = {
     "correlator": ("services.correlator.main", "main", "run the Faust correlator worker"),
     "tune": ("services.tune.main", "main", "run the tune worker (findings: how to make runs faster/cheaper)"),
     "sweep": ("services.sweep.main", "main", "run the sweep worker (findings: wasted compute)"),
+    "notify": ("services.notify.main", "main", "post findings to webhooks (Slack, JSON), routed by a YAML file"),
     "run": ("services.tune.observe", "main", "run a command under observation: execsight run -- CMD"),
     "demo": ("deploy.demo.main", "main", "run the demo pipeline against the local stack"),
 }
