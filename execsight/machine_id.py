@@ -18,7 +18,8 @@ _MACHINE_ID = re.compile(r"[0-9a-f]{32}")
 
 # In order: the host's init's root (host pid namespace), this filesystem's (or a mount of the
 # host's), then D-Bus's copy, which older systems keep alone.
-CANDIDATES: tuple[str, ...] = ("proc/1/root/etc/machine-id", "etc/machine-id", "var/lib/dbus/machine-id")
+def candidates(init_pid: int = 1) -> tuple[str, ...]:
+    return (f"proc/{init_pid}/root/etc/machine-id", "etc/machine-id", "var/lib/dbus/machine-id")
 
 
 def read_machine_id(path: Path) -> str | None:
@@ -30,9 +31,13 @@ def read_machine_id(path: Path) -> str | None:
     return text if _MACHINE_ID.fullmatch(text) else None
 
 
-def machine_id(root: Path = Path("/")) -> str | None:
-    """The first valid machine-id among CANDIDATES under ``root`` (a fake root in tests)."""
-    for rel in CANDIDATES:
+def machine_id(root: Path = Path("/"), init_pid: int = 1) -> str | None:
+    """The first valid machine-id among candidates() under ``root`` (a fake root in tests).
+
+    ``init_pid`` is a process in the host's mount namespace: pid 1 in production; tests use
+    one they may read where the sandbox refuses /proc/1/root.
+    """
+    for rel in candidates(init_pid):
         found = read_machine_id(root / rel)
         if found is not None:
             return found

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
+import yaml
 
 from execsight.machine_id import default_host_id, machine_id, read_machine_id
 from execsight.settings import load_settings
@@ -76,3 +82,31 @@ def test_real_proc_root_gives_this_hosts_machine_id() -> None:
         assert not os.access("/proc/1/root/etc/machine-id", os.R_OK)
     assert machine_id() == own
     assert load_settings({}).host_id == own
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare(1)")
+def test_container_with_the_hosts_pid_namespace_reports_the_hosts_id(tmp_path: Path) -> None:
+    """A real container's view: its own mount namespace whose /etc/machine-id is the image's,
+    sharing this pid namespace (pid: host / hostPID). Through /proc/<pid>/root of a process of
+    the host (pid 1 in production; this test process, as the sandbox may refuse pid 1) it
+    reports the host's id; through its own root, the image's."""
+    own = Path("/etc/machine-id").read_text().strip()
+    image = tmp_path / "image-machine-id"
+    image.write_text(IMAGE_ID + "\n")
+    code = ("import os, sys; from execsight.machine_id import machine_id; "
+            "print(machine_id(init_pid=int(sys.argv[1])), machine_id(init_pid=os.getpid()))")
+    # bind-mounted in the child's private mount namespace only: the host's file is untouched
+    script = f'mount --bind "{image}" /etc/machine-id && exec "{sys.executable}" -c "{code}" {os.getpid()}'
+    out = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                         capture_output=True, text=True, timeout=60, check=True, cwd=Path(__file__).parent.parent)
+    via_host, via_own = out.stdout.split()
+    assert (via_host, via_own) == (own, IMAGE_ID)
+    assert Path("/etc/machine-id").read_text().strip() == own
+
+
+def test_compose_collector_sees_the_hosts_machine_id() -> None:
+    compose = yaml.safe_load((Path(__file__).parent.parent / "deploy" / "docker-compose.yml").read_text())
+    collector = compose["services"]["collector"]
+    assert collector["pid"] == "host"
+    assert "/etc/machine-id:/etc/machine-id:ro" in collector["volumes"]
+    assert "EXECSIGHT_HOST_ID" not in collector.get("environment", {})
