@@ -6,7 +6,10 @@ here) and validated with kubernetes-validate, which ships the API schemas of eac
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -262,3 +265,17 @@ def test_renderer_refuses_what_it_does_not_support(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: nope\n")
     with pytest.raises(RenderError, match="ConfigMap/nope"):
         render(tmp_path)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed: the renderer alone is checked")
+@pytest.mark.parametrize("directory", [BASE, OVERLAY], ids=["base", "overlay"])
+def test_renderer_matches_kubectl_kustomize(directory: Path) -> None:
+    """Where kubectl is installed, its kustomize renders exactly the objects the renderer does."""
+    out = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    ref = [o for o in yaml.safe_load_all(out) if o]
+
+    def by_name(objs: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+        return {(o["kind"], o["metadata"]["name"]): json.dumps(o, sort_keys=True) for o in objs}
+
+    assert by_name(render(directory)) == by_name(ref)

@@ -1,8 +1,9 @@
 """Render a kustomization of deploy/kubernetes without kubectl: the subset of kustomize it uses.
 
 ``kubectl kustomize`` (or ``kubectl apply -k``) is what people run; this renders the same
-objects for the tests (tests/test_kubernetes.py), where no kubectl is installed, and for a
-quick look: ``python -m deploy.kubernetes.render deploy/kubernetes/overlays/example``.
+objects for the tests (tests/test_kubernetes.py) on machines without kubectl, and for a quick
+look: ``python -m deploy.kubernetes.render deploy/kubernetes/overlays/example``. Where kubectl
+is installed the tests check that both render identical objects.
 
 Supported, and nothing else (any other field is an error, so the subset cannot drift silently):
 - ``resources``: YAML files, or directories holding a kustomization.yaml (bases);
