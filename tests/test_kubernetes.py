@@ -144,7 +144,7 @@ def test_every_other_container_has_least_privilege(objs: list[dict[str, Any]]) -
             assert sc.get("capabilities") == {"drop": ["ALL"]}, c["name"]
             assert not sc.get("privileged"), c["name"]
         assert pod.get("automountServiceAccountToken") is False, o["metadata"]["name"]
-    assert checked == 6  # correlator, tune, sweep, ui, topics, migrate
+    assert checked >= 6  # correlator, tune, sweep, ui, topics, migrate (and the overlay's notify)
 
 
 def test_writable_paths_are_emptydirs_or_the_collectors_state(objs: list[dict[str, Any]]) -> None:
@@ -188,29 +188,38 @@ def test_probes_use_the_endpoints_the_services_serve(objs: list[dict[str, Any]])
 
 
 def test_configmap_holds_allow_listed_settings_and_no_secrets(objs: list[dict[str, Any]]) -> None:
+    as_env = {src["configMapRef"]["name"] for o in _workloads(objs) for c in _pod(o)["containers"]
+              for src in c.get("envFrom", []) if "configMapRef" in src}
+    assert as_env == {"execsight-config"}
     for cm in (o for o in objs if o["kind"] == "ConfigMap"):
         for key, value in cm["data"].items():
-            assert key in ALLOWED, key
-            assert not SECRET_WORDS.search(key), key
+            if cm["metadata"]["name"] in as_env:
+                assert key in ALLOWED, key
+                assert not SECRET_WORDS.search(key), key
             assert not re.search(r"://[^/@\s]*:[^/@\s]*@", str(value)), key  # no user:password@ in a URL
+            assert not re.search(r"https?://", str(value)), key  # no webhook or other URL: they are secrets
 
 
 def test_credentials_come_from_secrets_only(objs: list[dict[str, Any]]) -> None:
     refs: set[tuple[str, str]] = set()
     for o in _workloads(objs):
         for c in _pod(o)["containers"]:
+            for src in c.get("envFrom", []):  # whole Secrets: the notifier's webhook URLs
+                if "secretRef" in src:
+                    refs.add((src["secretRef"]["name"], "*"))
             for e in c.get("env", []):
                 assert e["name"] in ALLOWED or e["name"] == "HOME", e["name"]
                 if SECRET_WORDS.search(e["name"]):
                     assert "value" not in e, e["name"]
                     ref = e["valueFrom"]["secretKeyRef"]
                     refs.add((ref["name"], ref["key"]))
-    assert refs == {("execsight-db", "EXECSIGHT_DATABASE_URL"), ("execsight-db", "EXECSIGHT_UI_DATABASE_URL"),
-                    ("execsight-ui", "EXECSIGHT_UI_PASSWORD")}
+    assert refs - {("execsight-notify", "*")} == {
+        ("execsight-db", "EXECSIGHT_DATABASE_URL"), ("execsight-db", "EXECSIGHT_UI_DATABASE_URL"),
+        ("execsight-ui", "EXECSIGHT_UI_PASSWORD")}
     # the README tells how to create each of them
     readme = (ROOT / "README.md").read_text()
     for secret, key in refs:
-        assert secret in readme and key in readme, (secret, key)
+        assert secret in readme and (key == "*" or key in readme), (secret, key)
 
 
 def test_network_policy_denies_by_default_and_allows_the_designs_flows(objs: list[dict[str, Any]]) -> None:
@@ -234,12 +243,18 @@ def test_network_policy_denies_by_default_and_allows_the_designs_flows(objs: lis
     assert egress_ports("topics") == {53, 9092}
     assert egress_ports("sweep") == {53, 9092, 5432, 443}
     ingress = {n: s for n, s in pols.items() if "Ingress" in s["policyTypes"] and n != "default-deny"}
-    assert set(ingress) == {"allow-ui", "allow-metrics-scrape"}
+    assert set(ingress) - {"allow-notify"} == {"allow-ui", "allow-metrics-scrape"}
+    if "allow-notify" in pols:  # the overlay's notifier: Kafka and the webhooks only
+        assert egress_ports("notify") == {53, 9092, 443}
 
 
 def test_overlay_narrows_endpoints_and_scales_the_correlator() -> None:
     objs = render(OVERLAY)
     assert _named(objs, "Deployment", "execsight-correlator")["spec"]["replicas"] == 2
+    notify = _pod(_named(objs, "Deployment", "execsight-notify"))
+    routes = yaml.safe_load(_named(objs, "ConfigMap", "execsight-notify-routes")["data"]["notify.yaml"])
+    assert routes["routes"][0]["url_env"] and "url" not in routes["routes"][0]  # the URL is a secret
+    assert notify["volumes"][0]["configMap"]["name"] == "execsight-notify-routes"
     kafka = _named(objs, "NetworkPolicy", "allow-kafka")["spec"]["egress"]
     assert kafka[0]["to"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
     assert {c["image"] for o in _workloads(objs) for c in _pod(o)["containers"]} == {
