@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+from execsight.machine_id import default_host_id
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,10 +22,7 @@ class SettingsError(ValueError):
 
 
 def _default_host_id() -> str:
-    try:
-        return Path("/etc/machine-id").read_text().strip() or socket.gethostname()
-    except OSError:
-        return socket.gethostname()
+    return default_host_id()
 
 
 @dataclass(frozen=True)
