@@ -300,8 +300,8 @@ class HostTree:
             r = {
                 "run": run_id, "pl": p.get("pl"), "eng": p.get("eng"), "rpid": p["pid"], "rst": p["st"],
                 "start": p["st"], "end": None, "status": "RUNNING", "code": None, "tasks": 0, "ftasks": 0, "n": 0,
-                "cpu": 0, "rq": 0, "blk": 0, "rd": 0, "wr": 0, "tx": 0, "rx": 0, "seg": [], "live": 0,
-                "rexit": False, "done": False, "last": t, "started": False,
+                "cpu": 0, "rq": 0, "blk": 0, "rd": 0, "wr": 0, "tx": 0, "rx": 0, "seg": concurrent_peak.new(),
+                "live": 0, "rexit": False, "done": False, "last": t, "started": False,
             }
             self.runs[run_id] = r
             self._new(_rkey(run_id), r)
@@ -310,7 +310,7 @@ class HostTree:
         r["n"] += 1
         r["live"] += 1
         r["last"] = max(r["last"], t)
-        concurrent_peak.start(r["seg"], p["st"])
+        concurrent_peak.start(r["seg"], p.get("t0") or p["st"])
         if p.get("rr") and (r["rpid"], r["rst"]) != (p["pid"], p["st"]) and not r["rexit"]:
             pass  # a second root-like process in an existing run (e.g. re-exec): keep the first root
         self._touch(_rkey(run_id), r)
@@ -331,7 +331,7 @@ class HostTree:
             return
         r["n"] = max(0, r["n"] - 1)
         r["live"] = max(0, r["live"] - 1)
-        concurrent_peak.exit(r["seg"], p["st"], 0)
+        concurrent_peak.exit(r["seg"], p.get("t0") or p["st"], 0)
         self._touch(_rkey(r["run"]), r)
 
     def _attach_task(self, p: D, t: int) -> None:
@@ -346,7 +346,7 @@ class HostTree:
                 "rpid": p["pid"], "rst": p["st"], "start": p["st"], "end": p["st"], "cpu": 0, "rq": 0, "blk": 0,
                 "recl": 0, "rd": 0, "wr": 0, "tx": 0, "rx": 0, "n": 0, "sl": 0, "slw": 0, "oom": False, "tools": {},
                 "code": None, "sig": None, "rexit": False, "live": 0, "rqc": p.get("rqc"), "rqm": p.get("rqm"),
-                "cid": p.get("cid"), "seg": [], "gname": bool(p.get("gname")),
+                "cid": p.get("cid"), "seg": concurrent_peak.new(), "gname": bool(p.get("gname")),
             }
             self.tasks[k] = task
             self._new(_tkey(run_id, tid), task)
@@ -354,7 +354,7 @@ class HostTree:
             return
         task["n"] += 1
         task["live"] += 1
-        concurrent_peak.start(task["seg"], p["st"])
+        concurrent_peak.start(task["seg"], p.get("t0") or p["st"])
         self._touch(_tkey(run_id, tid), task)
 
     def _detach_task(self, p: D) -> None:
@@ -363,7 +363,7 @@ class HostTree:
             return
         task["n"] = max(0, task["n"] - 1)
         task["live"] = max(0, task["live"] - 1)
-        concurrent_peak.exit(task["seg"], p["st"], 0)
+        concurrent_peak.exit(task["seg"], p.get("t0") or p["st"], 0)
         if task["n"] == 0:
             # a task opened at fork and left at exec (its process got a task of its own): never a task
             del self.tasks[(task["run"], task["tid"])]
@@ -379,6 +379,7 @@ class HostTree:
             return  # replayed, or exec seen first
         parent = self._parent_of(rec["ppid"], rec.get("parent_start_time_ns", 0))
         p = self._new_proc(pid, start, rec["ppid"], rec.get("parent_start_time_ns", 0), rec["comm"], src, off)
+        p["t0"] = rec.get("time_ns") or start  # live from here, on the event clock (peak intervals)
         if parent is not None:
             p["pst"] = parent["st"]
         if parent is not None:
@@ -393,6 +394,7 @@ class HostTree:
         is_new = p is None
         if p is None:
             p = self._new_proc(pid, start, rec["ppid"], rec.get("parent_start_time_ns", 0), rec["comm"], src, off)
+            p["t0"] = rec.get("time_ns") or start  # live from here, on the event clock (peak intervals)
         elif not self._ok(p):
             return
         parent = self._parent_of(p["pp"], p["pst"] or rec.get("parent_start_time_ns", 0))
@@ -572,7 +574,7 @@ class HostTree:
         task["oom"] = task["oom"] or p["oom"]
         if p.get("tool"):
             task["tools"][p["tool"]] = task["tools"].get(p["tool"], 0) + p["cpu"]
-        concurrent_peak.exit(task["seg"], p["st"], p["peak"])
+        concurrent_peak.exit(task["seg"], p.get("t0") or p["st"], p["peak"], end)
         if (p["pid"], p["st"]) == (task["rpid"], task["rst"]):
             task["rexit"] = True
             task["code"], task["sig"] = p["code"], p["sig"]
@@ -604,7 +606,7 @@ class HostTree:
             r[name] += p[name]
         r["live"] = max(0, r["live"] - 1)
         r["last"] = max(r["last"], end)
-        concurrent_peak.exit(r["seg"], p["st"], p["peak"])
+        concurrent_peak.exit(r["seg"], p.get("t0") or p["st"], p["peak"], end)
         self._touch(_rkey(r["run"]), r)
         if (p["pid"], p["st"]) == (r["rpid"], r["rst"]) and not r["done"]:
             r["rexit"] = True
@@ -798,7 +800,8 @@ class HostTree:
         }
 
     def _run_row(self, r: D) -> D:
-        live = [(p["st"], p["peak"]) for p in self.procs.values() if p.get("run") == r["run"]] if not r["done"] else []
+        live = ([(p.get("t0") or p["st"], p["peak"]) for p in self.procs.values() if p.get("run") == r["run"]]
+                if not r["done"] else [])
         return {
             "run_id": r["run"], "pipeline": r.get("pl"), "host_id": self.host_id, "engine": r.get("eng"),
             "status": r["status"], "root_pid": r["rpid"], "root_start_time_ns": r["rst"], "start_ns": r["start"],
