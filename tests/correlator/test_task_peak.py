@@ -12,9 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
+from services.correlator.context import read_local_file
 from services.correlator.process_tree import HostTree, Outputs, TreeConfig
 from services.correlator.tool_rules import load_rules
 
+from . import fixture_streams
 from .correlator_events import MS, S, exec_, exit_, fork
 
 RULES = load_rules([])
@@ -168,3 +172,29 @@ def test_back_to_back_processes_in_one_tick_do_not_overlap() -> None:
     sim.exit(root, t + 10 * MS, 4 * MIB, count=False)
     task = the_task(run(sim))
     assert task["peak_rss_bytes"] == truth(sim.intervals) == 1028 * MIB
+
+
+@pytest.mark.parametrize("name", ["nextflow", "snakemake", "explicit"])
+def test_recorded_streams_task_peaks_equal_the_sweep_of_their_processes(name: str) -> None:
+    """Streams recorded from the real collector: each task's peak is the sweep over its processes (fork or
+    exec to exit, peak at exit); before, Nextflow GZIP/STATS reported the plain sum of their processes."""
+    events = fixture_streams.load(name)
+    tree = HostTree(events[0][1]["host_id"], TreeConfig(), RULES.identify, read_local_file)
+    out = Outputs()
+    for i, (kind, rec) in enumerate(events):
+        tree.apply(kind, rec, "H" if kind in ("HostSample", "CollectorStatus") else "P", i, out)
+    tree.finish(out)
+    first: dict[tuple[int, int], int] = {}
+    for kind, rec in events:
+        if kind in ("ProcessFork", "ProcessExec"):
+            first.setdefault((rec["pid"], rec["start_time_ns"]), rec["time_ns"])
+    members: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
+    for p in out.enriched_process:
+        members.setdefault((p["run_id"], p["task_id"]), []).append(
+            (first[(p["pid"], p["start_time_ns"])], p["end_ns"], p["peak_rss_bytes"]))
+    below_sum = 0
+    for t in out.tasks.values():
+        iv = members[(t["run_id"], t["task_id"])]
+        assert t["peak_rss_bytes"] == truth(iv), t["task"]
+        below_sum += t["peak_rss_bytes"] < sum(p for _, _, p in iv)
+    assert below_sum >= 2
