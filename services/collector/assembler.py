@@ -20,6 +20,7 @@ from services.collector.probes import ExecEvent, ExitEvent, ForkEvent, KernelEve
 from services.collector.procfs import EnvironFilter
 from services.collector.redact import redact_argv
 from services.collector.taskstats import TaskstatsRecord
+from services.collector.wallclock import BootClock
 
 Record = dict[str, Any]
 Emitted = tuple[str, Record]
@@ -114,7 +115,7 @@ class Assembler:
     def __init__(
         self,
         host_id: str,
-        boot_epoch_ns: int,
+        boot_epoch_ns: int | BootClock,
         rules: Rules | None = None,
         limiter: ExecRateLimiter | None = None,
         lookups: Lookups | None = None,
@@ -123,7 +124,7 @@ class Assembler:
         join_timeout_ns: int = JOIN_TIMEOUT_NS,
     ) -> None:
         self.host_id = host_id
-        self.boot_epoch_ns = boot_epoch_ns
+        self.clock = boot_epoch_ns if isinstance(boot_epoch_ns, BootClock) else BootClock.fixed(boot_epoch_ns)
         self.rules = rules or Rules()
         self.limiter = limiter
         self.lookups: Lookups = lookups or NoLookups()
@@ -146,10 +147,10 @@ class Assembler:
     # ---- helpers -------------------------------------------------------------------
 
     def _start(self, start_boot_ns: int) -> int:
-        return identity.start_time_ns(self.boot_epoch_ns, start_boot_ns)
+        return self.clock.start_time_ns(start_boot_ns)
 
     def _time(self, boot_ns: int) -> int:
-        return identity.epoch_ns(self.boot_epoch_ns, boot_ns)
+        return self.clock.epoch_ns(boot_ns)
 
     def _emit(self, name: str, rec: Record) -> None:
         self._out.append((name, rec))
@@ -342,8 +343,8 @@ class Assembler:
              exe: str, argv: list[str], uid: int, cgroup_path: str | None, env: dict[str, str],
              cwd: str | None, now_ns: int, source: str = "PROCFS") -> Proc | None:
         """A process found running (collector start, or a /proc scan in fallback mode)."""
-        p = Proc(pid, identity.start_time_from_ticks(self.boot_epoch_ns, starttime_ticks), ppid,
-                 identity.start_time_from_ticks(self.boot_epoch_ns, parent_ticks) if parent_ticks is not None else 0,
+        p = Proc(pid, self.clock.start_time_from_ticks(starttime_ticks), ppid,
+                 self.clock.start_time_from_ticks(parent_ticks) if parent_ticks is not None else 0,
                  comm, exe=exe, seeded=True)
         old = self.procs.get(pid)
         if old is not None and old.start_ns == p.start_ns:

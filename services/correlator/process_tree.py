@@ -229,6 +229,7 @@ class HostTree:
             return  # replayed, or exec seen first
         parent = self.table.parent_of(rec["ppid"], rec.get("parent_start_time_ns", 0))
         p = self._new_proc(pid, start, rec["ppid"], rec.get("parent_start_time_ns", 0), rec["comm"])
+        p.t0 = rec.get("time_ns") or start  # live from here, on the event clock (peak intervals)
         if parent is not None:
             p.pstart = parent.start
             self._inherit(p, parent)
@@ -242,6 +243,7 @@ class HostTree:
         is_new = p is None
         if p is None:
             p = self._new_proc(pid, start, rec["ppid"], rec.get("parent_start_time_ns", 0), rec["comm"])
+            p.t0 = rec.get("time_ns") or start  # live from here, on the event clock (peak intervals)
         elif not self.gate.ok(p):
             return
         parent = self.table.parent_of(p.ppid, p.pstart or rec.get("parent_start_time_ns", 0))
