@@ -15,15 +15,16 @@ removal it has not also replayed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.correlator import concurrent_peak, context
 from services.correlator.context import Context, Parent
+from services.correlator.tool_rules import Recognition
 
 D = dict[str, Any]
-Identify = Callable[[str, list[str]], str | None]
+Identify = Callable[[str, Sequence[str], str | None], Recognition]  # (exe, argv, image)
 
 ROLE_DRIVERS = (context.ROLE_NF_DRIVER, context.ROLE_SMK_DRIVER)
 
@@ -247,7 +248,7 @@ class HostTree:
         p: D = {
             "pid": pid, "st": start, "pp": ppid, "pst": pstart, "comm": comm, "exe": "", "argv": [],
             "run": None, "pl": None, "eng": None, "tid": None, "task": None, "role": "", "rr": False, "tr": False,
-            "rqc": None, "rqm": None, "tool": None, "cid": None, "crt": None, "cg": None, "peak": 0, "scpu": 0,
+            "rqc": None, "rqm": None, "tool": None, "tpkg": None, "tby": None, "cid": None, "crt": None, "cg": None, "peak": 0, "scpu": 0,
         }
         self._ok(p)
         self.procs[(pid, start)] = p
@@ -263,7 +264,7 @@ class HostTree:
 
     def _inherit(self, p: D, parent: D) -> None:
         """Context of a forked child: the parent's, or a new task under a run root."""
-        for k in ("run", "pl", "eng", "tid", "task", "rqc", "rqm", "cid", "crt", "cg", "tool"):
+        for k in ("run", "pl", "eng", "tid", "task", "rqc", "rqm", "cid", "crt", "cg", "tool", "tpkg", "tby"):
             p[k] = parent.get(k)
         p["role"] = ""
         p["rr"] = False
@@ -408,8 +409,9 @@ class HostTree:
             p["cg"] = rec["cgroup_path"]
         if rec.get("container_id"):
             p["cid"], p["crt"] = rec["container_id"], rec.get("container_runtime")
-        tool = self.identify(exe, argv)
-        p["tool"] = tool
+        found = self.identify(exe, argv, (self.container_info(p["cid"]) or {}).get("image") if p["cid"] else None)
+        tool = found.tool
+        p["tool"], p["tpkg"], p["tby"] = tool, found.package, found.method
         if tool:
             out.seen(out.tools, tool, rec["time_ns"])
         if p["cid"]:
@@ -739,7 +741,7 @@ class HostTree:
             "write_bytes": p.get("wr", 0), "net_tx_bytes": p.get("tx", 0), "net_rx_bytes": p.get("rx", 0),
             "short_lived": bool(p.get("short")), "pipeline": p.get("pl"), "run_id": p.get("run"),
             "task_id": p.get("tid"), "task": p.get("task"), "tool": p.get("tool"), "engine": p.get("eng"),
-            "container_id": p.get("cid"),
+            "container_id": p.get("cid"), "tool_package": p.get("tpkg"), "tool_method": p.get("tby"),
         }
 
     def _process_record(self, p: D) -> D:
@@ -755,6 +757,7 @@ class HostTree:
             "task_id": p.get("tid"), "task": p.get("task"), "tool": p.get("tool"), "engine": p.get("eng"),
             "container_id": p.get("cid"), "container_name": info.get("name"), "image": info.get("image"),
             "pod": info.get("pod"), "namespace": info.get("namespace"),
+            "tool_package": p.get("tpkg"), "tool_method": p.get("tby"),
         }
 
     def _task_row(self, task: D) -> D:

@@ -332,3 +332,49 @@ def test_identify_is_fast() -> None:
         SHIPPED.identify("/opt/conda/envs/zqx/bin/zqxtool", argv, "quay.io/biocontainers/zqx:1--0")
         samples.append(time.perf_counter_ns() - t0)
     assert statistics.median(samples) < 50_000  # 20 us is the target (benchmarks/recognition.py); loaded CI
+
+
+# --- stored beside the tool: processes table and the per-tool view ---------------------------------
+
+@pytest.mark.db
+def test_tool_package_and_method_are_stored_and_unidentified_processes_keep_their_executable(
+    database_url: str,
+) -> None:
+    import asyncio
+
+    from services.correlator.process_tree import HostTree, Outputs, TreeConfig
+    from services.correlator.sink import Sink
+
+    from .correlator_events import MS, S, Host
+    from .worker_process import query
+
+    h = Host("recog-host")
+    sh = h.seed(100, ["-bash"], exe="/usr/bin/bash")
+    root = h.spawn(sh, ["bash", "p.sh"], exe="/usr/bin/bash")
+    zqx = h.spawn(root, ["zqxtool", "--threads", "8", "frob", "x.fq"], exe="/opt/conda/envs/zqxsuite/bin/zqxtool")
+    cat = h.spawn(root, ["cat", "x"], exe="/bin/cat")
+    h.exit(zqx, "zqxtool", after=S, cpu_ns=S)
+    h.exit(cat, "cat", after=MS, cpu_ns=MS)
+    h.exit(root, "bash", after=MS)
+    tree = HostTree("recog-host", TreeConfig(), load_rules([]).identify)
+    out = Outputs()
+    for i, (kind, rec) in enumerate(h.events):
+        tree.apply(kind, rec, "P", i, out)
+    tree.finish(out)
+    enriched = {r["pid"]: r for r in out.enriched_process}
+    assert (enriched[zqx]["tool"], enriched[zqx]["tool_package"], enriched[zqx]["tool_method"]) == (
+        "zqxtool frob", "zqxsuite", "program")
+    assert (enriched[cat]["tool"], enriched[cat]["tool_method"]) == (None, None)
+
+    async def write() -> None:
+        sink = Sink(database_url)
+        await sink.write(out)
+        await sink.close()
+
+    asyncio.run(write())
+    rows = query(database_url, "SELECT pid, tool, tool_package, tool_method, tool_label FROM process_tools"
+                               " WHERE host_id = 'recog-host' ORDER BY pid")
+    by_pid = {r[0]: r[1:] for r in rows}
+    assert by_pid[zqx] == ("zqxtool frob", "zqxsuite", "program", "zqxtool frob")
+    assert by_pid[cat] == (None, None, None, "cat (unidentified executable)")
+    assert by_pid[root][3] == "p"  # bash p.sh: the script
