@@ -248,7 +248,8 @@ class HostTree:
         p: D = {
             "pid": pid, "st": start, "pp": ppid, "pst": pstart, "comm": comm, "exe": "", "argv": [],
             "run": None, "pl": None, "eng": None, "tid": None, "task": None, "role": "", "rr": False, "tr": False,
-            "rqc": None, "rqm": None, "tool": None, "tpkg": None, "tby": None, "cid": None, "crt": None, "cg": None, "peak": 0, "scpu": 0,
+            "rqc": None, "rqm": None, "tool": None, "cid": None, "crt": None, "cg": None, "peak": 0, "scpu": 0,
+            "tpkg": None, "tby": None,
         }
         self._ok(p)
         self.procs[(pid, start)] = p

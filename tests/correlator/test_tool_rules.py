@@ -345,7 +345,7 @@ def test_tool_package_and_method_are_stored_and_unidentified_processes_keep_thei
     from services.correlator.process_tree import HostTree, Outputs, TreeConfig
     from services.correlator.sink import Sink
 
-    from .correlator_events import MS, S, Host
+    from .correlator_events import MS, Host, S
     from .worker_process import query
 
     h = Host("recog-host")
