@@ -62,13 +62,14 @@ def main() -> int:
     meta, rows = json.loads(lines[0]), [json.loads(x) for x in lines[1:]]
     rules = load_rules([])
     n = len(rows)
-    named = right = 0
+    named = right = with_pkg = 0
     by_method = {METHOD_RULE: 0, METHOD_PROGRAM: 0, METHOD_PACKAGE: 0}
     norule_n = norule_right = renamed = 0
     wrong: list[tuple[dict[str, Any], Recognition]] = []
     for r in rows:
         rec = rules.identify(r["exe"], r["argv"], r["image"])
         named += rec.tool is not None
+        with_pkg += rec.package is not None
         if rec.method:
             by_method[rec.method] += 1
         ok = is_right(rec, r)
@@ -84,6 +85,7 @@ def main() -> int:
     print(f"with a tool: {named / n:.1%}")
     for m, c in by_method.items():
         print(f"  by {m}: {c / n:.1%}")
+    print(f"with an owning package: {with_pkg / n:.1%}")
     print(f"right tool or package: {right / n:.1%}")
     print(f"right on lines no shipped rule matched: {norule_right}/{norule_n} = {norule_right / max(norule_n, 1):.1%}")
     print(f"renamed by a rule into another tool (and wrong): {renamed}")
