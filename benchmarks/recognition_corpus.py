@@ -6,6 +6,8 @@ Groovy interpolations replaced by plausible values. The expected answer is the m
 directory, i.e. the tool or the package the nf-core maintainers file it under.
 
     python benchmarks/recognition_corpus.py /path/to/nf-core/modules [--every 4]
+    python benchmarks/recognition_corpus.py /path/to/nf-core/modules --offset 2 \
+        --out benchmarks/data/nfcore_commands_heldout.jsonl   # modules never looked at while tuning
 """
 
 from __future__ import annotations
@@ -114,6 +116,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("repo", type=Path)
     ap.add_argument("--every", type=int, default=4, help="keep every Nth module (sorted) to stay small")
+    ap.add_argument("--offset", type=int, default=0, help="start at this module: another offset is a held-out sample")
+    ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
     rev = subprocess.run(["git", "-C", str(a.repo), "rev-parse", "HEAD"], capture_output=True, text=True,
                          check=True).stdout.strip()
@@ -121,7 +125,7 @@ def main() -> int:
                            capture_output=True, text=True, check=True).stdout.split()
     mains = sorted(n for n in names if n.endswith("/main.nf"))
     rows = []
-    for path in mains[:: a.every]:
+    for path in mains[a.offset :: a.every]:
         text = subprocess.run(["git", "-C", str(a.repo), "show", f"HEAD:{path}"], capture_output=True, text=True,
                               check=True).stdout
         argv = _command(_script_lines(text))
@@ -134,13 +138,13 @@ def main() -> int:
         module = path.split("/")[2]
         rows.append({"module": "/".join(path.split("/")[2:-1]), "expected": module, "image": image, "exe": exe,
                      "argv": argv})
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with OUT.open("w") as f:
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    with a.out.open("w") as f:
         f.write(json.dumps({"source": "https://github.com/nf-core/modules", "commit": rev,
                             "note": "first tool command of each sampled module's script block"}) + "\n")
         for r in rows:
             f.write(json.dumps(r) + "\n")
-    print(f"{len(rows)} command lines from {len(mains[:: a.every])} modules -> {OUT}", file=sys.stderr)
+    print(f"{len(rows)} command lines from {len(mains[a.offset :: a.every])} modules -> {a.out}", file=sys.stderr)
     return 0
 
 

@@ -102,7 +102,8 @@ def packages_from_image(image: str) -> tuple[str, ...]:
     last = parts[-1]
     if "community.wave.seqera.io" in repo or "wave.seqera.io" in repo:
         # library/<pkg>_<pkg2>_<pkg3>; pip_<pkg> for PyPI packages
-        return _keep(tuple(p for p in last.split("_") if p and p not in ("pip", "pruned")))
+        # runtimes stay in the list (as helpers) so that htslib_python is ambiguous, not htslib
+        return tuple(p for p in last.split("_") if p and p not in ("pip", "pruned") and not _HASHY.match(p))
     if _MULLED.match(last):
         return ()
     return _keep((last,))
@@ -134,7 +135,7 @@ def owning_package(program: str, paths: tuple[str, ...], image: str | None) -> s
                 if name_key(pkg) == key:
                     return pkg
             if len(pkgs) == 1:
-                return pkgs[0]
+                return pkgs[0] if pkgs[0].lower() not in _BASE_IMAGES else None
             main = [p for p in pkgs if p.lower() not in _HELPER_PACKAGES]
             if len(main) == 1:
                 return main[0]  # bbduk in bbmap_pigz is bbmap

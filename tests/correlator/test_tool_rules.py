@@ -234,6 +234,8 @@ def test_distinct_subcommands_per_program_are_capped() -> None:
         ("/opt/conda/bin/zqxtool", ["zqxtool"], "community.wave.seqera.io/library/zqxsuite_pigz:0a1b2c3d", "zqxsuite"),
         ("/opt/conda/bin/frob", ["frob"], "community.wave.seqera.io/library/zqxsuite_frob:0a1b2c3d", "frob"),
         ("/opt/conda/bin/frob", ["frob"], "community.wave.seqera.io/library/zqxa_zqxb:0a1b2c3d", None),  # ambiguous
+        ("/opt/conda/bin/frob", ["frob"], "community.wave.seqera.io/library/htslib_python:0a1b2c3d", None),  # helpers
+        ("/opt/conda/bin/frob", ["frob"], "community.wave.seqera.io/library/zqxsuite_python:0a1b2c3d", "zqxsuite"),
         ("/usr/local/bin/zqxtool", ["zqxtool"],
          "https://depot.galaxyproject.org/singularity/zqxsuite:1.2--pyhdfd78af_0", "zqxsuite"),
         ("/usr/local/bin/zqxtool", ["zqxtool"], "mulled-v2-0a1b2c3d4e5f60718293a4b5c6d7e8f9:abc-0", None),
