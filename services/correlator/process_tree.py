@@ -16,7 +16,7 @@ it has not also replayed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,12 +30,13 @@ from services.correlator.lifecycle import Lifecycle
 from services.correlator.outputs import Outputs
 from services.correlator.process_table import ProcessTable
 from services.correlator.projections import Container, process_record
+from services.correlator.tool_rules import Recognition
 from services.correlator.tree_state import EventGate, HostActivity, HostInfo, Json, Proc, Run, Task, decode
 
 __all__ = ["HostTree", "Outputs", "TreeConfig"]
 
 D = dict[str, Any]
-Identify = Callable[[str, list[str]], str | None]
+Identify = Callable[[str, Sequence[str], str | None], Recognition]  # (exe, argv, image)
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ class HostTree:
         p.task_id, p.task = parent.task_id, parent.task
         p.requested_cpus, p.requested_memory_bytes = parent.requested_cpus, parent.requested_memory_bytes
         p.container_id, p.container_runtime, p.cgroup = parent.container_id, parent.container_runtime, parent.cgroup
-        p.tool = parent.tool
+        p.tool, p.tool_package, p.tool_method = parent.tool, parent.tool_package, parent.tool_method
         p.daemon = parent.daemon
         p.role = ""
         p.run_root = False
@@ -260,8 +261,10 @@ class HostTree:
             p.cgroup = rec["cgroup_path"]
         if rec.get("container_id"):
             p.container_id, p.container_runtime = rec["container_id"], rec.get("container_runtime")
-        tool = self.identify(exe, argv)
-        p.tool = tool
+        found = self.identify(exe, argv, (self.container_info(p.container_id) or {}).get("image")
+                              if p.container_id else None)
+        tool = found.tool
+        p.tool, p.tool_package, p.tool_method = tool, found.package, found.method
         if tool:
             out.seen(out.tools, tool, rec["time_ns"])
         if p.container_id:

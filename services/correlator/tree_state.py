@@ -80,6 +80,8 @@ class Proc(Marked):
     requested_cpus: float | None = None
     requested_memory_bytes: int | None = None
     tool: str | None = None
+    tool_package: str | None = None
+    tool_method: str | None = None  # how the tool was found: rule | program | package
     container_id: str | None = None
     container_runtime: str | None = None
     cgroup: str | None = None
@@ -117,6 +119,7 @@ class Proc(Marked):
             "pl": self.pipeline, "eng": self.engine, "tid": self.task_id, "task": self.task, "role": self.role,
             "rr": self.run_root, "tr": self.task_root, "gname": self.task_named_at_exec, "dmn": self.daemon,
             "rqc": self.requested_cpus, "rqm": self.requested_memory_bytes, "tool": self.tool,
+            "tpkg": self.tool_package, "tby": self.tool_method,
             "cid": self.container_id, "crt": self.container_runtime, "cg": self.cgroup, "sf": self.snakefile,
             "unknown": self.unknown, "peak": self.peak, "scpu": self.sample_cpu, "stx": self.sample_tx,
             "srx": self.sample_rx, "srd": self.sample_read, "swr": self.sample_write, "srq": self.sample_runq,
@@ -134,7 +137,8 @@ class Proc(Marked):
             exe=g("exe") or "", argv=list(g("argv") or []), cwd=g("cwd"), uid=g("uid") or 0, run_id=g("run"),
             pipeline=g("pl"), engine=g("eng"), task_id=g("tid"), task=g("task"), role=g("role") or "",
             run_root=bool(g("rr")), task_root=bool(g("tr")), task_named_at_exec=bool(g("gname")), daemon=bool(g("dmn")),
-            requested_cpus=g("rqc"), requested_memory_bytes=g("rqm"), tool=g("tool"), container_id=g("cid"),
+            requested_cpus=g("rqc"), requested_memory_bytes=g("rqm"), tool=g("tool"), tool_package=g("tpkg"),
+            tool_method=g("tby"), container_id=g("cid"),
             container_runtime=g("crt"), cgroup=g("cg"), snakefile=g("sf"), unknown=bool(g("unknown")),
             peak=g("peak") or 0, sample_cpu=g("scpu") or 0, sample_tx=g("stx") or 0, sample_rx=g("srx") or 0,
             sample_read=g("srd") or 0, sample_write=g("swr") or 0, sample_runq=g("srq") or 0, end=g("end"),

@@ -62,7 +62,8 @@ def test_generic_run_tasks_and_totals() -> None:
     assert (tasks["bwa mem"]["cpu_ns"], tasks["bwa mem"]["read_bytes"], tasks["bwa mem"]["runq_ns"]) == (3 * S, 7000,
                                                                                                      5 * MS)
     loop = tasks["bash"]
-    assert (loop["process_count"], loop["short_lived_count"], loop["tools"]) == (4, 4, ["gzip"])
+    # the forked helper shell is still pipeline.sh: the script is its tool (bash itself is no tool)
+    assert (loop["process_count"], loop["short_lived_count"], loop["tools"]) == (4, 4, ["gzip", "pipeline"])
     assert loop["peak_rss_bytes"] == (3 << 20) + (2 << 20)  # one helper at a time beside their shell
     assert [(e["event"], e["status"]) for e in out.enriched_run] == [("STARTED", "RUNNING"), ("COMPLETED", "SUCCEEDED")]
     assert len(out.enriched_task) == 3 and len(out.enriched_process) == 7
