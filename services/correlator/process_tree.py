@@ -21,6 +21,7 @@ from typing import Any
 
 from services.correlator import concurrent_peak, context
 from services.correlator.context import Context, Parent
+from services.correlator.host_clock import HostClock
 
 D = dict[str, Any]
 Identify = Callable[[str, list[str]], str | None]
@@ -119,7 +120,7 @@ class HostTree:
         self._memo: dict[int, bool] = {}
         self._rows: dict[tuple[int, int], D] = {}
         self._run_rows: dict[str, D] = {}
-        self.last_event_ns = 0
+        self.clock = HostClock()
 
     def _ok(self, d: D) -> bool:
         """Whether the current event may change d (it was not applied to d before); once per event."""
@@ -153,7 +154,7 @@ class HostTree:
         for value in self.procs.values():
             if value.get("role") == context.ROLE_SMK_DRIVER and value.get("sf"):
                 self._load_snakefile(value["sf"])
-        self.last_event_ns = max((p.get("last", 0) for p in self.runs.values()), default=0)
+        self.clock.reset(max((p.get("last", 0) for p in self.runs.values()), default=0))
 
     def changes(self) -> list[tuple[str, D | None]]:
         """Changelog writes since the last call: values to set, then removals (None).
@@ -216,7 +217,7 @@ class HostTree:
             if kind.startswith("Process"):
                 # only process events move the clock that closes idle runs: raw.host is another topic,
                 # read ahead of or behind raw.process, so its times say nothing about process events to come
-                self.last_event_ns = max(self.last_event_ns, t)
+                self.clock.observe(t)
             self._roll_activity(t, out)
 
     # ------------------------------------------------------------------ helpers
@@ -720,8 +721,9 @@ class HostTree:
 
     def finish(self, out: Outputs) -> None:
         """Ends a batch: closes runs idle past the timeout, turns changed processes and runs into rows."""
-        if self.last_event_ns:
-            self.expire(self.last_event_ns, out)
+        now_ns = self.clock.now()
+        if now_ns:
+            self.expire(now_ns, out)
         for p in self._rows.values():
             out.processes[(self.host_id, p["pid"], p["st"])] = self._process_row(p)
         for r in self._run_rows.values():
