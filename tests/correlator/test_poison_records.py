@@ -3,6 +3,8 @@ or dead-lettered with its reason, and the records after it are written (issue 19
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,3 +128,48 @@ def test_one_record_dated_ahead_does_not_time_out_the_hosts_runs(settings: Setti
     assert status == [("SUCCEEDED", 5)]
     time.sleep(0.5)
     assert worker.alive()
+
+
+def test_operator_skips_a_message_and_the_worker_reads_on_after_it(settings: Settings, tmp_path: Path) -> None:
+    codec = default_codec()
+    h = Host("poison-skip")
+    sh = h.seed(100, ["-bash"], exe="/usr/bin/bash")
+    first = h.spawn(sh, ["true"])
+    h.exit(first, "true")
+    skipped = h.spawn(sh, ["skipped-tool"])
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        worker.start()
+        _produce(settings, h.events)
+        dsn = settings.database_url
+        wait_for(lambda: query(dsn, "SELECT count(*) FROM processes WHERE host_id = 'poison-skip' AND pid = %s",
+                               (skipped,)), lambda r: r[0][0] == 1)
+        worker.stop()
+        # the message to skip: the exit of `skipped`, produced while no worker runs
+        where: list[tuple[int, int]] = []
+        producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+        kind, rec = exit_("poison-skip", skipped, h.starts[skipped], h.tick(), "skipped-tool")
+        producer.produce(settings.topic(RAW_PROCESS), key=b"poison-skip", value=codec.encode(kind, rec),
+                         on_delivery=lambda err, msg: where.append((msg.partition(), msg.offset())))
+        assert producer.flush(30) == 0
+        partition, offset = where[0]
+        done = subprocess.run([sys.executable, "-m", "execsight.cli", "correlator", "skip", "--partition",
+                               str(partition), "--offset", str(offset)], env=worker.env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert f"{settings.topic(RAW_PROCESS)}[{partition}]@{offset}" in done.stdout
+        h.events.clear()
+        later = h.spawn(sh, ["later-tool"])
+        h.exit(later, "later-tool")
+        worker.start()
+        _produce(settings, h.events)
+        wait_for(lambda: query(dsn, "SELECT count(*) FROM processes WHERE host_id = 'poison-skip' AND pid = %s"
+                                    " AND end_time IS NOT NULL", (later,)), lambda r: r[0][0] == 1)
+        assert query(dsn, "SELECT end_time FROM processes WHERE host_id = 'poison-skip' AND pid = %s",
+                     (skipped,)) == [(None,)]  # its exit was skipped
+        (dead,) = consume_all(settings, DEADLETTER, 1)
+        headers = dict(dead.headers())
+        assert headers["execsight.reason"].startswith(b"skipped by operator")
+        assert int(headers["execsight.offset"]) == offset and codec.decode(dead.value())[1]["pid"] == skipped
+    finally:
+        worker.stop()
