@@ -63,9 +63,10 @@ def skip(settings: Settings, topic_name: str, partition: int, offset: int, app_i
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all", "enable.idempotence": True,
                          "compression.type": "zstd", "message.max.bytes": 20_000_000})
     value = msg.value() or b""
-    headers = [("execsight.reason", b"skipped by operator (execsight correlator skip)"),
-               ("execsight.origin", b"correlator"), ("execsight.topic", topic.encode()),
-               ("execsight.partition", str(partition).encode()), ("execsight.offset", str(offset).encode())]
+    headers: list[tuple[str, str | bytes | None]] = [
+        ("execsight.reason", b"skipped by operator (execsight correlator skip)"), ("execsight.origin", b"correlator"),
+        ("execsight.topic", topic.encode()), ("execsight.partition", str(partition).encode()),
+        ("execsight.offset", str(offset).encode())]
     producer.produce(settings.topic(DEADLETTER), key=msg.key(), value=value, headers=headers)
     key, mark = mark_record(source, partition, offset)
     producer.produce(changelog_topic(settings, app_id), key=key, value=mark, partition=partition)

@@ -18,7 +18,7 @@ from schemas import record_bounds
 from schemas.codec import default_codec
 from schemas.topics import DEADLETTER, ENRICHED_PROCESS, RAW_PROCESS
 
-from .correlator_events import MS, S, Host, exec_, exit_
+from .correlator_events import MS, Host, S, exec_, exit_
 from .worker_process import WorkerProcess, consume_all, query, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.db]
@@ -146,13 +146,14 @@ def test_operator_skips_a_message_and_the_worker_reads_on_after_it(settings: Set
                                (skipped,)), lambda r: r[0][0] == 1)
         worker.stop()
         # the message to skip: the exit of `skipped`, produced while no worker runs
-        where: list[tuple[int, int]] = []
+        where: list[tuple[int | None, int | None]] = []
         producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
         kind, rec = exit_("poison-skip", skipped, h.starts[skipped], h.tick(), "skipped-tool")
         producer.produce(settings.topic(RAW_PROCESS), key=b"poison-skip", value=codec.encode(kind, rec),
                          on_delivery=lambda err, msg: where.append((msg.partition(), msg.offset())))
         assert producer.flush(30) == 0
         partition, offset = where[0]
+        assert partition is not None and offset is not None
         done = subprocess.run([sys.executable, "-m", "execsight.cli", "correlator", "skip", "--partition",
                                str(partition), "--offset", str(offset)], env=worker.env, capture_output=True,
                               text=True, timeout=120)
