@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 
 from execsight.settings import Settings
 from schemas.codec import default_codec
@@ -43,7 +43,7 @@ def _all_messages(bootstrap: str, topics: list[str]) -> list[Any]:
                     for m in c.consume(5000, 1.0):
                         if not m.error():
                             out.append(m)
-                            last = max(last, m.offset())
+                            last = max(last, m.offset() or 0)
                 assert last >= hi - 1, f"{topic}[{p}]: read to {last}, high watermark {hi}"
     finally:
         c.close()
