@@ -92,7 +92,7 @@ _unguarded_create_client: Any = None
 
 def guard_process() -> Callable[[], None]:
     """Guards every client botocore creates in this process from now on: boto3.client, boto3.resource
-    (its meta.client), any session's. Idempotent; returns a function that undoes it (for tests)."""
+    (its meta.client), any session's. Idempotent; returns release_process_guard (for tests)."""
     global _unguarded_create_client
     if _unguarded_create_client is None:
         original = botocore.session.Session.create_client
@@ -102,14 +102,15 @@ def guard_process() -> Callable[[], None]:
             return make_read_only(original(self, *args, **kwargs))
 
         botocore.session.Session.create_client = create_client  # type: ignore[method-assign]
+    return release_process_guard
 
-    def undo() -> None:
-        global _unguarded_create_client
-        if _unguarded_create_client is not None:
-            botocore.session.Session.create_client = _unguarded_create_client  # type: ignore[method-assign]
-            _unguarded_create_client = None
 
-    return undo
+def release_process_guard() -> None:
+    """Undoes guard_process (tests that run the sweep's main in-process)."""
+    global _unguarded_create_client
+    if _unguarded_create_client is not None:
+        botocore.session.Session.create_client = _unguarded_create_client  # type: ignore[method-assign]
+        _unguarded_create_client = None
 
 
 def process_guarded() -> bool:
