@@ -80,6 +80,8 @@ class _Fixer:
             return
         if not isinstance(value, str):
             raise Invalid(f"{name} is not text")
+        if value.isascii() and len(value) <= limit and "\x00" not in value:
+            return  # the usual case, without a call
         cleaned, changed = _clean(value, limit)
         if changed:
             self.rec[name] = cleaned
@@ -135,6 +137,25 @@ def _parent(f: _Fixer, t: int) -> None:
         f.fixes.append(f"parent_start_time_ns {pst!r} implausible: unknown (0)")
 
 
+def _plain_argv(argv: list[str]) -> bool:
+    """ASCII without NUL and within the bounds: the usual argv, checked in one pass."""
+    n = 0
+    for a in argv:
+        if not a.isascii() or "\x00" in a:
+            return False
+        n += len(a) + 1
+    return n <= rb.ARGV_MAX_BYTES and len(argv) <= rb.ARGV_MAX_ARGS
+
+
+def _plain_env(env: dict[str, str]) -> bool:
+    n = 0
+    for k, v in env.items():
+        if not (k.isascii() and v.isascii()) or "\x00" in k or "\x00" in v or len(v) > rb.ENV_MAX_VALUE_CHARS:
+            return False
+        n += len(k) + len(v) + 2
+    return n <= rb.ENV_MAX_BYTES and len(env) <= rb.ENV_MAX_VARS
+
+
 def _exec(f: _Fixer, now_ns: int) -> None:
     rec = f.rec
     t = _time(f, now_ns)
@@ -151,15 +172,16 @@ def _exec(f: _Fixer, now_ns: int) -> None:
     f.text("container_id", rb.NAME_MAX_CHARS, required=False)
     f.text("container_runtime", rb.NAME_MAX_CHARS, required=False)
     argv = rec.get("argv") or []
-    clean_argv = [a if (a.isascii() and "\x00" not in a) else _clean(a, len(a))[0] for a in argv]
-    bounded, cut = rb.bound_argv(clean_argv)
-    if cut or clean_argv != argv:
-        rec["argv"] = bounded
-        f.fixes.append("argv cleaned" + (" and cut to its bound" if cut else ""))
-    if cut:
-        rec["argv_truncated"] = True
+    if not _plain_argv(argv):
+        clean_argv = [a if (a.isascii() and "\x00" not in a) else _clean(a, len(a))[0] for a in argv]
+        bounded, cut = rb.bound_argv(clean_argv)
+        if cut or clean_argv != argv:
+            rec["argv"] = bounded
+            f.fixes.append("argv cleaned" + (" and cut to its bound" if cut else ""))
+        if cut:
+            rec["argv_truncated"] = True
     env = rec.get("env") or {}
-    if env:
+    if env and not _plain_env(env):
         clean_env = {_clean(k, rb.NAME_MAX_CHARS)[0]: _clean(v, rb.ENV_MAX_VALUE_CHARS)[0] for k, v in env.items()}
         bounded_env, env_cut = rb.bound_env(clean_env)
         if env_cut or bounded_env != env:
