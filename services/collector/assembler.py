@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from schemas.record_bounds import PATH_MAX_CHARS, bound_argv, bound_env
 from services.collector import identity
 from services.collector.cgroups import parse_container
 from services.collector.filters import ExecRateLimiter, Rules, is_kernel_thread
@@ -109,6 +110,7 @@ class Counters:
     throttled_execs: int = 0
     filtered: int = 0
     exec_args_missing: int = 0
+    exec_truncated: int = 0  # ProcessExec records whose argv or env was cut at schemas/record_bounds.py
 
 
 class Assembler:
@@ -175,10 +177,16 @@ class Assembler:
     def _exec_record(self, p: Proc, time_ns: int, argv: list[str], truncated: bool, uid: int,
                      cgroup_path: str | None, env: dict[str, str], cwd: str | None, source: str) -> Record:
         cid, runtime = parse_container(cgroup_path)
+        # one record stays far below what Kafka accepts, whatever the process passed to execve
+        argv, argv_cut = bound_argv(argv)
+        env, env_cut = bound_env(env)
+        if argv_cut or env_cut:
+            self.counters.exec_truncated += 1
         return {
             "host_id": self.host_id, "pid": p.pid, "start_time_ns": p.start_ns, "time_ns": time_ns,
             "ppid": p.ppid, "parent_start_time_ns": p.parent_start_ns, "uid": uid, "comm": p.comm,
-            "exe": p.exe, "argv": argv, "argv_truncated": truncated, "cwd": cwd, "env": env,
+            "exe": p.exe[:PATH_MAX_CHARS], "argv": argv, "argv_truncated": truncated or argv_cut,
+            "cwd": cwd[:PATH_MAX_CHARS] if cwd else cwd, "env": env, "env_truncated": env_cut,
             "cgroup_path": cgroup_path, "cgroup_id": p.cgroup_id, "container_id": cid,
             "container_runtime": runtime, "seeded": p.seeded, "source": source,
         }

@@ -228,6 +228,7 @@ class Collector:
         if self.probes:
             lost["ringbuf_decode"] = self.probes.decode_errors
         sink = self.sink.stats()
+        lost["undeliverable"] = sink.get("undeliverable", 0)  # dropped: Kafka can never accept them
         ru = resource.getrusage(resource.RUSAGE_SELF)
         rss = 0
         st = procfs.read_stat(os.getpid())

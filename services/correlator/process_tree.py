@@ -26,6 +26,7 @@ from services.correlator.changelog import ChangeLog
 from services.correlator.context import Context, Parent
 from services.correlator.engines.base import DEFAULT_GENERIC, GenericPolicy, base_name, first_name
 from services.correlator.host_activity import Activity
+from services.correlator.host_clock import HostClock
 from services.correlator.lifecycle import Lifecycle
 from services.correlator.outputs import Outputs
 from services.correlator.process_table import ProcessTable
@@ -97,7 +98,7 @@ class HostTree:
                               self.gate, self.log, self.container_info)
         self.snakefiles: dict[str, list[context.SnakefileRule]] = {}
         self._rows: dict[tuple[int, int], Proc] = {}  # processes whose row this batch must write
-        self.last_event_ns = 0
+        self.clock = HostClock()  # process-event time: closes idle runs
 
     @property
     def procs(self) -> dict[tuple[int, int], Proc]:
@@ -132,7 +133,7 @@ class HostTree:
                 self.activity.info = state
             elif isinstance(state, HostActivity):
                 self.activity.act = state
-        self.last_event_ns = max((r.last for r in self.life.runs.values()), default=0)
+        self.clock.reset(max((r.last for r in self.life.runs.values()), default=0))
 
     def changes(self) -> list[tuple[str, Json | None]]:
         """Changelog writes since the last call: values to set, then removals (None)."""
@@ -164,13 +165,14 @@ class HostTree:
             if kind.startswith("Process"):
                 # only process events move the clock that closes idle runs: raw.host is another topic,
                 # read ahead of or behind raw.process, so its times say nothing about process events to come
-                self.last_event_ns = max(self.last_event_ns, t)
+                self.clock.observe(t)
             self.activity.roll(t, self.life.active_runs, out)
 
     def finish(self, out: Outputs) -> None:
         """Ends a batch: closes runs idle past the timeout, turns changed processes and runs into rows."""
-        if self.last_event_ns:
-            self.life.expire(self.last_event_ns, out)
+        now_ns = self.clock.now()
+        if now_ns:
+            self.life.expire(now_ns, out)
         for p in self._rows.values():
             out.processes[(self.host_id, p.pid, p.start)] = self._process_record(p)
         self._rows = {}

@@ -160,6 +160,7 @@ def test_run_without_root_exit_is_closed_by_the_inactivity_timeout() -> None:
     other = h.spawn(sh, ["ls"])  # later activity on the host advances event time
     h.t += 120 * S
     h.exit(other, "ls", after=0)
+    h.exit(h.spawn(sh, ["true"]), "true", after=0)  # the host clock moves with two records, never one
     _, out = run_events(h.events, tree, first_offset=100)
     (run,) = (r for r in out.runs.values() if r["pipeline"] == "long.sh")
     assert run["status"] == "TIMED_OUT"
