@@ -119,7 +119,11 @@ class Codec:
 
     @classmethod
     def from_directory(cls, directory: Path = AVRO_DIR) -> Codec:
-        return cls(parse_schema_file(p) for p in sorted(directory.glob("*.avsc")))
+        """The schemas of ``directory``; those in its ``previous/`` folder (earlier versions of a record
+        type, kept when a field is added) are known as writers, so records written before an upgrade
+        (still on the topics, or from producers not upgraded yet) keep decoding."""
+        return cls((parse_schema_file(p) for p in sorted(directory.glob("*.avsc"))),
+                   extra_writers=[parse_schema_file(p) for p in sorted((directory / "previous").glob("*.avsc"))])
 
     @property
     def names(self) -> list[str]:

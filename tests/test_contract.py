@@ -155,3 +155,19 @@ def test_readme_documents_every_setting() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for var in SETTINGS_DOC:
         assert f"| `{var.env}` | `{var.default}` |" in readme, var.env
+
+
+def test_records_written_with_a_previous_schema_version_still_decode() -> None:
+    """schemas/avro/previous/ keeps the earlier version of a record type that gained a field: a record
+    from a producer not yet upgraded (or already on a topic) decodes, the new field at its default."""
+    codec = default_codec()
+    previous = sorted((AVRO_DIR / "previous").glob("*.avsc"))
+    assert previous
+    for path in previous:
+        old = parse_schema_file(path)
+        assert old.fingerprint != codec.schema(old.name).fingerprint
+        example = json.loads(sorted((EXAMPLES / old.name).glob("*.json"))[0].read_text())
+        known = {f["name"] for f in old.parsed["fields"]}
+        data = Codec([old]).encode(old.name, {k: v for k, v in example.items() if k in known})
+        name, decoded = codec.decode(data)
+        assert name == old.name and set(decoded) == set(example)

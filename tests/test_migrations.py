@@ -18,7 +18,7 @@ TABLES = {
     "hosts", "host_samples", "collector_status", "pipelines", "runs", "tasks", "processes",
     "process_samples", "tools", "containers", "task_costs", "run_costs", "findings", "schema_migrations",
 }
-VIEWS = {"run_overview", "task_overview", "host_state"}
+VIEWS = {"run_overview", "task_overview", "host_state", "process_tools"}
 ROLLUPS = {"host_minute", "run_minute"}
 # Time-partitioned tables and their time column (the hypertable dimension on TimescaleDB).
 TIME_COLUMNS = {"host_samples": "time", "collector_status": "time", "processes": "start_time",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from schemas.record_bounds import PATH_MAX_CHARS, bound_argv, bound_env
 from services.collector import identity
 from services.collector.cgroups import parse_container
 from services.collector.filters import ExecRateLimiter, Rules, is_kernel_thread
@@ -20,6 +21,7 @@ from services.collector.probes import ExecEvent, ExitEvent, ForkEvent, KernelEve
 from services.collector.procfs import EnvironFilter
 from services.collector.redact import redact_argv
 from services.collector.taskstats import TaskstatsRecord
+from services.collector.wallclock import BootClock
 
 Record = dict[str, Any]
 Emitted = tuple[str, Record]
@@ -108,13 +110,14 @@ class Counters:
     throttled_execs: int = 0
     filtered: int = 0
     exec_args_missing: int = 0
+    exec_truncated: int = 0  # ProcessExec records whose argv or env was cut at schemas/record_bounds.py
 
 
 class Assembler:
     def __init__(
         self,
         host_id: str,
-        boot_epoch_ns: int,
+        boot_epoch_ns: int | BootClock,
         rules: Rules | None = None,
         limiter: ExecRateLimiter | None = None,
         lookups: Lookups | None = None,
@@ -123,7 +126,7 @@ class Assembler:
         join_timeout_ns: int = JOIN_TIMEOUT_NS,
     ) -> None:
         self.host_id = host_id
-        self.boot_epoch_ns = boot_epoch_ns
+        self.clock = boot_epoch_ns if isinstance(boot_epoch_ns, BootClock) else BootClock.fixed(boot_epoch_ns)
         self.rules = rules or Rules()
         self.limiter = limiter
         self.lookups: Lookups = lookups or NoLookups()
@@ -146,10 +149,10 @@ class Assembler:
     # ---- helpers -------------------------------------------------------------------
 
     def _start(self, start_boot_ns: int) -> int:
-        return identity.start_time_ns(self.boot_epoch_ns, start_boot_ns)
+        return self.clock.start_time_ns(start_boot_ns)
 
     def _time(self, boot_ns: int) -> int:
-        return identity.epoch_ns(self.boot_epoch_ns, boot_ns)
+        return self.clock.epoch_ns(boot_ns)
 
     def _emit(self, name: str, rec: Record) -> None:
         self._out.append((name, rec))
@@ -174,10 +177,16 @@ class Assembler:
     def _exec_record(self, p: Proc, time_ns: int, argv: list[str], truncated: bool, uid: int,
                      cgroup_path: str | None, env: dict[str, str], cwd: str | None, source: str) -> Record:
         cid, runtime = parse_container(cgroup_path)
+        # one record stays far below what Kafka accepts, whatever the process passed to execve
+        argv, argv_cut = bound_argv(argv)
+        env, env_cut = bound_env(env)
+        if argv_cut or env_cut:
+            self.counters.exec_truncated += 1
         return {
             "host_id": self.host_id, "pid": p.pid, "start_time_ns": p.start_ns, "time_ns": time_ns,
             "ppid": p.ppid, "parent_start_time_ns": p.parent_start_ns, "uid": uid, "comm": p.comm,
-            "exe": p.exe, "argv": argv, "argv_truncated": truncated, "cwd": cwd, "env": env,
+            "exe": p.exe[:PATH_MAX_CHARS], "argv": argv, "argv_truncated": truncated or argv_cut,
+            "cwd": cwd[:PATH_MAX_CHARS] if cwd else cwd, "env": env, "env_truncated": env_cut,
             "cgroup_path": cgroup_path, "cgroup_id": p.cgroup_id, "container_id": cid,
             "container_runtime": runtime, "seeded": p.seeded, "source": source,
         }
@@ -342,8 +351,8 @@ class Assembler:
              exe: str, argv: list[str], uid: int, cgroup_path: str | None, env: dict[str, str],
              cwd: str | None, now_ns: int, source: str = "PROCFS") -> Proc | None:
         """A process found running (collector start, or a /proc scan in fallback mode)."""
-        p = Proc(pid, identity.start_time_from_ticks(self.boot_epoch_ns, starttime_ticks), ppid,
-                 identity.start_time_from_ticks(self.boot_epoch_ns, parent_ticks) if parent_ticks is not None else 0,
+        p = Proc(pid, self.clock.start_time_from_ticks(starttime_ticks), ppid,
+                 self.clock.start_time_from_ticks(parent_ticks) if parent_ticks is not None else 0,
                  comm, exe=exe, seeded=True)
         old = self.procs.get(pid)
         if old is not None and old.start_ns == p.start_ns:

@@ -20,7 +20,7 @@ from execsight.reloading import Reloading
 from execsight.settings import Settings
 from schemas.codec import default_codec
 from schemas.topics import RAW_HOST, RAW_PROCESS
-from services.collector import identity, procfs
+from services.collector import identity, procfs, wallclock
 from services.collector.assembler import Assembler
 from services.collector.btf import BtfError, task_offsets
 from services.collector.cgroups import read_cgroup_path
@@ -70,7 +70,7 @@ def rate_limiter(rules: Rules) -> ExecRateLimiter | None:
     return ExecRateLimiter(rules.execs_per_s, rules.burst or rules.execs_per_s)
 
 
-def verify_offsets(probes: Probes, boot_epoch_ns: int) -> str | None:
+def verify_offsets(probes: Probes, clock: wallclock.BootClock) -> str | None:
     """Spawns a child and checks the exec event read through BTF offsets against /proc. None when fine."""
     child = subprocess.Popen(["sleep", "2"])
     try:
@@ -83,8 +83,8 @@ def verify_offsets(probes: Probes, boot_epoch_ns: int) -> str | None:
                         return "task_struct pid/tgid offsets from BTF read back wrong values"
                     if st is None:
                         return "verification child vanished"
-                    want = identity.start_time_from_ticks(boot_epoch_ns, st.starttime_ticks)
-                    got = identity.start_time_ns(boot_epoch_ns, ev.start_boot)
+                    want = clock.start_time_from_ticks(st.starttime_ticks)
+                    got = clock.start_time_ns(ev.start_boot)
                     if want != got or ev.ppid != os.getpid():
                         return f"start time/parent mismatch (bpf {got} ppid {ev.ppid}, /proc {want})"
                     proc_cwd = procfs.read_cwd(child.pid)
@@ -109,7 +109,8 @@ class Collector:
         self.key = settings.host_id.encode()
         self.topic_process = settings.topic(RAW_PROCESS)
         self.topic_host = settings.topic(RAW_HOST)
-        self.boot_epoch_ns = identity.load_boot_epoch_ns(settings.state_dir / "collector" / "boot_epoch.json")
+        # boot clock -> wall clock, re-read every second and on clock steps; identities stable across restarts
+        self.clock = wallclock.keeper(settings.state_dir / "collector" / "boot_epoch.json")
         self.stop = threading.Event()
         self.events_total: Counter[str] = Counter()
         self._last_totals: Counter[str] = Counter()
@@ -138,7 +139,7 @@ class Collector:
             if self.opts.mode == "ebpf":
                 raise
             return
-        problem = verify_offsets(probes, self.boot_epoch_ns)
+        problem = verify_offsets(probes, self.clock.clock)
         if problem is not None:
             probes.close()
             self.fallback_reason = f"eBPF offsets failed verification: {problem}"
@@ -227,6 +228,7 @@ class Collector:
         if self.probes:
             lost["ringbuf_decode"] = self.probes.decode_errors
         sink = self.sink.stats()
+        lost["undeliverable"] = sink.get("undeliverable", 0)  # dropped: Kafka can never accept them
         ru = resource.getrusage(resource.RUSAGE_SELF)
         rss = 0
         st = procfs.read_stat(os.getpid())
@@ -265,12 +267,12 @@ class Collector:
                 self.fallback_reason, extra={"mode": "FALLBACK"},
             )
         limiter = rate_limiter(self.opts.rules)
-        asm = Assembler(self.settings.host_id, self.boot_epoch_ns, self.opts.rules, limiter, ProcLookups(),
+        asm = Assembler(self.settings.host_id, self.clock.clock, self.opts.rules, limiter, ProcLookups(),
                         self_pid=os.getpid(), fallback=self.probes is None)
         seeded = self._seed(asm)
         cloud = procfs.cloud_identity(self.settings.instance_type, self.settings.region, probe=self.opts.imds)
-        psampler = ProcessSampler(self.settings.host_id, self.boot_epoch_ns)
-        hsampler = HostSampler(self.settings.host_id, self.boot_epoch_ns, cloud, VERSION)
+        psampler = ProcessSampler(self.settings.host_id, self.clock.clock)
+        hsampler = HostSampler(self.settings.host_id, self.clock.clock, cloud, VERSION)
         if self.opts.metrics_port:
             self.metrics_port = self.metrics.serve(self.opts.metrics_port, self.settings.metrics_address)
         log.info("collector started", extra={
@@ -288,6 +290,7 @@ class Collector:
         next_host = started
         last_host = started
         while not self.stop.is_set():
+            self.clock.poll()  # before this loop's events are converted to wall time
             lag = 0  # age of the oldest event handled in this loop: drives the adaptive CPU policy
             if self.probes is not None:
                 evs = self.probes.poll(50)
@@ -369,6 +372,7 @@ class Collector:
             self.probes.close()
         if self.taskstats is not None:
             self.taskstats.close()
+        self.clock.close()
         log.info("collector stopped", extra={"events_total": dict(self.events_total), **self.sink.stats()})
         return 0
 

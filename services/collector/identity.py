@@ -3,13 +3,13 @@
 The kernel keeps ``task->start_boottime`` in ns; /proc/<pid>/stat exposes it in clock
 ticks (floor). To make every path agree exactly (BPF at fork/exec/exit, /proc seeding,
 a collector restart), the identity is the start time floored to a clock tick, plus
-the boot time in the epoch. The boot epoch is measured once per boot and persisted
-(keyed by boot_id), so a restarted collector derives the same identities.
+the boot time in the epoch that applied at that instant. Which epoch applied when is
+kept by services/collector/wallclock.py (per boot_id, persisted, updated on clock steps),
+so a restarted collector derives the same identities and event times follow the wall clock.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -33,46 +33,11 @@ def epoch_ns(boot_epoch_ns: int, boot_ns: int) -> int:
     return boot_epoch_ns + boot_ns
 
 
-def measure_boot_epoch_ns() -> int:
-    """CLOCK_REALTIME - CLOCK_BOOTTIME, best of a few tight readings."""
-    best: tuple[int, int] | None = None
-    for _ in range(5):
-        a = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-        r = time.time_ns()
-        b = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-        if best is None or b - a < best[0]:
-            best = (b - a, r - (a + b) // 2)
-    assert best is not None
-    return best[1]
-
-
 def boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return ""
-
-
-def load_boot_epoch_ns(state_file: Path | None) -> int:
-    """The persisted boot epoch for this boot, measured and stored on first use."""
-    bid = boot_id()
-    if state_file is not None:
-        try:
-            doc = json.loads(state_file.read_text())
-            if doc.get("boot_id") == bid and bid:
-                return int(doc["boot_epoch_ns"])
-        except (OSError, ValueError, KeyError):
-            pass
-    value = measure_boot_epoch_ns()
-    if state_file is not None:
-        try:
-            state_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = state_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"boot_id": bid, "boot_epoch_ns": value}))
-            tmp.replace(state_file)
-        except OSError:
-            pass
-    return value
 
 
 def boot_ns_now() -> int:

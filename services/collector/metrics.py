@@ -23,6 +23,9 @@ class CollectorMetrics:
         self.cpu_escalations = Gauge("execsight_collector_cpu_escalations_total",
                                      "Times the collector fell behind and left SCHED_IDLE for SCHED_BATCH.",
                                      registry=self.registry)
+        self.undeliverable = Gauge("execsight_collector_undeliverable_total",
+                                   "Records dropped because Kafka can never accept them (e.g. too large).",
+                                   registry=self.registry)
         self.delivery_errors = Gauge("execsight_collector_delivery_errors_total", "Kafka delivery failures.",
                                      registry=self.registry)
 
@@ -42,3 +45,4 @@ class CollectorMetrics:
         self.spool_records.set(sink.get("spool_records", 0))
         self.spool_dropped.set(sink.get("spool_dropped", 0))
         self.delivery_errors.set(sink.get("delivery_errors", 0))
+        self.undeliverable.set(sink.get("undeliverable", 0))

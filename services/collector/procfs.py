@@ -10,6 +10,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas.record_bounds import ENV_MAX_VALUE_CHARS
+from services.collector.redact import redact_env_value
+
 PROC = Path("/proc")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -75,7 +78,8 @@ assert all(any(n.decode() in name for n in _ENV_NEEDLES) for name in (*ENV_ALLOW
 
 
 def filter_environ(raw: bytes) -> dict[str, str]:
-    """Only allow-listed variables from a NUL-separated environment block (pure)."""
+    """Only allow-listed variables from a NUL-separated environment block, secret-looking values
+    redacted (pure)."""
     out: dict[str, str] = {}
     for needle in _ENV_NEEDLES:
         if needle in raw:
@@ -88,7 +92,7 @@ def filter_environ(raw: bytes) -> dict[str, str]:
             continue
         key = name.decode("utf-8", "replace")
         if key in ENV_ALLOW_NAMES or key.startswith(ENV_ALLOW_PREFIXES):
-            out[key] = value.decode("utf-8", "replace")[:1024]
+            out[key] = redact_env_value(key, value.decode("utf-8", "replace")[:ENV_MAX_VALUE_CHARS])
     return out
 
 

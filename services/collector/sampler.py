@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.collector import identity, procfs
+from services.collector import procfs
 from services.collector.assembler import Proc
 from services.collector.probes import KernelTotalsRaw
+from services.collector.wallclock import BootClock
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def sample_delta(host_id: str, p: Proc, prev: ProcReading, cur: ProcReading,
 @dataclass
 class ProcessSampler:
     host_id: str
-    boot_epoch_ns: int
+    clock: BootClock
     readings: dict[tuple[int, int], ProcReading] = field(default_factory=dict)
     gone: dict[int, int] = field(default_factory=dict)
 
@@ -56,7 +57,7 @@ class ProcessSampler:
         seen: set[tuple[int, int]] = set()
         for p in procs:
             st = procfs.read_stat(p.pid)
-            if st is None or identity.start_time_from_ticks(self.boot_epoch_ns, st.starttime_ticks) != p.start_ns:
+            if st is None or self.clock.start_time_from_ticks(st.starttime_ticks) != p.start_ns:
                 self.gone[p.pid] = self.gone.get(p.pid, 0) + 1
                 if self.gone[p.pid] >= 2:
                     vanished.append(p.pid)
@@ -83,7 +84,7 @@ class ProcessSampler:
 @dataclass
 class HostSampler:
     host_id: str
-    boot_epoch_ns: int
+    clock: BootClock
     cloud: procfs.CloudIdentity
     version: str
     prev_cpu: tuple[int, ...] = ()
@@ -102,7 +103,7 @@ class HostSampler:
         psi_cpu, psi_mem, psi_io = procfs.read_psi("cpu"), procfs.read_psi("memory"), procfs.read_psi("io")
         rec = {
             "host_id": self.host_id, "time_ns": now_ns, "interval_ns": 0 if first else now_ns - self.prev_time,
-            "hostname": procfs.hostname(), "boot_time_ns": self.boot_epoch_ns,
+            "hostname": procfs.hostname(), "boot_time_ns": self.clock.current_epoch_ns,
             "cpu_count": len([c for c in procfs.read_text(procfs.PROC / "stat").splitlines()
                               if c.startswith("cpu") and c[3:4].isdigit()]),
             "cpu_busy_ratio": busy, "cpu_iowait_ratio": iowait, "cpu_steal_ratio": steal,

@@ -22,13 +22,17 @@ from confluent_kafka import KafkaException, Producer
 from execsight.settings import Settings
 from schemas.codec import Codec, CodecError
 from schemas.topics import DEADLETTER, ENRICHED_HOST, ENRICHED_PROCESS, ENRICHED_RUN, ENRICHED_TASK, RAW_HOST
-from services.correlator import context
+from services.correlator import context, validation
 from services.correlator.process_tree import HostTree, Outputs, TreeConfig
 from services.correlator.sink import Sink
 from services.correlator.tool_rules import ReloadingRules
 
 log = logging.getLogger(__name__)
 ORIGIN = "correlator"
+
+# librdkafka refuses messages over message.max.bytes (1,000,000 by default) before compression
+MAX_MESSAGE_BYTES = 900_000
+DEADLETTER_VALUE_MAX = 512 * 1024  # the head of an oversized message, with its full size in a header
 
 PROCESS_TYPES = frozenset({"ProcessExec", "ProcessFork", "ProcessExit", "ProcessSample", "ProcessThrottle"})
 HOST_TYPES = frozenset({"HostSample", "CollectorStatus"})
@@ -85,6 +89,8 @@ class DictState:
 class Stats:
     events: int = 0
     deadlettered: int = 0
+    normalised: int = 0  # accepted after cleaning or cutting (validation.py)
+    oversized: int = 0  # enriched records too large to publish, dead-lettered instead
     batches: int = 0
     skipped_replayed: int = 0
     throttled_execs: int = 0
@@ -247,6 +253,7 @@ class BatchProcessor:
         touched: dict[str, HostTree] = {}
         last_offsets: dict[tuple[str, int], int] = {}
         dead: list[tuple[RawMessage, str]] = []
+        now_ns = time.time_ns()
         for msg in batch:
             source = self.source(msg.topic)
             last_offsets[(source, msg.partition)] = msg.offset
@@ -262,10 +269,16 @@ class BatchProcessor:
             if kind not in allowed:
                 dead.append((msg, f"invalid: record type {kind} does not belong on {msg.topic}"))
                 continue
-            host_id = rec.get("host_id") or ""
-            if not host_id:
-                dead.append((msg, "invalid: empty host_id"))
+            checked = validation.validate(kind, rec, now_ns)
+            if checked.record is None:
+                dead.append((msg, checked.reason))
                 continue
+            if checked.fixes:
+                self.stats.normalised += 1
+                log.warning("record normalised at the boundary", extra={
+                    "record_type": kind, "fixes": list(checked.fixes), "topic": msg.topic,
+                    "partition": msg.partition, "offset": msg.offset})
+            host_id = rec["host_id"]
             tree = touched.get(host_id) or self._tree(host_id)
             touched[host_id] = tree
             self.host_partition[host_id] = msg.partition
@@ -309,19 +322,39 @@ class BatchProcessor:
 
     def _publish(self, out: Outputs, dead: list[tuple[RawMessage, str]]) -> None:
         enc = self.codec.encode
-        produce = self.publisher.produce
+
+        def produce(topic: str, name: str, rec: dict[str, Any]) -> None:
+            key, value = rec["host_id"].encode(), enc(name, rec)
+            if len(value) + len(key) <= MAX_MESSAGE_BYTES:
+                self.publisher.produce(topic, key, value)
+                return
+            # bounded inputs keep records far below this; should one still grow past what Kafka takes,
+            # publishing it would fail the batch for good: its head goes to the dead-letter topic instead
+            self.stats.oversized += 1
+            log.error("enriched record too large to publish; dead-lettered",
+                      extra={"record_type": name, "bytes": len(value), "host_id": rec["host_id"]})
+            headers = [("execsight.reason", f"oversized: {name} of {len(value)} bytes".encode()),
+                       ("execsight.origin", ORIGIN.encode()), ("execsight.truncated", str(len(value)).encode())]
+            self.publisher.produce(DEADLETTER, key, value[:DEADLETTER_VALUE_MAX], headers=headers)
+
         for rec in out.enriched_process:
-            produce(ENRICHED_PROCESS, rec["host_id"].encode(), enc("EnrichedProcess", rec))
+            produce(ENRICHED_PROCESS, "EnrichedProcess", rec)
         for rec in out.enriched_task:
-            produce(ENRICHED_TASK, rec["host_id"].encode(), enc("EnrichedTask", rec))
+            produce(ENRICHED_TASK, "EnrichedTask", rec)
         for rec in out.enriched_run:
-            produce(ENRICHED_RUN, rec["host_id"].encode(), enc("EnrichedRun", rec))
+            produce(ENRICHED_RUN, "EnrichedRun", rec)
         for rec in out.host_activity:
-            produce(ENRICHED_HOST, rec["host_id"].encode(), enc("HostActivity", rec))
+            produce(ENRICHED_HOST, "HostActivity", rec)
         for msg, reason in dead:
             log.warning("message sent to dead-letter topic",
                         extra={"reason": reason, "topic": msg.topic, "partition": msg.partition, "offset": msg.offset})
-            produce(DEADLETTER, msg.key, msg.value, headers=deadletter_headers(msg, reason))
+            value = msg.value
+            headers = deadletter_headers(msg, reason)
+            if value is not None and len(value) > DEADLETTER_VALUE_MAX:
+                # a raw message can be larger than a producer may send (compressed on the way in)
+                headers.append(("execsight.truncated", str(len(value)).encode()))
+                value = value[:DEADLETTER_VALUE_MAX]
+            self.publisher.produce(DEADLETTER, msg.key, value, headers=headers)
 
 
 def deadletter_headers(msg: RawMessage, reason: str) -> list[tuple[str, bytes]]:

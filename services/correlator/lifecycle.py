@@ -37,7 +37,7 @@ class Lifecycle:
     # ------------------------------------------------------------------ records
 
     def run_record(self, r: Run, event: str) -> Json:
-        live = [] if r.done else [(p.start, p.peak) for p in self.table.of_run(r.run_id)]
+        live = [] if r.done else [(p.t0 or p.start, p.peak) for p in self.table.of_run(r.run_id)]
         return run_record(self.host_id, r, event, live)
 
     def take_run_rows(self, out: Outputs) -> None:
@@ -66,7 +66,7 @@ class Lifecycle:
         r.live += 1
         r.last = max(r.last, t)
         r.active = max(r.active, t)
-        concurrent_peak.start(r.segments, p.start)
+        concurrent_peak.start(r.segments, p.t0 or p.start)
         # a second root-like process in an existing run (e.g. a re-exec) leaves the first root in place
         self.log.touch(r)
         if not r.started and out is not None:
@@ -83,7 +83,7 @@ class Lifecycle:
             return
         r.processes = max(0, r.processes - 1)
         r.live = max(0, r.live - 1)
-        concurrent_peak.exit(r.segments, p.start, 0)
+        concurrent_peak.exit(r.segments, p.t0 or p.start, 0)
         self.log.touch(r)
 
     def exit_run(self, p: Proc, end: int, out: Outputs) -> None:
@@ -100,7 +100,7 @@ class Lifecycle:
         r.live = max(0, r.live - 1)
         r.last = max(r.last, end)
         r.active = max(r.active, end)
-        concurrent_peak.exit(r.segments, p.start, p.peak)
+        concurrent_peak.exit(r.segments, p.t0 or p.start, p.peak, end)
         self.log.touch(r)
         if (p.pid, p.start) == (r.root_pid, r.root_start) and not r.done:
             r.root_exited = True
@@ -169,7 +169,7 @@ class Lifecycle:
             return
         task.processes += 1
         task.live += 1
-        concurrent_peak.start(task.segments, p.start)
+        concurrent_peak.start(task.segments, p.t0 or p.start)
         self.log.touch(task)
 
     def detach_task(self, p: Proc) -> None:
@@ -178,7 +178,7 @@ class Lifecycle:
             return
         task.processes = max(0, task.processes - 1)
         task.live = max(0, task.live - 1)
-        concurrent_peak.exit(task.segments, p.start, 0)
+        concurrent_peak.exit(task.segments, p.t0 or p.start, 0)
         if task.processes == 0:
             # a task opened at fork and left at exec (its process got a task of its own): never a task
             del self.tasks[(task.run_id, task.task_id)]
@@ -213,7 +213,7 @@ class Lifecycle:
         task.oom = task.oom or p.oom
         if p.tool:
             task.tools[p.tool] = task.tools.get(p.tool, 0) + p.cpu
-        concurrent_peak.exit(task.segments, p.start, p.peak)
+        concurrent_peak.exit(task.segments, p.t0 or p.start, p.peak, end)
         if (p.pid, p.start) == (task.root_pid, task.root_start):
             task.root_exited = True
             task.code, task.sig = p.code, p.sig

@@ -101,6 +101,10 @@ def _worker_class(base: type, settings: Settings) -> type:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["skip"]:  # operator: step past one raw message (services/correlator/skip.py)
+        from services.correlator.skip import main as skip_main
+
+        return skip_main(argv[1:])
     args = _parser().parse_args(argv)
     settings = settings_or_exit("execsight correlator")
     if not args.no_supervise:

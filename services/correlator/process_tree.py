@@ -16,7 +16,7 @@ it has not also replayed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,16 +26,18 @@ from services.correlator.changelog import ChangeLog
 from services.correlator.context import Context, Parent
 from services.correlator.engines.base import DEFAULT_GENERIC, GenericPolicy, base_name, first_name
 from services.correlator.host_activity import Activity
+from services.correlator.host_clock import HostClock
 from services.correlator.lifecycle import Lifecycle
 from services.correlator.outputs import Outputs
 from services.correlator.process_table import ProcessTable
 from services.correlator.projections import Container, process_record
+from services.correlator.tool_rules import Recognition
 from services.correlator.tree_state import EventGate, HostActivity, HostInfo, Json, Proc, Run, Task, decode
 
 __all__ = ["HostTree", "Outputs", "TreeConfig"]
 
 D = dict[str, Any]
-Identify = Callable[[str, list[str]], str | None]
+Identify = Callable[[str, Sequence[str], str | None], Recognition]  # (exe, argv, image)
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ class HostTree:
                               self.gate, self.log, self.container_info)
         self.snakefiles: dict[str, list[context.SnakefileRule]] = {}
         self._rows: dict[tuple[int, int], Proc] = {}  # processes whose row this batch must write
-        self.last_event_ns = 0
+        self.clock = HostClock()  # process-event time: closes idle runs
 
     @property
     def procs(self) -> dict[tuple[int, int], Proc]:
@@ -131,7 +133,7 @@ class HostTree:
                 self.activity.info = state
             elif isinstance(state, HostActivity):
                 self.activity.act = state
-        self.last_event_ns = max((r.last for r in self.life.runs.values()), default=0)
+        self.clock.reset(max((r.last for r in self.life.runs.values()), default=0))
 
     def changes(self) -> list[tuple[str, Json | None]]:
         """Changelog writes since the last call: values to set, then removals (None)."""
@@ -163,13 +165,14 @@ class HostTree:
             if kind.startswith("Process"):
                 # only process events move the clock that closes idle runs: raw.host is another topic,
                 # read ahead of or behind raw.process, so its times say nothing about process events to come
-                self.last_event_ns = max(self.last_event_ns, t)
+                self.clock.observe(t)
             self.activity.roll(t, self.life.active_runs, out)
 
     def finish(self, out: Outputs) -> None:
         """Ends a batch: closes runs idle past the timeout, turns changed processes and runs into rows."""
-        if self.last_event_ns:
-            self.life.expire(self.last_event_ns, out)
+        now_ns = self.clock.now()
+        if now_ns:
+            self.life.expire(now_ns, out)
         for p in self._rows.values():
             out.processes[(self.host_id, p.pid, p.start)] = self._process_record(p)
         self._rows = {}
@@ -196,7 +199,7 @@ class HostTree:
         p.task_id, p.task = parent.task_id, parent.task
         p.requested_cpus, p.requested_memory_bytes = parent.requested_cpus, parent.requested_memory_bytes
         p.container_id, p.container_runtime, p.cgroup = parent.container_id, parent.container_runtime, parent.cgroup
-        p.tool = parent.tool
+        p.tool, p.tool_package, p.tool_method = parent.tool, parent.tool_package, parent.tool_method
         p.daemon = parent.daemon
         p.role = ""
         p.run_root = False
@@ -229,6 +232,7 @@ class HostTree:
             return  # replayed, or exec seen first
         parent = self.table.parent_of(rec["ppid"], rec.get("parent_start_time_ns", 0))
         p = self._new_proc(pid, start, rec["ppid"], rec.get("parent_start_time_ns", 0), rec["comm"])
+        p.t0 = rec.get("time_ns") or start  # live from here, on the event clock (peak intervals)
         if parent is not None:
             p.pstart = parent.start
             self._inherit(p, parent)
@@ -242,6 +246,7 @@ class HostTree:
         is_new = p is None
         if p is None:
             p = self._new_proc(pid, start, rec["ppid"], rec.get("parent_start_time_ns", 0), rec["comm"])
+            p.t0 = rec.get("time_ns") or start  # live from here, on the event clock (peak intervals)
         elif not self.gate.ok(p):
             return
         parent = self.table.parent_of(p.ppid, p.pstart or rec.get("parent_start_time_ns", 0))
@@ -258,8 +263,10 @@ class HostTree:
             p.cgroup = rec["cgroup_path"]
         if rec.get("container_id"):
             p.container_id, p.container_runtime = rec["container_id"], rec.get("container_runtime")
-        tool = self.identify(exe, argv)
-        p.tool = tool
+        found = self.identify(exe, argv, (self.container_info(p.container_id) or {}).get("image")
+                              if p.container_id else None)
+        tool = found.tool
+        p.tool, p.tool_package, p.tool_method = tool, found.package, found.method
         if tool:
             out.seen(out.tools, tool, rec["time_ns"])
         if p.container_id:

@@ -24,7 +24,8 @@ def process_record(host_id: str, p: Proc, container: Container) -> Json:
         "net_tx_bytes": p.tx, "net_rx_bytes": p.rx, "short_lived": p.short, "pipeline": p.pipeline,
         "run_id": p.run_id, "task_id": p.task_id, "task": p.task, "tool": p.tool, "engine": p.engine,
         "container_id": p.container_id, "container_name": c.get("name"), "image": c.get("image"),
-        "pod": c.get("pod"), "namespace": c.get("namespace"),
+        "pod": c.get("pod"), "namespace": c.get("namespace"), "tool_package": p.tool_package,
+        "tool_method": p.tool_method,
     }
 
 

@@ -52,11 +52,12 @@ PROCESS_COLS = (
     ("runq_ns", "bigint"), ("blkio_ns", "bigint"), ("peak_rss_bytes", "bigint"), ("read_bytes", "bigint"),
     ("write_bytes", "bigint"), ("net_tx_bytes", "bigint"), ("net_rx_bytes", "bigint"), ("short_lived", "boolean"),
     ("pipeline", "text"), ("run_id", "text"), ("task_id", "text"), ("task", "text"), ("tool", "text"),
-    ("engine", "text"), ("container_id", "text"),
+    ("engine", "text"), ("container_id", "text"), ("tool_package", "text"), ("tool_method", "text"),
 )
 _EXIT_FIELDS = ("exit_code", "signal", "oom_killed", "cpu_ns", "runq_ns", "blkio_ns", "peak_rss_bytes", "read_bytes",
                 "write_bytes", "net_tx_bytes", "net_rx_bytes", "short_lived")
-_CTX_FIELDS = ("pipeline", "run_id", "task_id", "task", "tool", "engine", "container_id")
+_CTX_FIELDS = ("pipeline", "run_id", "task_id", "task", "tool", "engine", "container_id", "tool_package",
+               "tool_method")
 
 PROCESSES = Staged(
     "stage_processes",

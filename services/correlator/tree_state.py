@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.correlator.concurrent_peak import Segments
+from services.correlator import concurrent_peak
+from services.correlator.concurrent_peak import PeakState, Segments
 
 Json = dict[str, Any]
 
@@ -19,6 +20,15 @@ Json = dict[str, Any]
 def _marks(d: Json) -> dict[str, int]:
     # mark keys are "o" + a one-letter source ("oP", "oH"); "oom" is a field, not a mark
     return {k[1:]: int(v) for k, v in d.items() if len(k) == 2 and k[0] == "o"}
+
+
+def _peak_state(v: Any) -> PeakState | Segments:
+    # a plain list is the segments-only state an older version wrote
+    if isinstance(v, dict):
+        return {"s": [list(s) for s in v.get("s") or []], "q": [list(e) for e in v.get("q") or []],
+                "w": v.get("w", 0), "f": v.get("f", 0), "h": v.get("h", concurrent_peak.MIN_HORIZON_NS),
+                "late": v.get("late", 0)}
+    return [list(s) for s in v or []]
 
 
 def _put_marks(d: Json, marks: dict[str, int]) -> Json:
@@ -51,6 +61,7 @@ class Proc(Marked):
     start: int = 0
     ppid: int = 0
     pstart: int = 0
+    t0: int = 0  # first fork or exec event time: live from here on the event clock (peak intervals)
     comm: str = ""
     exe: str = ""
     argv: list[str] = field(default_factory=list)
@@ -69,6 +80,8 @@ class Proc(Marked):
     requested_cpus: float | None = None
     requested_memory_bytes: int | None = None
     tool: str | None = None
+    tool_package: str | None = None
+    tool_method: str | None = None  # how the tool was found: rule | program | package
     container_id: str | None = None
     container_runtime: str | None = None
     cgroup: str | None = None
@@ -101,11 +114,12 @@ class Proc(Marked):
 
     def to_json(self) -> Json:
         return _put_marks({
-            "pid": self.pid, "st": self.start, "pp": self.ppid, "pst": self.pstart, "comm": self.comm,
+            "pid": self.pid, "st": self.start, "pp": self.ppid, "pst": self.pstart, "t0": self.t0, "comm": self.comm,
             "exe": self.exe, "argv": self.argv, "cwd": self.cwd, "uid": self.uid, "run": self.run_id,
             "pl": self.pipeline, "eng": self.engine, "tid": self.task_id, "task": self.task, "role": self.role,
             "rr": self.run_root, "tr": self.task_root, "gname": self.task_named_at_exec, "dmn": self.daemon,
             "rqc": self.requested_cpus, "rqm": self.requested_memory_bytes, "tool": self.tool,
+            "tpkg": self.tool_package, "tby": self.tool_method,
             "cid": self.container_id, "crt": self.container_runtime, "cg": self.cgroup, "sf": self.snakefile,
             "unknown": self.unknown, "peak": self.peak, "scpu": self.sample_cpu, "stx": self.sample_tx,
             "srx": self.sample_rx, "srd": self.sample_read, "swr": self.sample_write, "srq": self.sample_runq,
@@ -118,11 +132,13 @@ class Proc(Marked):
     def from_json(cls, d: Json) -> Proc:
         g = d.get
         return cls(
-            marks=_marks(d), pid=d["pid"], start=d["st"], ppid=g("pp", 0), pstart=g("pst", 0), comm=g("comm", ""),
+            marks=_marks(d), pid=d["pid"], start=d["st"], ppid=g("pp", 0), pstart=g("pst", 0), t0=g("t0") or 0,
+            comm=g("comm", ""),
             exe=g("exe") or "", argv=list(g("argv") or []), cwd=g("cwd"), uid=g("uid") or 0, run_id=g("run"),
             pipeline=g("pl"), engine=g("eng"), task_id=g("tid"), task=g("task"), role=g("role") or "",
             run_root=bool(g("rr")), task_root=bool(g("tr")), task_named_at_exec=bool(g("gname")), daemon=bool(g("dmn")),
-            requested_cpus=g("rqc"), requested_memory_bytes=g("rqm"), tool=g("tool"), container_id=g("cid"),
+            requested_cpus=g("rqc"), requested_memory_bytes=g("rqm"), tool=g("tool"), tool_package=g("tpkg"),
+            tool_method=g("tby"), container_id=g("cid"),
             container_runtime=g("crt"), cgroup=g("cg"), snakefile=g("sf"), unknown=bool(g("unknown")),
             peak=g("peak") or 0, sample_cpu=g("scpu") or 0, sample_tx=g("stx") or 0, sample_rx=g("srx") or 0,
             sample_read=g("srd") or 0, sample_write=g("swr") or 0, sample_runq=g("srq") or 0, end=g("end"),
@@ -165,7 +181,7 @@ class Task(Marked):
     requested_cpus: float | None = None
     requested_memory_bytes: int | None = None
     container_id: str | None = None
-    segments: Segments = field(default_factory=list)
+    segments: PeakState | Segments = field(default_factory=concurrent_peak.new)
     named_at_exec: bool = False
     status: str | None = None
     peak: int = 0
@@ -196,7 +212,7 @@ class Task(Marked):
             write=g("wr", 0), tx=g("tx", 0), rx=g("rx", 0), processes=g("n", 0), short_lived=g("sl", 0),
             short_lived_wall=g("slw", 0), oom=bool(g("oom")), tools=dict(g("tools") or {}), code=g("code"),
             sig=g("sig"), root_exited=bool(g("rexit")), live=g("live", 0), requested_cpus=g("rqc"),
-            requested_memory_bytes=g("rqm"), container_id=g("cid"), segments=[list(s) for s in g("seg") or []],
+            requested_memory_bytes=g("rqm"), container_id=g("cid"), segments=_peak_state(g("seg")),
             named_at_exec=bool(g("gname")), status=g("status"), peak=g("peak") or 0,
         )
 
@@ -224,7 +240,7 @@ class Run(Marked):
     write: int = 0
     tx: int = 0
     rx: int = 0
-    segments: Segments = field(default_factory=list)
+    segments: PeakState | Segments = field(default_factory=concurrent_peak.new)
     live: int = 0
     root_exited: bool = False
     done: bool = False
@@ -254,7 +270,7 @@ class Run(Marked):
             root_start=d["rst"], start=d["start"], end=g("end"), status=g("status") or "RUNNING", code=g("code"),
             tasks=g("tasks", 0), failed_tasks=g("ftasks", 0), processes=g("n", 0), cpu=g("cpu", 0),
             runq=g("rq", 0), blkio=g("blk", 0), read=g("rd", 0), write=g("wr", 0), tx=g("tx", 0), rx=g("rx", 0),
-            segments=[list(s) for s in g("seg") or []], live=g("live", 0), root_exited=bool(g("rexit")),
+            segments=_peak_state(g("seg")), live=g("live", 0), root_exited=bool(g("rexit")),
             done=bool(g("done")), last=g("last", 0), active=g("act") or g("last", 0), started=bool(g("started")),
         )
 

@@ -10,6 +10,7 @@ import sys
 from execsight.kafka_io import wait_for_broker
 from execsight.lifecycle import settings_or_exit, stop_on_signals
 from services.sweep.aws_scanner import AwsScanner
+from services.sweep.readonly import guard_process
 from services.sweep.report_table import format_table
 from services.sweep.worker import run_forever, run_once
 
@@ -29,6 +30,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-attempts", type=int, default=10, help="botocore attempts per call (throttling)")
     parser.add_argument("--json", action="store_true", help="with --once: print the findings as one JSON object")
     args = parser.parse_args(argv)
+    guard_process()  # every AWS client this process makes, boto3.resource ones too, can only read
     settings = settings_or_exit("execsight sweep")
     regions = tuple(args.region) if args.region else settings.aws_regions
     scanner = AwsScanner(max_attempts=args.max_attempts, retry_mode=args.retry_mode) if regions else None

@@ -122,9 +122,9 @@ def run_tasks(conn: Conn, run_id: str) -> pd.DataFrame:
 def run_processes(conn: Conn, run_id: str, limit: int = 400) -> pd.DataFrame:
     """The run's longest processes (the Gantt's lower lanes); short helpers are summarised per task."""
     return frame(conn, """
-        SELECT pid, start_time_ns, start_time, coalesce(end_time, now()) AS end_time, comm, tool, task, task_id,
-               cpu_ns, peak_rss_bytes, short_lived
-        FROM processes WHERE run_id = %(run_id)s
+        SELECT pid, start_time_ns, start_time, coalesce(end_time, now()) AS end_time, comm, tool_label AS tool,
+               tool_package, tool_method, task, task_id, cpu_ns, peak_rss_bytes, short_lived
+        FROM process_tools WHERE run_id = %(run_id)s
         ORDER BY coalesce(end_time, now()) - start_time DESC LIMIT %(limit)s""", {"run_id": run_id, "limit": limit})
 
 
@@ -166,25 +166,61 @@ def previous_runs(conn: Conn, pipeline: str, before: datetime, limit: int = 20) 
 
 # --- Tasks and tools --------------------------------------------------------------------------
 
+# A task no tool was identified in is shown under its busiest process's executable ("cat (unidentified
+# executable)"), never as a blank: the label comes from the process_tools view (migration 0006).
+_TASK_TOP_PROCESS = """
+    LEFT JOIN LATERAL (
+        SELECT pt.tool_label FROM process_tools pt
+        WHERE pt.run_id = t.run_id AND pt.task_id = t.task_id ORDER BY pt.cpu_ns DESC, pt.pid LIMIT 1
+    ) top ON t.tool IS NULL"""
+_TASK_TOOL = "coalesce(t.tool, top.tool_label)"
+
+
+def run_tool_costs(conn: Conn, run_id: str) -> pd.DataFrame:
+    """Cost, waste and time per tool over every process of the run (each task's share split by CPU time).
+
+    Unidentified processes count under '<executable> (unidentified executable)'; processes outside any
+    task are listed with no cost rather than dropped.
+    """
+    return frame(conn, """
+        WITH p AS (
+            SELECT pt.task_id, pt.tool_label, pt.tool_package, pt.tool_method, pt.cpu_ns,
+                   pt.cpu_ns::float8 / nullif(sum(pt.cpu_ns) OVER (PARTITION BY pt.task_id), 0) AS cpu_share,
+                   1.0 / count(*) OVER (PARTITION BY pt.task_id) AS even_share
+            FROM process_tools pt WHERE pt.run_id = %(run_id)s
+        )
+        SELECT p.tool_label AS tool, max(p.tool_package) AS tool_package, max(p.tool_method) AS tool_method,
+               count(*) AS processes, sum(p.cpu_ns) AS cpu_ns,
+               sum(coalesce(t.cost_usd, 0) * coalesce(p.cpu_share, p.even_share))::float8 AS cost_usd,
+               sum(coalesce(t.waste_usd, 0) * coalesce(p.cpu_share, p.even_share))::float8 AS waste_usd,
+               (sum(coalesce(t.wall_ns, 0) * coalesce(p.cpu_share, p.even_share)) / 1e9)::float8 AS wall_s
+        FROM p LEFT JOIN task_overview t ON t.run_id = %(run_id)s AND t.task_id = p.task_id
+        GROUP BY p.tool_label ORDER BY cost_usd DESC, wall_s DESC, tool""", {"run_id": run_id})
+
 def task_catalogue(conn: Conn, pipeline: str | None = None) -> pd.DataFrame:
     """(pipeline, task, tool, runs) pairs seen, most frequent first."""
     return frame(conn, """
-        SELECT pipeline, task, tool, count(*) AS executions, max(start_time) AS last_seen
-        FROM tasks WHERE (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
-        GROUP BY pipeline, task, tool ORDER BY executions DESC, task LIMIT 500""", {"pipeline": pipeline})
+        SELECT t.pipeline, t.task, """ + _TASK_TOOL + """ AS tool, count(*) AS executions,
+               max(t.start_time) AS last_seen
+        FROM tasks t """ + _TASK_TOP_PROCESS + """
+        WHERE (%(pipeline)s::text IS NULL OR t.pipeline = %(pipeline)s)
+        GROUP BY 1, 2, 3 ORDER BY executions DESC, task LIMIT 500""", {"pipeline": pipeline})
 
 
 def task_history(
     conn: Conn, pipeline: str | None, task: str | None, tool: str | None = None, limit: int = 1000
 ) -> pd.DataFrame:
     return frame(conn, """
-        SELECT run_id, task_id, pipeline, task, tool, status, start_time, wall_ns, cpu_ns, runq_ns, blkio_ns,
-               peak_rss_bytes, read_bytes, write_bytes, requested_cpus, requested_memory_bytes, cost_usd,
-               waste_usd, instance_type, cpu_count, oom_killed
-        FROM task_overview
-        WHERE (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
-          AND (%(task)s::text IS NULL OR task = %(task)s)
-          AND (%(tool)s::text IS NULL OR tool = %(tool)s)
+        SELECT * FROM (
+            SELECT t.run_id, t.task_id, t.pipeline, t.task, """ + _TASK_TOOL + """ AS tool, t.status, t.start_time,
+                   t.wall_ns, t.cpu_ns, t.runq_ns, t.blkio_ns, t.peak_rss_bytes, t.read_bytes, t.write_bytes,
+                   t.requested_cpus, t.requested_memory_bytes, t.cost_usd, t.waste_usd, t.instance_type,
+                   t.cpu_count, t.oom_killed
+            FROM task_overview t """ + _TASK_TOP_PROCESS + """
+            WHERE (%(pipeline)s::text IS NULL OR t.pipeline = %(pipeline)s)
+              AND (%(task)s::text IS NULL OR t.task = %(task)s)
+        ) h
+        WHERE (%(tool)s::text IS NULL OR tool = %(tool)s)
         ORDER BY start_time DESC LIMIT %(limit)s""",
         {"pipeline": pipeline, "task": task, "tool": tool, "limit": limit})
 
@@ -221,8 +257,8 @@ def task_processes(conn: Conn, run_id: str, task_id: str | None, limit: int = 50
         SELECT pid, start_time_ns, ppid, parent_start_time_ns, comm, exe, argv, start_time, end_time,
                (extract(epoch FROM coalesce(end_time, now()) - start_time) * 1e9)::bigint AS wall_ns,
                exit_code, signal, oom_killed, cpu_ns, runq_ns, blkio_ns, peak_rss_bytes, read_bytes, write_bytes,
-               short_lived, tool, task, container_id
-        FROM processes
+               short_lived, tool_label AS tool, tool_package, tool_method, task, container_id
+        FROM process_tools
         WHERE run_id = %(run_id)s AND task_id IS NOT DISTINCT FROM %(task_id)s
         ORDER BY start_time_ns LIMIT %(limit)s""", {"run_id": run_id, "task_id": task_id, "limit": limit})
 

@@ -142,3 +142,19 @@ def test_tgid_aggregate_record_completes_the_exit() -> None:
     a.on_taskstats(replace(ts(32, 30, utime=999), aggregate_tgid=True), 11 * MS)
     (_name, rec), = a.drain()
     assert rec["pid"] == 30 and rec["accounting"]["utime_ns"] == 300 and not a.pending_exits
+
+
+def test_seeded_process_with_huge_argv_and_environment_is_bounded() -> None:
+    """1,500 allow-listed variables and a 10 MB argument (legal for execve, read from /proc) make one record
+    that Kafka refuses; the record is cut to schemas/record_bounds.py and says so."""
+    from schemas import record_bounds
+
+    a = Assembler("h", BOOT)
+    env = {f"NXF_V{i}": "x" * 1000 for i in range(1500)}
+    a.seed(12, 1, "bwa", 100, None, "/usr/bin/bwa", ["bwa", "A" * 10_000_000], 0, None, env, "/w", BOOT)
+    (name, rec), = a.drain()
+    assert rec["argv_truncated"] and rec["env_truncated"]
+    assert 0 < len(rec["env"]) <= record_bounds.ENV_MAX_VARS
+    assert sum(len(k) + len(v) for k, v in rec["env"].items()) <= record_bounds.ENV_MAX_BYTES
+    assert len(default_codec().encode(name, rec)) < 64 * 1024
+    assert a.counters.exec_truncated == 1

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from services.collector import identity
+from services.collector import identity, wallclock
 from services.collector.btf import task_offsets
 from services.collector.probes import ExecEvent, ExitEvent, decode_event, plan_net_probes
 from services.collector.procfs import cpu_ratios, filter_environ, parse_psi, parse_stat
@@ -28,9 +28,9 @@ def test_identity_is_tick_floor_and_matches_proc_ticks() -> None:
 
 def test_boot_epoch_persisted_per_boot(tmp_path) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "boot.json"
-    a = identity.load_boot_epoch_ns(f)
-    assert identity.load_boot_epoch_ns(f) == a
-    assert abs(a - identity.measure_boot_epoch_ns()) < 50_000_000
+    a = wallclock.load(f, wallclock.KernelClocks())
+    assert wallclock.load(f, wallclock.KernelClocks()).segments == a.segments
+    assert abs(a.current_epoch_ns - wallclock.KernelClocks().read().epoch_ns) < 50_000_000
 
 
 def test_decode_exec_and_exit_events() -> None:

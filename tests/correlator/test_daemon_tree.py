@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from services.collector import identity, procfs
+from services.collector import procfs
 from services.collector.assembler import Assembler
 from services.collector.cgroups import read_cgroup_path
 from services.correlator.outputs import Outputs
@@ -90,8 +90,7 @@ def _scan(asm: Assembler) -> None:
     now = time.time_ns()
     stats = {pid: st for pid in procfs.list_pids() if (st := procfs.read_stat(pid)) is not None}
     for pid, st in stats.items():
-        if pid in asm.procs and asm.procs[pid].start_ns == identity.start_time_from_ticks(
-                asm.boot_epoch_ns, st.starttime_ticks):
+        if pid in asm.procs and asm.procs[pid].start_ns == asm.clock.start_time_from_ticks(st.starttime_ticks):
             continue
         parent = stats.get(st.ppid)
         argv = procfs.read_cmdline(pid) or ([st.comm] if st.ppid != 2 and pid != 2 else [])

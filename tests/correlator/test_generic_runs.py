@@ -158,7 +158,8 @@ def test_task_names_are_never_bare_numbers_or_memfd_paths() -> None:
     h.exit(root, "bash")
     _, out = run_events(h)
     names = {t["root_pid"]: t["task"] for t in out.tasks.values()}
-    assert names == {memfd: "runner", number: "bash", forked: "bash"}  # bash: the name the fork gave
+    # number: "bash", the name its fork gave; forked (comm "4"): its parent's tool, the script run.sh
+    assert names == {memfd: "runner", number: "bash", forked: "run"}
 
 
 def test_generic_run_settings_are_validated_with_the_variable_named() -> None:

@@ -4,6 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from services.sweep.readonly import release_process_guard
+
 from . import sweep_aws_guard as aws_guard
 
 
@@ -20,6 +22,8 @@ def no_mutating_aws_calls_in_session() -> Iterator[None]:
 def no_mutating_aws_calls_in_test() -> Iterator[None]:
     before = len(aws_guard.LOG.violations)
     yield
+    # the sweep's main guards the whole process; a test that ran it in-process must not leave that behind
+    release_process_guard()
     assert aws_guard.LOG.violations[before:] == [], "this test sent a mutating AWS call"
 
 

@@ -51,3 +51,13 @@ def test_once_prints_and_stores_findings(
     assert main(["--once"]) == 0
     with psycopg.connect(settings.database_url) as conn:
         assert conn.execute("SELECT count(*) FROM findings").fetchone() == (2,)
+
+
+def test_sweep_main_guards_the_whole_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`execsight sweep` fences every AWS client of its process, boto3.resource ones too."""
+    from services.sweep import readonly
+
+    monkeypatch.setattr("services.sweep.main.settings_or_exit", lambda _name: (_ for _ in ()).throw(SystemExit(9)))
+    with pytest.raises(SystemExit):
+        main(["--once"])
+    assert readonly.process_guarded()

@@ -127,10 +127,10 @@ def test_tool_totals_split_task_cost_over_recorded_processes() -> None:
     procs = [dict(p, task_id="h1", tool=None) for p in w["processes"]]
     totals = tool_totals([task], procs)
     assert sum(v[2] for v in totals.values()) == pytest.approx(1.0)
-    assert totals["true (no tool rule)"][3] == 3000 and totals["sh (no tool rule)"][3] == 1
-    assert totals["seq (no tool rule)"][3] == 1
+    assert totals["true (unidentified executable)"][3] == 3000 and totals["sh (unidentified executable)"][3] == 1
+    assert totals["seq (unidentified executable)"][3] == 1
     helpers_cpu = sum(p["cpu_ns"] for p in procs if p["comm"] == "true")
-    assert totals["true (no tool rule)"][2] == pytest.approx(helpers_cpu / task["cpu_ns"])
+    assert totals["true (unidentified executable)"][2] == pytest.approx(helpers_cpu / task["cpu_ns"])
 
 
 # --- the task label (issue 13.1) ------------------------------------------------------------------------

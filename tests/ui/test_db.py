@@ -54,3 +54,20 @@ def test_unreachable_database_raises_a_clear_error() -> None:
     with pytest.raises(db.DatabaseUnavailable, match=r"cannot reach the database at .*port=1"):
         db.connect("postgresql://nobody:secret@127.0.0.1:1/none", connect_timeout_s=2)
     assert "secret" not in db.redact_dsn("postgresql://nobody:secret@127.0.0.1:1/none")
+
+
+def test_tool_views_and_costs_include_every_process(ui_database_url: str) -> None:
+    with db.connect(ui_database_url) as conn:
+        raw = conn.execute("SELECT count(*), count(*) FILTER (WHERE tool IS NULL) FROM processes WHERE run_id = %s",
+                           (fx.LATEST_RUN,)).fetchone()
+        assert raw is not None and raw[1] > 0  # the fixture has unidentified helpers (sha256sum, sh)
+        costs = queries.run_tool_costs(conn, fx.LATEST_RUN)
+        assert int(costs["processes"].sum()) == raw[0]  # nobody dropped
+        unidentified = costs[costs["tool"].str.endswith(" (unidentified executable)")]
+        assert int(unidentified["processes"].sum()) == raw[1] and costs["tool"].notna().all()
+        tasks = queries.run_tasks(conn, fx.LATEST_RUN)
+        assert float(costs["cost_usd"].sum()) == pytest.approx(float(tasks["cost_usd"].sum()))
+        procs = queries.task_processes(conn, fx.LATEST_RUN, f"{fx.LATEST_RUN}/checksum")
+        assert procs["tool"].notna().all()
+        catalogue = queries.task_catalogue(conn, fx.PIPELINE)
+        assert catalogue["tool"].notna().all()  # a task without an identified tool shows its busiest executable

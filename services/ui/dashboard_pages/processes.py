@@ -57,12 +57,14 @@ st.dataframe(
         command=shown["argv"].map(lambda a: " ".join(a or [])),
         wall_ms=shown["wall_ns"] / 1e6, cpu_ms=shown["cpu_ns"] / 1e6, runq_ms=shown["runq_ns"] / 1e6,
         io_ms=shown["blkio_ns"] / 1e6, peak_mib=shown["peak_rss_bytes"] / 2**20,
-    )[["tree", "pid", "command", "tool", "start_time", "wall_ms", "cpu_ms", "runq_ms", "io_ms", "peak_mib",
-       "exit_code", "short_lived"]],
+    )[["tree", "pid", "command", "tool", "tool_package", "tool_method", "start_time", "wall_ms", "cpu_ms", "runq_ms",
+       "io_ms", "peak_mib", "exit_code", "short_lived"]],
     hide_index=True, width="stretch", height=min(38 + 35 * len(shown), 700),
     column_config={
         "tree": st.column_config.TextColumn("Process", width="medium"), "pid": st.column_config.NumberColumn(
             "PID", format="%d"), "command": st.column_config.TextColumn("Command", width="large"), "tool": "Tool",
+        "tool_package": "Package", "tool_method": st.column_config.TextColumn(
+            "Named by", help="rule (a rules file), program (the program's own name) or package"),
         "start_time": st.column_config.DatetimeColumn("Started", format="HH:mm:ss.SSS"),
         "wall_ms": st.column_config.NumberColumn("Wall (ms)", format="%.1f"),
         "cpu_ms": st.column_config.NumberColumn("CPU (ms)", format="%.1f"),

@@ -86,6 +86,7 @@ def run_page() -> None:
         r = queries.run_detail(conn, run_id).iloc[0].to_dict()
         tasks = queries.run_tasks(conn, run_id)
         procs = queries.run_processes(conn, run_id)
+        tool_costs = queries.run_tool_costs(conn, run_id)
         end = r["end_time"] if r["end_time"] is not None and not pd.isna(r["end_time"]) else pd.Timestamp.now(tz="UTC")
         series = queries.run_series(conn, run_id, r["start_time"], end)
         found = queries.run_findings(conn, run_id)
@@ -150,7 +151,9 @@ def run_page() -> None:
         st.markdown("#### Cost by task and tool")
         if tasks["cost_usd"].notna().any() if not tasks.empty else False:
             by = st.segmented_control("Group by", ["task", "tool"], default="task", key="cost_group") or "task"
-            st.altair_chart(charts.cost_bars(shaping.cost_by(tasks, by), by), width="stretch")
+            # by tool: every process of the run, an unidentified one under its executable
+            costs = tool_costs if by == "tool" else shaping.cost_by(tasks, by)
+            st.altair_chart(charts.cost_bars(costs, by), width="stretch")
         else:
             st.caption("No cost yet: the tune worker attributes cost when the run's tasks end.")
 

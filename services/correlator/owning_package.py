@@ -1,0 +1,147 @@
+"""The package a program belongs to, from evidence every process carries (pure; no file is read).
+
+Sources, most specific first:
+  * install layouts in the script's, jar's or executable's path: ``share/<pkg>-<ver>/`` and
+    ``opt/<pkg>-<ver>/`` (bioconda wrappers), ``site-packages/<pkg>/`` (Python), R
+    ``site-library/<pkg>/`` and ``R/library/<pkg>/``, ``/nix/store/<hash>-<pkg>-<ver>``, Homebrew
+    ``Cellar/<pkg>/``;
+  * the container image the process runs in: ``quay.io/biocontainers/<pkg>:<ver>``,
+    ``biocontainers/<pkg>``, ``community.wave.seqera.io/library/<pkg>_<pkg2>:...``, Galaxy's
+    ``depot.galaxyproject.org/singularity/<pkg>:<ver>`` (also as a cached ``.img``/``.sif`` file
+    name), any ``<org>/<name>:<tag>`` that is not a base image;
+  * a conda/mamba environment's name in ``.../envs/<env>/bin`` (unless it is a content hash).
+
+A conda environment's ``conda-meta/*.json`` would say exactly which package owns a file, but the
+correlator never reads files; that source is left out on purpose.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from services.correlator.program_name import name_key
+
+_SHARE = re.compile(r"/(?:share|opt)/([A-Za-z][\w.+-]*?)-v?\d[\w.]*(?:-\w+)?/")
+_SITE_PACKAGES = re.compile(r"/(?:site|dist)-packages/([A-Za-z_][\w]*)(?:/|\.py$)")
+_R_LIBRARY = re.compile(r"/(?:site-library|R/library|lib/R/library)/([A-Za-z][\w.]*)/")
+_NIX = re.compile(r"/(?:nix|gnu)/store/[0-9a-z]{32}-([A-Za-z][\w+-]*?)-\d")
+_CELLAR = re.compile(r"/Cellar/([A-Za-z][\w+-]*)/")
+_CONDA_ENV = re.compile(r"/envs/([^/]+)/(?:bin|lib|share|libexec|opt)/")
+_HASHY = re.compile(r"^(?:env-)?[0-9a-f]{8,}(?:[-_].*)?$|^[0-9a-f]{16,}")
+_SYSTEM_DIRS = ("/usr/bin/", "/bin/", "/usr/sbin/", "/sbin/", "/usr/lib/", "/lib/", "/usr/libexec/")
+_PY_INTERNAL = frozenset({"pip", "setuptools", "pkg_resources", "_distutils_hack", "runpy", "encodings"})
+
+_GALAXY_FILE = re.compile(r"depot\.galaxyproject\.org-singularity-([a-z0-9][\w.+-]*?)-v?\d[\w.]*--")
+_TAG = re.compile(r"[:@].*$")
+# images that are a base system or a language runtime: they say nothing about the tool
+_BASE_IMAGES = frozenset(
+    [
+        "ubuntu", "debian", "alpine", "centos", "rockylinux", "almalinux", "fedora", "busybox", "amazonlinux",
+        "archlinux", "opensuse", "oraclelinux", "python", "r-base", "r-ver", "rstudio", "tidyverse", "miniconda",
+        "miniconda3", "anaconda3", "micromamba", "mambaforge", "miniforge", "miniforge3", "openjdk",
+        "eclipse-temurin", "amazoncorretto", "node", "golang", "rust", "perl", "ruby", "julia", "cuda", "nvidia",
+        "base-notebook", "scipy-notebook", "bash", "buildpack-deps", "distroless", "static", "base"
+    ]
+)
+_MULLED = re.compile(r"^mulled-v2-[0-9a-f]+$")
+# packages Seqera's wave images add beside the tool (compression, htslib, runtimes): never the owner by default
+_HELPER_PACKAGES = frozenset(
+    [
+        "pigz", "gzip", "xz", "bzip2", "zstd", "htslib", "samtools", "python", "r-base", "perl", "openjdk",
+        "coreutils", "gawk", "sed", "grep", "findutils", "pip", "procps-ng", "bash", "tar", "unzip", "curl", "wget",
+        "pruned"
+    ]
+)
+
+
+@lru_cache(maxsize=8192)
+def package_from_layout(path: str) -> str | None:
+    """The package an install layout in path names (share/, opt/, site-packages/, R library, nix, Cellar)."""
+    if not path or "/" not in path:
+        return None
+    for pattern in (_SHARE, _SITE_PACKAGES, _R_LIBRARY, _NIX, _CELLAR):
+        m = pattern.search(path)
+        if m and m.group(1) not in _PY_INTERNAL:
+            return m.group(1)
+    return None
+
+
+@lru_cache(maxsize=8192)
+def package_from_env(path: str) -> str | None:
+    """The conda/mamba environment a path lies in (.../envs/<env>/bin), unless its name is a hash."""
+    m = _CONDA_ENV.search(path) if path else None
+    if m and not _HASHY.match(m.group(1)):
+        return m.group(1)
+    return None
+
+
+def is_system_path(path: str) -> bool:
+    """True for the base system's directories: a program there is not the image's package."""
+    return path.startswith(_SYSTEM_DIRS)
+
+
+@lru_cache(maxsize=4096)
+def packages_from_image(image: str) -> tuple[str, ...]:
+    """The packages a container image is built for, in its own order; () for base images and hashes."""
+    if not image:
+        return ()
+    ref = image.strip()
+    ref = re.sub(r"^(?:docker|oras|library|shub|https?)://", "", ref)
+    name = ref.rsplit("/", 1)[-1]
+    m = _GALAXY_FILE.search(name)
+    if m:
+        return (m.group(1),)
+    if name.endswith((".img", ".sif", ".simg")):
+        # a cached image file: <registry>-<org>-<pkg>-<ver>.img; take the part before the version
+        stem = re.sub(r"\.(?:img|sif|simg)$", "", name)
+        m = re.search(r"([a-z][\w+]*(?:-[a-z][\w+]*)*?)[-_]v?\d[\w.]*(?:--\w+)?$", stem)
+        return _keep((m.group(1).rsplit("-", 1)[-1],)) if m else ()
+    repo = _TAG.sub("", ref)
+    parts = repo.split("/")
+    last = parts[-1]
+    if "community.wave.seqera.io" in repo or "wave.seqera.io" in repo:
+        # library/<pkg>_<pkg2>_<pkg3>; pip_<pkg> for PyPI packages
+        # runtimes stay in the list (as helpers) so that htslib_python is ambiguous, not htslib
+        return tuple(p for p in last.split("_") if p and p not in ("pip", "pruned") and not _HASHY.match(p))
+    if _MULLED.match(last):
+        return ()
+    return _keep((last,))
+
+
+def _keep(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(n for n in names if n.lower() not in _BASE_IMAGES and not _HASHY.match(n))
+
+
+def owning_package(program: str, paths: tuple[str, ...], image: str | None) -> str | None:
+    """The package of ``program`` (its display name): install layout of its paths, then the image, then the env.
+
+    paths: the program's own path first (script, jar, executable), then the executable; a program
+    in the base system's directories (/usr/bin, /bin) is not the image's package.
+    With several packages in one image the one named like the program wins, else the only one that is
+    not a helper (compression, htslib, runtimes), else none: ``bbduk`` in ``bbmap_pigz`` is bbmap,
+    ``samtools`` in ``bwa_samtools`` is samtools.
+    """
+    paths = tuple(p for p in paths if p)
+    for path in paths:
+        pkg = package_from_layout(path)
+        if pkg is not None:
+            return pkg
+    if image and not (paths and is_system_path(paths[0])):
+        pkgs = packages_from_image(image)
+        if pkgs:
+            key = name_key(program)
+            for pkg in pkgs:
+                if name_key(pkg) == key:
+                    return pkg
+            if len(pkgs) == 1:
+                return pkgs[0] if pkgs[0].lower() not in _BASE_IMAGES else None
+            main = [p for p in pkgs if p.lower() not in _HELPER_PACKAGES]
+            if len(main) == 1:
+                return main[0]  # bbduk in bbmap_pigz is bbmap
+            # several candidate owners and none named like the program: say nothing rather than guess
+    for path in paths:
+        pkg = package_from_env(path)
+        if pkg is not None:
+            return pkg
+    return None

@@ -1,0 +1,177 @@
+"""The program a process runs, named the way its authors spell it (pure; the generic fallback after the rules).
+
+Three steps, each a pure function of the exec's executable and argv:
+
+1. ``unwrap_launchers``: drop launchers that only start another program (env, time, nice, timeout,
+   nohup, stdbuf, taskset, numactl, conda/mamba/micromamba run, singularity/apptainer exec).
+2. ``tool_rules.parse_invocation`` (not here): interpreter + script, ``python -m``, ``java -jar``, shebangs.
+3. ``display_name``: the program's own spelling without directory, script/jar extension and
+   version or packaging suffix (``gatk-package-4.5.0.0-local.jar`` -> ``gatk``, ``miRDeep2.pl`` -> ``miRDeep2``);
+   ``name_key``: the same, lower-cased and without separators, for case- and separator-insensitive
+   matching (``miRDeep2`` and ``mirdeep-2`` compare equal... as do ``raxml-ng`` and ``raxml_ng``).
+
+``is_denied`` says which names are plumbing, not tools (shells, coreutils, bare interpreters, engine
+wrappers): such processes stay without a tool and are shown under their executable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+
+# extensions that say how a program is run, not what it is
+_EXTENSIONS = re.compile(
+    r"\.(?:py[23]?|pyc|pl|pm|r|R|rb|sh|bash|zsh|js|mjs|cjs|jl|lua|php|awk|tcl|jar|exe|bin|out|x|run|wdl|cwl|nf)$",
+    re.IGNORECASE,
+)
+# a version (1.2, v2.4.3, 4.5.0.0, 1.90b6.21) and anything after it: packaging, build strings
+_VERSION = re.compile(r"[-_.]v?\d+(?:\.\d+)+[a-z]?\w*(?:[-_.].*)?$", re.IGNORECASE)
+# packaging words that end a jar or binary name (gatk-package-..., -all, -jar-with-dependencies)
+_PACKAGING = re.compile(
+    r"(?:[-_](?:package|local|all|standalone|shaded|fat|uber|bin|dist|assembly|release|snapshot|jar|"
+    r"with-dependencies|jar-with-dependencies|linux|x86_64|amd64|static))+$",
+    re.IGNORECASE,
+)
+_SEPARATORS = re.compile(r"[-_.\s]+")
+
+# shells, coreutils and friends, bare interpreters, launchers, engine wrappers: never a tool of their own
+_DENIED = frozenset(
+    [
+        "sh", "bash", "dash", "zsh", "ksh", "mksh", "tcsh", "csh", "fish", "busybox", "ash", "ls", "cat", "cp",
+        "mv", "rm", "rmdir", "mkdir", "ln", "echo", "printf", "head", "tail", "cut", "tr", "uniq", "wc", "paste",
+        "tee", "touch", "chmod", "chown", "chgrp", "date", "sleep", "true", "false", "test", "basename", "dirname",
+        "readlink", "realpath", "stat", "du", "df", "find", "xargs", "grep", "egrep", "fgrep", "sed", "mktemp",
+        "id", "whoami", "uname", "hostname", "ps", "kill", "seq", "yes", "split", "join", "comm", "tac", "nl", "od",
+        "expr", "nproc", "printenv", "pwd", "which", "command", "sync", "stdbuf", "setsid", "flock", "install",
+        "md5sum", "sha1sum", "sha256sum", "sha512sum", "cksum", "sum", "fold", "fmt", "column", "rev", "shuf",
+        "numfmt", "truncate", "dd", "sort", "awk", "gawk", "mawk", "nawk", "less", "more", "file", "getconf",
+        "locale", "ldd", "env", "nohup", "nice", "ionice", "time", "timeout", "taskset", "numactl", "chrt", "su",
+        "sudo", "runuser", "tini", "dumb-init", "catatonit", "conmon", "runc", "crun", "containerd-shim",
+        "containerd-shim-runc-v2", "docker", "podman", "singularity", "apptainer", "conda", "mamba", "micromamba",
+        "pip", "pip3", "tput", "clear", "tty", "stty", "logger", "cmp", "diff", "patch", "python", "python2",
+        "python3", "pypy", "pypy3", "perl", "ruby", "node", "nodejs", "julia", "java", "javac", "r", "rscript",
+        "lua", "php", "tclsh", "wish", "groovy", "scala", "kotlin", "dotnet", "mono", "ipython", "command.run",
+        "command.sh", "command.begin", "command.err", "command.out", "command.log"
+    ]
+)
+_DENIED_PATTERNS = re.compile(
+    r"^(?:python|pypy|perl|ruby|lua|php)\d[\d.]*$"  # versioned interpreters
+    r"|^tmp[\w-]{6,}$"  # temporary script copies
+    r"|^[0-9a-f]{8,}$"  # content hashes
+    r"|^\.command\.\w+$"  # Nextflow's task wrappers
+)
+
+# launchers: option names that take a separate value, per launcher
+_LAUNCHER_VALUE_OPTS: dict[str, frozenset[str]] = {
+    "env": frozenset({"-u", "--unset", "-C", "--chdir", "-S", "--split-string"}),
+    "time": frozenset({"-f", "--format", "-o", "--output"}),
+    "nice": frozenset({"-n", "--adjustment"}),
+    "ionice": frozenset({"-c", "--class", "-n", "--classdata", "-p", "--pid"}),
+    "timeout": frozenset({"-s", "--signal", "-k", "--kill-after"}),
+    "nohup": frozenset(),
+    "stdbuf": frozenset({"-i", "-o", "-e"}),
+    "taskset": frozenset(),
+    "numactl": frozenset({"-C", "-N", "-m", "-p", "-i"}),
+    "chrt": frozenset(),
+    "setsid": frozenset(),
+    "srun": frozenset({"-n", "-N", "-c", "-p", "-t", "-J", "--mem", "-o", "-e", "-A", "--ntasks", "--cpus-per-task"}),
+    "mpirun": frozenset({"-n", "-np", "--np", "-H", "--host", "--hostfile", "-machinefile", "--map-by", "-x"}),
+    "mpiexec": frozenset({"-n", "-np", "--np", "-H", "--host", "--hostfile", "-machinefile", "--map-by", "-x"}),
+}
+# launchers whose first positional is not the program (timeout DURATION, taskset MASK, chrt PRIO)
+_LAUNCHER_SKIP_POSITIONALS = {"timeout": 1, "taskset": 1, "chrt": 1}
+_ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_]\w*=")
+_RUNNERS = frozenset({"conda", "mamba", "micromamba"})
+_RUNNER_VALUE_OPTS = frozenset({"-n", "--name", "-p", "--prefix", "--cwd", "-r", "--root-prefix"})
+_CONTAINER_RUNNERS = frozenset({"singularity", "apptainer"})
+_CONTAINER_VALUE_OPTS = frozenset({
+    "-B", "--bind", "--home", "-H", "--pwd", "-W", "--workdir", "--env", "--env-file", "-S", "--scratch",
+    "--overlay", "-o", "--security", "--network", "--dns", "--hostname", "--app", "--mount", "--nv-ccli",
+})
+
+
+def basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def unwrap_launchers(exe: str, argv: Sequence[str]) -> tuple[str, tuple[str, ...], str | None]:
+    """(exe, argv, image) of the program a chain of launchers starts; image when singularity/apptainer exec.
+
+    exe stays the real executable while argv[0] is the launcher itself; once unwrapped, exe becomes
+    the launched program as argv names it (a path when argv gives one).
+    """
+    args = tuple(argv) if argv else ((exe,) if exe else ())
+    image: str | None = None
+    for _ in range(6):  # bounded: chains are short (env time nice ...)
+        if not args:
+            break
+        name = basename(args[0])
+        if name in _LAUNCHER_VALUE_OPTS:
+            rest = _after_options(args[1:], _LAUNCHER_VALUE_OPTS[name], name == "env",
+                                  _LAUNCHER_SKIP_POSITIONALS.get(name, 0))
+        elif name in _RUNNERS and len(args) > 1 and args[1] == "run":
+            rest = _after_options(args[2:], _RUNNER_VALUE_OPTS, False, 0)
+        elif name in _CONTAINER_RUNNERS and len(args) > 1 and args[1] in ("exec", "run"):
+            rest = _after_options(args[2:], _CONTAINER_VALUE_OPTS, False, 0)
+            if rest:
+                image, rest = rest[0], rest[1:]
+        else:
+            break
+        if not rest:
+            break
+        args = rest
+        exe = rest[0]
+    return exe, args, image
+
+
+def _after_options(args: Sequence[str], with_value: frozenset[str], assignments: bool,
+                   skip_positionals: int) -> tuple[str, ...]:
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            i += 1
+            break
+        if arg in with_value:
+            i += 2
+            continue
+        if arg.startswith("-") and len(arg) > 1:
+            i += 1
+            continue
+        if assignments and _ENV_ASSIGNMENT.match(arg):
+            i += 1
+            continue
+        if skip_positionals:
+            skip_positionals -= 1
+            i += 1
+            continue
+        break
+    return tuple(args[i:])
+
+
+@lru_cache(maxsize=16384)
+def display_name(program: str) -> str:
+    """The program's own spelling without directory, extension, version or packaging suffix."""
+    name = basename(program)
+    stripped = _EXTENSIONS.sub("", name) or name
+    stripped = _VERSION.sub("", stripped) or stripped
+    stripped = _PACKAGING.sub("", stripped) or stripped
+    stripped = _EXTENSIONS.sub("", stripped) or stripped
+    return stripped
+
+
+@lru_cache(maxsize=16384)
+def name_key(name: str) -> str:
+    """Case- and separator-insensitive identity of a program name (also of a rule's exe name)."""
+    return _SEPARATORS.sub("", display_name(name).lower())
+
+
+def is_denied(name: str) -> bool:
+    """True for plumbing: shells, coreutils, bare interpreters, launchers, engine wrappers, temp files."""
+    base = basename(name)
+    low = base.lower()
+    if low in _DENIED or _DENIED_PATTERNS.match(low):
+        return True
+    key = display_name(base).lower()
+    return key in _DENIED or bool(_DENIED_PATTERNS.match(key))
