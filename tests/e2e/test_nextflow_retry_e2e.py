@@ -64,6 +64,7 @@ def test_a_retry_is_two_attempts_of_one_task_and_a_cached_task_is_not_executed(s
 
     assert [(r["attempt"], r["attempts"], r["status"], r["exit_code"]) for r in rows] == [
         (1, 2, "FAILED", 3), (2, 2, "SUCCEEDED", 0)], rows
+    assert {(r["process"], r["tag"]) for r in rows} == {("SORTZIP", "s1")}
     assert [r["task_id"] for r in rows] == [f"{d.parent.name}/{d.name}" for d in (first, second)]
     assert len({r["run_id"] for r in rows}) == 1
     assert cached_rows == []
