@@ -14,6 +14,7 @@ import re
 import tokenize
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from services.correlator.engines.base import (
     ROLE_SMK_DRIVER,
@@ -219,6 +220,7 @@ _PATTERN_WILDCARD = re.compile(r"\{(?P<name>[A-Za-z_]\w*)(?:,(?P<rx>[^{}]*))?\}"
 _IO_PLACEHOLDER = re.compile(r"\{(?:input|output|log)(?:\.\w+|\[\w+\])?\}")
 
 
+@lru_cache(maxsize=1024)
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
     """A Snakemake file pattern as a regex: `{sample}` and `{sample,[A-Z]+}` become named groups."""
     out: list[str] = []
@@ -251,6 +253,7 @@ def wildcards_from_files(patterns: Sequence[str], files: Sequence[str]) -> dict[
     return found
 
 
+@lru_cache(maxsize=1024)
 def _template_regex(template: str) -> re.Pattern[str]:
     """The template as a regex; `{wildcards.NAME}` becomes group w_NAME (a repeat must take the same value)."""
     out: list[str] = []
