@@ -80,7 +80,7 @@ def test_snakemake_jobs_by_label_target_jobs_and_snakefile() -> None:
     spawned = derive(H, 72, 3, "/venv/bin/python3", ["/venv/bin/python3", "-m", "snakemake", "--snakefile", "x",
                      "--target-jobs", "stats:s=a", "--allowed-rules", "stats"], "/tmp/w", {}, None,
                      parent(pid=73, comm="sh", run_id=drv.run_id, engine="snakemake", pipeline="variant"))
-    assert spawned.task == "stats" and spawned.role == ""
+    assert spawned.task == "stats (s=a)" and spawned.role == ""
     rules = context.parse_snakefile(
         'rule sort:\n    input: "a"\n    shell: "samtools sort -o {output} {input}"\n'
         'rule count:\n    shell:\n        "wc -l {input}"\n        " > {output}"\n'
@@ -114,7 +114,8 @@ def test_generic_candidates() -> None:
 def test_detectors_in_order_an_engine_task_inside_a_scheduler_job_is_the_engine_s() -> None:
     from services.correlator.engines import DETECTORS
 
-    assert [d.name for d in DETECTORS] == ["daemons", "labels", "nextflow", "snakemake", "schedulers", "generic"]
+    assert [d.name for d in DETECTORS] == ["daemons", "labels", "nextflow", "snakemake", "cwl", "wdl", "schedulers",
+                                          "generic"]
     work = "/scratch/work/3f/a94c1d2be84b9c0e7d6f5a4c3b2a19"
     files = {work + "/.command.run": "#!/bin/bash\n### name: 'ALIGN (s1)'\n"}
     ctx = derive(H, 60, 8, "/bin/bash", ["/bin/bash", "-ue", ".command.run"], work,

@@ -19,6 +19,7 @@ import pytest
 from deploy.demo import engines, outcome
 from deploy.demo.scales import load_scale
 from execsight.settings import Settings
+from services.tune.process_definition import definition_of
 
 from .test_demo_e2e import SNAKEMAKE_RULES, _rows, _service_env, running_services
 
@@ -53,9 +54,9 @@ def test_engine_tasks_under_execsight_run(settings: Settings, tmp_path: Path) ->
     dsn = settings.database_url
 
     tasks = _rows(dsn, "SELECT task, engine, status FROM tasks WHERE run_id = %s", smk_id)
-    assert {t["task"] for t in tasks} == SNAKEMAKE_RULES
+    assert {definition_of(t["task"], "snakemake") for t in tasks} == SNAKEMAKE_RULES
     assert {t["engine"] for t in tasks} == {"snakemake"}
-    assert [t["task"] for t in tasks if t["status"] == "FAILED"] == ["verify_archive"]
+    assert [definition_of(t["task"], "snakemake") for t in tasks if t["status"] == "FAILED"] == ["verify_archive"]
     report = doc["report"]
     assert isinstance(report, dict) and len(report["tasks"]) == len(tasks) == 15
 

@@ -8,7 +8,7 @@ Adding an engine: a module with a DETECTOR, listed here.
 
 from __future__ import annotations
 
-from services.correlator.engines import daemons, generic, labels, nextflow, schedulers, snakemake
+from services.correlator.engines import cwl, daemons, generic, labels, nextflow, schedulers, snakemake, wdl
 from services.correlator.engines.base import Detector
 
 DETECTORS: tuple[Detector, ...] = (
@@ -16,6 +16,8 @@ DETECTORS: tuple[Detector, ...] = (
     labels.DETECTOR,
     nextflow.DETECTOR,
     snakemake.DETECTOR,
+    cwl.DETECTOR,
+    wdl.DETECTOR,
     schedulers.DETECTOR,
     generic.DETECTOR,
 )

@@ -26,9 +26,11 @@ def no_files(path: str) -> str | None:
 
 ROLE_NF_DRIVER = "nf_driver"
 ROLE_SMK_DRIVER = "smk_driver"
+ROLE_CWL_DRIVER = "cwl_driver"
+ROLE_WDL_DRIVER = "wdl_driver"
 ROLE_GENERIC_CANDIDATE = "generic_candidate"
 ROLE_GENERIC_ROOT = "generic_root"
-DRIVER_ROLES = (ROLE_NF_DRIVER, ROLE_SMK_DRIVER)
+DRIVER_ROLES = (ROLE_NF_DRIVER, ROLE_SMK_DRIVER, ROLE_CWL_DRIVER, ROLE_WDL_DRIVER)
 
 
 @dataclass(slots=True)
@@ -102,6 +104,7 @@ class SnakefileRule:
     name: str
     shell: str | None
     script: str | None
+    patterns: tuple[str, ...] = ()  # the rule's input/output/log file patterns that hold wildcards
 
 
 @dataclass(frozen=True, slots=True)
