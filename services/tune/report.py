@@ -47,6 +47,11 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return [fmt.format(*headers), *(fmt.format(*r) for r in rows)]
 
 
+def tool_label(p: Row) -> str:
+    """The tool a process counts under in per-tool totals (its recognised tool, else its command)."""
+    return str(p.get("tool") or f"{p.get('comm')} (no tool rule)")
+
+
 def tool_totals(tasks: Sequence[Row], processes: Sequence[Row]) -> dict[str, list[float]]:
     """Per tool: [wall ns, cpu ns, cost usd, count]. From processes (each task's cost split among its
     processes by CPU time) when recorded, else from tasks by their dominant tool."""
@@ -58,7 +63,7 @@ def tool_totals(tasks: Sequence[Row], processes: Sequence[Row]) -> dict[str, lis
         costs = {t.get("task_id"): float(t.get("cost_usd") or 0) for t in tasks}
         for task_id, procs in by_task.items():
             for p, c in zip(procs, split_by_cpu(costs.get(task_id, 0.0), procs), strict=True):
-                acc = out.setdefault(str(p.get("tool") or f"{p.get('comm')} (no tool rule)"), [0.0, 0.0, 0.0, 0.0])
+                acc = out.setdefault(tool_label(p), [0.0, 0.0, 0.0, 0.0])
                 acc[0] += float(p.get("wall_ns") or 0)
                 acc[1] += float(p.get("cpu_ns") or 0)
                 acc[2] += c
