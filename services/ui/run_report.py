@@ -53,7 +53,7 @@ th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eef1f4;vertical-a
 th{color:#52606d;font-weight:600}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .legend{display:flex;flex-wrap:wrap;gap:6px 16px;margin:8px 0 0;padding:0;list-style:none;font-size:12px}
 .legend li{display:flex;align-items:center;gap:6px}.sw{width:12px;height:12px;border-radius:2px;display:inline-block}
-.grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(380px,1fr));gap:8px 24px}
+.grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:8px 24px}
 .grid3{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:8px 24px}
 details{border:1px solid #e1e5ea;border-radius:6px;padding:6px 10px;margin:0 0 8px}
 summary{cursor:pointer}.sev{color:#fff;border-radius:4px;padding:1px 6px;font-size:12px;font-weight:600}
@@ -154,7 +154,7 @@ def boxplot_chart(
                      f'<line x1="{x(b.median):.1f}" x2="{x(b.median):.1f}" y1="{mid - 8:.1f}" y2="{mid + 8:.1f}" '
                      f'stroke="#1f2933" stroke-width="2"/></g>')
     parts.append("</svg>")
-    return f"<h3>{e(title)}</h3>" + "".join(parts)
+    return f"<div><h3>{e(title)}</h3>{''.join(parts)}</div>"
 
 
 def timeline_chart(bars: Sequence[TimelineBar], duration_s: float, width: int = 1200) -> str:
@@ -219,7 +219,7 @@ def bar_chart(title: str, items: Sequence[tuple[str, float]], fmt_value: Callabl
                      f"<title>{e(label)}: {e(fmt_value(v))}</title></rect>"
                      f'<text x="{label_w + w + 4:.1f}" y="{y + 13}">{e(fmt_value(v))}</text>')
     parts.append("</svg>")
-    return f"<h3>{e(title)}</h3>" + "".join(parts)
+    return f"<div><h3>{e(title)}</h3>{''.join(parts)}</div>"
 
 
 # --- sections ---------------------------------------------------------------------------------
@@ -269,7 +269,9 @@ def breakdown_section(data: ReportData, definitions: Sequence[DefinitionStats]) 
 
 
 def _pct(v: float | None) -> str:
-    return fmt.MISSING if v is None else f"{v:.0%}"
+    if v is None:
+        return fmt.MISSING
+    return "<1%" if 0 < v < 0.005 else f"{v:.0%}"
 
 
 def definitions_section(definitions: Sequence[DefinitionStats]) -> str:
@@ -289,7 +291,7 @@ def definitions_section(definitions: Sequence[DefinitionStats]) -> str:
                                                       for d in definitions], lambda v: f"{v:.2g}"),
         boxplot_chart("Peak memory", [(d.definition, d.boxes["peak_rss_bytes"], mem_note(d)) for d in definitions],
                       fmt.size),
-        boxplot_chart("Wall time", [(d.definition, d.boxes["wall_ns"], f"{d.instances} tasks"
+        boxplot_chart("Wall time", [(d.definition, d.boxes["wall_ns"], f"{d.instances} task{'s' if d.instances != 1 else ''}"
                                      + (f", {d.failed} failed" if d.failed else "")) for d in definitions],
                       fmt.duration),
         boxplot_chart("I/O (read + written)", [(d.definition, d.boxes["io_bytes"], "") for d in definitions],
@@ -342,11 +344,30 @@ def tools_section(tools: Sequence[ToolRow]) -> str:
             f'split among its processes by CPU time.</p><div class="grid3">{charts}</div>{table}{more}</section>')
 
 
+def evidence_value(value: Any, unit: Any) -> str:
+    """An evidence number in the report's units (bytes as MiB/GiB, times as s/min); other values as they are."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return fmt.MISSING if value is None else str(value)
+    u = str(unit or "").lower()
+    if u in ("bytes", "b"):
+        return fmt.size(value)
+    if u in ("s", "seconds"):
+        return fmt.duration(value * 1e9)
+    if u == "ns":
+        return fmt.duration(value)
+    if u in ("usd", "$"):
+        return fmt.usd(value)
+    if u in ("ratio", "share"):
+        return fmt.ratio(value)
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:.3g}"
+
+
 def _evidence_table(value: Any) -> str:
     rows = evidence_rows(value)
     if not rows:
         return ""
-    body = "".join(f"<tr><td>{e(r.get('name', ''))}</td><td class=n>{e(r.get('value', ''))}</td>"
+    body = "".join(f"<tr><td>{e(r.get('name', ''))}</td><td class=n title=\"{e(r.get('value', ''))}\">"
+                   f"{e(evidence_value(r.get('value'), r.get('unit')))}</td>"
                    f"<td>{e(r.get('unit', ''))}</td></tr>" for r in rows)
     return ("<table><thead><tr><th>Evidence</th><th class=n>Value</th><th>Unit</th></tr></thead>"
             f"<tbody>{body}</tbody></table>")

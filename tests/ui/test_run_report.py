@@ -122,6 +122,7 @@ def test_rendered_report_has_every_section_escapes_text_and_references_nothing_o
     assert "p&amp;q · r&lt;1&gt;" in page
     assert 'data-metric="cost_usd" data-value="0.05"' in page
     assert "peak_rss" in page and "ask for less" in page
+    assert 'title="123.0">123 B</td>' in page  # evidence in the report's units, the raw value on hover
     assert "median 25% of 4 CPUs" in page     # 1 core of 4 requested
     assert page.count("<rect") >= 2 + 2       # timeline bars and boxes at least
 
