@@ -286,13 +286,15 @@ def definitions_section(definitions: Sequence[DefinitionStats]) -> str:
         return (f"max {_pct(d.memory_of_request)} of {fmt.size(d.requested_memory_bytes)}"
                 if d.requested_memory_bytes else "request unknown")
 
+    def wall_note(d: DefinitionStats) -> str:
+        return f"{d.instances} task{'s' if d.instances != 1 else ''}" + (f", {d.failed} failed" if d.failed else "")
+
     charts = [
         boxplot_chart("CPU (average cores per task)", [(d.definition, d.boxes["cpu_cores"], cpu_note(d))
                                                       for d in definitions], lambda v: f"{v:.2g}"),
         boxplot_chart("Peak memory", [(d.definition, d.boxes["peak_rss_bytes"], mem_note(d)) for d in definitions],
                       fmt.size),
-        boxplot_chart("Wall time", [(d.definition, d.boxes["wall_ns"], f"{d.instances} task{'s' if d.instances != 1 else ''}"
-                                     + (f", {d.failed} failed" if d.failed else "")) for d in definitions],
+        boxplot_chart("Wall time", [(d.definition, d.boxes["wall_ns"], wall_note(d)) for d in definitions],
                       fmt.duration),
         boxplot_chart("I/O (read + written)", [(d.definition, d.boxes["io_bytes"], "") for d in definitions],
                       fmt.size),
