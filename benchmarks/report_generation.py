@@ -48,7 +48,7 @@ def seed_synthetic(dsn: str, processes: int, procs_per_task: int = 50, definitio
         """INSERT INTO runs (run_id, pipeline, host_id, engine, status, root_pid, root_start_time_ns, start_time,
                             end_time, task_count, process_count, cpu_ns, peak_rss_bytes)
            VALUES (%(run)s, 'bench-pipeline', 'host-1', 'nextflow', 'SUCCEEDED', 1, 0, now() - interval '2 hours',
-                   now() - interval '10 minutes', %(tasks)s, %(tasks)s * %(ppt)s, 0, 8::bigint << 30)""",
+                   now() - interval '10 minutes', %(tasks)s, %(tasks)s::int * %(ppt)s, 0, 8::bigint << 30)""",
         """INSERT INTO tasks (run_id, task_id, host_id, pipeline, task, engine, tool, status, root_pid,
                              root_start_time_ns, start_time, end_time, wall_ns, cpu_ns, runq_ns, blkio_ns,
                              peak_rss_bytes, read_bytes, write_bytes, process_count, short_lived_count,

@@ -1,4 +1,4 @@
-"""`execsight report RUN_ID`: the run's shareable report, one self-contained HTML file (adapter).
+"""`execsight report RUN_ID`: the run's shareable report, one self-contained HTML file. Reads only.
 
     execsight report RUN_ID -o run.html     # summary, breakdown, definitions, timeline, tools, findings, config
     execsight report RUN_ID --json          # the same data as one JSON object on stdout (or -o FILE)
