@@ -164,7 +164,11 @@ def timeline_chart(bars: Sequence[TimelineBar], duration_s: float, width: int = 
     label_w, lane_h = 170, 14
     plot_w = width - label_w - 10
     span = max(duration_s, max(b.end_s for b in bars), 1e-3)
-    definitions = list(dict.fromkeys(b.definition for b in bars))
+    # the definitions that took most task time get their own colour; the rest share grey
+    busy: dict[str, float] = {}
+    for b in bars:
+        busy[b.definition] = busy.get(b.definition, 0.0) + b.end_s - b.start_s
+    definitions = sorted(busy, key=lambda d: -busy[d])
     colors = {d: PALETTE[i % len(PALETTE)] if i < MAX_LEGEND else "#9aa5b1" for i, d in enumerate(definitions)}
     hosts = list(dict.fromkeys(b.host for b in bars))
     lanes = {h: min(MAX_LANES, 1 + max(b.lane for b in bars if b.host == h)) for h in hosts}
@@ -387,14 +391,15 @@ def findings_section(data: ReportData) -> str:
                   if f.get("estimated_savings_usd") else "")
         items.append(
             f'<details class="finding" data-finding-id="{e(f.get("finding_id"))}"'
-            f'{" open" if f.get("status") == "OPEN" else ""}><summary><span class="sev" '
+            f'{" open" if f.get("status") == "OPEN" and sev == "HIGH" else ""}><summary><span class="sev" '
             f'style="background:{SEVERITY_COLORS.get(sev, "#7f8c8d")}">{e(sev)}</span> {e(f.get("kind"))} '
             f"({e(f.get('status'))}) — {e(f.get('summary'))}</summary>"
             + (f"<p class=\"sub\">{e(about)}</p>" if about else "")
             + (f"<p><b>Recommendation:</b> {e(f.get('recommendation'))}</p>" if f.get("recommendation") else "")
             + saving + _evidence_table(f.get("evidence")) + "</details>")
     return (f'<section id="findings"><h2>Findings ({len(data.findings)})</h2><p class="sub">Open first, highest '
-            f'severity first, each with the evidence it was raised on.</p>{"".join(items)}</section>')
+            "severity first (open HIGH ones expanded; click to expand the others), each with the evidence it was "
+            f'raised on.</p>{"".join(items)}</section>')
 
 
 def config_section(data: ReportData) -> str:

@@ -126,6 +126,9 @@ def test_rendered_report_has_every_section_escapes_text_and_references_nothing_o
     assert 'data-metric="cost_usd" data-value="0.05"' in page
     assert "peak_rss" in page and "ask for less" in page
     assert 'title="123.0">123 B</td>' in page  # evidence in the report's units, the raw value on hover
+    assert 'data-finding-id="f1"><summary>' in page   # collapsed: only open HIGH findings start expanded
+    high = render_html(_data(tasks, findings=[dict(findings[0], severity="HIGH")]))
+    assert 'data-finding-id="f1" open><summary>' in high
     assert "median 25% of 4 CPUs" in page     # 1 core of 4 requested
     assert page.count("<rect") >= 2 + 2       # timeline bars and boxes at least
 
