@@ -31,6 +31,7 @@ DISPATCH: dict[str, tuple[str, str, str]] = {
     "notify": ("services.notify.main", "main", "post findings to webhooks (Slack, JSON), routed by a YAML file"),
     "run": ("services.tune.observe", "main", "run a command under observation: execsight run -- CMD"),
     "demo": ("deploy.demo.main", "main", "run the demo pipeline against the local stack"),
+    "report": ("services.ui.run_report_command", "main", "write a run's shareable report (one self-contained HTML)"),
 }
 
 

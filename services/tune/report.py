@@ -47,8 +47,9 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return [fmt.format(*headers), *(fmt.format(*r) for r in rows)]
 
 
-def _tool_label(p: Row) -> str:
-    """The tool, else the executable (as the process_tools view labels it): no process drops out of the totals."""
+def tool_label(p: Row) -> str:
+    """The tool a process counts under in per-tool totals: its tool, else its executable (as the process_tools
+    view labels it), so no process drops out of the totals."""
     if p.get("tool"):
         return str(p["tool"])
     exe = str(p.get("exe") or p.get("comm") or "?").rstrip("/").rsplit("/", 1)[-1]
@@ -66,7 +67,7 @@ def tool_totals(tasks: Sequence[Row], processes: Sequence[Row]) -> dict[str, lis
         costs = {t.get("task_id"): float(t.get("cost_usd") or 0) for t in tasks}
         for task_id, procs in by_task.items():
             for p, c in zip(procs, split_by_cpu(costs.get(task_id, 0.0), procs), strict=True):
-                acc = out.setdefault(_tool_label(p), [0.0, 0.0, 0.0, 0.0])
+                acc = out.setdefault(tool_label(p), [0.0, 0.0, 0.0, 0.0])
                 acc[0] += float(p.get("wall_ns") or 0)
                 acc[1] += float(p.get("cpu_ns") or 0)
                 acc[2] += c

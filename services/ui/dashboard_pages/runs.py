@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -10,7 +11,7 @@ import streamlit as st
 
 from services.tune import config_export
 from services.tune.config_command import load_configs
-from services.ui import charts, queries, shaping
+from services.ui import charts, queries, run_report, run_report_data, shaping
 from services.ui import formatting as fmt
 from services.ui.page_support import connection, empty_state, header, refresh_every
 
@@ -80,6 +81,13 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def _report_html(run_id: str) -> str:
+    """The run's shareable report (`execsight report`), built only when the download is clicked."""
+    with connection() as conn:
+        data = run_report_data.load_report(conn, run_id)
+    return run_report.render_html(data) if data else f"run {run_id} is not in the database\n"
+
+
 @st.fragment(run_every=refresh_every(True) if live else None)
 def run_page() -> None:
     with connection() as conn:
@@ -106,6 +114,10 @@ def run_page() -> None:
                 r["failed_task_count"] else None, delta_color="inverse")
     m[4].metric("Processes", f"{int(r['process_count']):,}")
     m[5].metric("Peak memory", fmt.size(r["peak_rss_bytes"]))
+    st.download_button("Download the run report (HTML)", data=partial(_report_html, run_id),
+                       file_name=f"execsight-report-{run_id}.html", mime="text/html", on_click="ignore",
+                       icon=":material/download:", key="run_report_download",
+                       help="One self-contained HTML file to share: no server, no network (`execsight report RUN_ID`)")
 
     st.markdown("#### Where the time went")
     breakdown = shaping.time_breakdown(tasks)
