@@ -217,7 +217,7 @@ LagLookup = Callable[[], dict[str, int]]
 
 def group_lags(settings: Settings) -> dict[str, int]:
     """Consumer lag of the correlator and tune groups of this topic prefix (empty when Kafka does not say)."""
-    from deploy.local import kafka_admin
+    from execsight import kafka_admin
 
     wanted = {f"{settings.topic_prefix}{TUNE_GROUP}": "tune worker", CORRELATOR_GROUP: "correlator",
               f"{settings.topic_prefix}{CORRELATOR_GROUP}": "correlator"}
