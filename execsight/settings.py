@@ -10,7 +10,7 @@ import math
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -180,7 +180,6 @@ class Settings:
     findings_min_wall_s: float = 5.0
     findings_min_cost_usd: float = 0.001
     rollup_refresh_s: float = 60.0
-    extra: dict[str, str] = field(default_factory=dict)
 
     def topic(self, name: str) -> str:
         """The broker-side name of a topic from schemas/topics.yaml."""
@@ -267,7 +266,3 @@ def _generic_runs(e: Mapping[str, str]) -> tuple[str, float, tuple[str, ...]]:
     idle = _float(e, "EXECSIGHT_GENERIC_IDLE_S")
     daemons = tuple(d.strip() for d in env_value(e, "EXECSIGHT_DAEMONS").split(",") if d.strip())
     return mode, idle, daemons
-
-
-def settings_fields() -> list[str]:
-    return [f.name for f in fields(Settings)]

@@ -193,11 +193,6 @@ def progress(conn: psycopg.Connection[Any], run_id: str) -> Progress:
     return Progress(True, str(row[0]), int(row[2]), int(row[3]), bool(row[1]))
 
 
-def run_ready(conn: psycopg.Connection[Any], run_id: str) -> bool:
-    """The run is completed and the tune worker has costed it and every task of it."""
-    return progress(conn, run_id).ready
-
-
 def waiting_for(p: Progress, collector_seen: bool = True) -> tuple[str, str]:
     """(component, what it has not done yet) for a run that is not ready."""
     if not p.found:
