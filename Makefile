@@ -45,9 +45,10 @@ status: venv
 test: venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-# The pure tests alone (no Kafka, PostgreSQL, root, browser or AWS mock), in under a minute: the
-# first step of the pyramid. A test that needs a server must carry its marker (see pyproject.toml).
-UNIT_MARKERS := not kafka and not db and not ebpf and not browser and not e2e and not aws
+# The pure tests alone (no Kafka, PostgreSQL, root, browser, AWS mock or demo pipeline run), in
+# under a minute: the first step of the pyramid. A test that needs any of those must carry its
+# marker (see pyproject.toml).
+UNIT_MARKERS := not kafka and not db and not ebpf and not browser and not e2e and not aws and not pipeline
 test-unit: venv
 	$(VENV)/bin/pytest -m "$(UNIT_MARKERS)" $(PYTEST_ARGS)
 
