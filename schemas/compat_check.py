@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fastavro
@@ -23,7 +24,6 @@ import fastavro
 from schemas.codec import AVRO_DIR, Codec, CodecError, Schema, schema_fingerprint
 
 REPO = AVRO_DIR.parent.parent
-EXAMPLES_DIR = AVRO_DIR.parent / "examples"
 
 
 @dataclass(frozen=True)
@@ -71,56 +71,56 @@ def problems(old: Version, new: Version) -> list[str]:
 
 # --- git adapter ---------------------------------------------------------------------------------
 
-def _git(*args: str) -> str | None:
-    res = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False)
+def _git(repo: Path, *args: str) -> str | None:
+    res = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
     return res.stdout if res.returncode == 0 else None
 
 
-def base_commit(explicit: str | None = None) -> str | None:
+def base_commit(explicit: str | None = None, repo: Path = REPO) -> str | None:
     """The commit to compare with: the given one, the merge base with origin/main, or HEAD~1."""
     if explicit:
-        return (_git("rev-parse", "--verify", f"{explicit}^{{commit}}") or "").strip() or None
-    head = (_git("rev-parse", "HEAD") or "").strip()
+        return (_git(repo, "rev-parse", "--verify", f"{explicit}^{{commit}}") or "").strip() or None
+    head = (_git(repo, "rev-parse", "HEAD") or "").strip()
     for ref in ("origin/main", "main"):  # on main itself the merge base is HEAD: compare with HEAD~1 then
-        base = (_git("merge-base", "HEAD", ref) or "").strip()
+        base = (_git(repo, "merge-base", "HEAD", ref) or "").strip()
         if base and base != head:
             return base
-    return (_git("rev-parse", "--verify", "HEAD~1^{commit}") or "").strip() or None
+    return (_git(repo, "rev-parse", "--verify", "HEAD~1^{commit}") or "").strip() or None
 
 
-def changed_schemas(base: str) -> list[str]:
+def changed_schemas(base: str, repo: Path = REPO) -> list[str]:
     """Repository paths of the .avsc files that differ between `base` and the working tree."""
-    out = _git("diff", "--name-only", base, "--", "schemas/avro/*.avsc")
+    out = _git(repo, "diff", "--name-only", base, "--", "schemas/avro/*.avsc")
     return sorted(p for p in (out or "").splitlines() if p.endswith(".avsc"))
 
 
-def _examples_at(base: str, name: str) -> dict[str, dict[str, Any]]:
-    listing = _git("ls-tree", "--name-only", f"{base}:schemas/examples/{name}") or ""
+def _examples_at(repo: Path, base: str, name: str) -> dict[str, dict[str, Any]]:
+    listing = _git(repo, "ls-tree", "--name-only", f"{base}:schemas/examples/{name}") or ""
     out: dict[str, dict[str, Any]] = {}
     for file in listing.split():
-        text = _git("show", f"{base}:schemas/examples/{name}/{file}")
+        text = _git(repo, "show", f"{base}:schemas/examples/{name}/{file}")
         if file.endswith(".json") and text is not None:
             out[file] = json.loads(text)
     return out
 
 
-def _examples_now(name: str) -> dict[str, dict[str, Any]]:
-    return {p.name: json.loads(p.read_text()) for p in sorted((EXAMPLES_DIR / name).glob("*.json"))}
+def _examples_now(repo: Path, name: str) -> dict[str, dict[str, Any]]:
+    return {p.name: json.loads(p.read_text()) for p in sorted((repo / "schemas" / "examples" / name).glob("*.json"))}
 
 
-def check(base: str) -> list[str]:
+def check(base: str, repo: Path = REPO) -> list[str]:
     """'path: problem' lines for every changed schema (a new file has nothing to be compatible with)."""
     out: list[str] = []
-    for path in changed_schemas(base):
-        old_text, new_file = _git("show", f"{base}:{path}"), REPO / path
+    for path in changed_schemas(base, repo):
+        old_text, new_file = _git(repo, "show", f"{base}:{path}"), repo / path
         if old_text is None:
             continue
         if not new_file.is_file():
             out.append(f"{path}: removed, but {base[:12]} has it: its topic's old records have no reader")
             continue
         old_raw, new_raw = json.loads(old_text), json.loads(new_file.read_text())
-        old = Version(old_raw, _examples_at(base, str(old_raw["name"])))
-        new = Version(new_raw, _examples_now(str(new_raw["name"])))
+        old = Version(old_raw, _examples_at(repo, base, str(old_raw["name"])))
+        new = Version(new_raw, _examples_now(repo, str(new_raw["name"])))
         out.extend(f"{path}: {p}" for p in problems(old, new))
     return out
 

@@ -348,3 +348,57 @@ def test_compat_check_names_a_field_without_default_and_a_changed_type() -> None
     retyped = _version("SweepFinding", [], {})
     retyped.schema["fields"][[f["name"] for f in retyped.schema["fields"]].index("summary")]["type"] = "int"
     assert any("new reader" in p and "string is not int" in p for p in problems(old, retyped))
+
+
+def _git_repo(root: Path) -> None:
+    """A repository holding this checkout's schemas/avro and schemas/examples, committed twice."""
+    import shutil
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       check=True, capture_output=True)
+
+    shutil.copytree(AVRO_DIR, root / "schemas" / "avro")
+    shutil.copytree(EXAMPLES, root / "schemas" / "examples")
+    git("init", "-q", "-b", "main")
+    git("add", ".")
+    git("commit", "-qm", "first")
+    (root / "README").write_text("second commit, no schema change\n")
+    git("add", ".")
+    git("commit", "-qm", "second")
+
+
+def test_compat_check_compares_changed_files_with_the_previous_commit(tmp_path: Path) -> None:
+    from schemas.compat_check import base_commit, changed_schemas, check
+
+    _git_repo(tmp_path)
+    base = base_commit(repo=tmp_path)  # on main itself: HEAD~1
+    assert base is not None
+    assert changed_schemas(base, tmp_path) == [] and check(base, tmp_path) == []
+
+    path = tmp_path / "schemas" / "avro" / "tune_finding.avsc"
+    raw = json.loads(path.read_text())
+    raw["fields"].append({"name": "ticket", "type": ["null", "string"], "default": None})
+    path.write_text(json.dumps(raw))
+    assert changed_schemas(base, tmp_path) == ["schemas/avro/tune_finding.avsc"]
+    assert check(base, tmp_path) == []
+
+    raw["fields"].append({"name": "owner", "type": "string"})
+    path.write_text(json.dumps(raw))
+    found = check(base, tmp_path)
+    assert found and all(p.startswith("schemas/avro/tune_finding.avsc: ") for p in found)
+    assert "field 'owner' added without a default" in found[0]
+
+    (tmp_path / "schemas" / "avro" / "sweep_finding.avsc").unlink()
+    assert any("sweep_finding.avsc: removed" in p for p in check(base, tmp_path))
+
+
+def test_compat_check_without_a_previous_commit_has_nothing_to_compare(tmp_path: Path) -> None:
+    import subprocess
+
+    from schemas.compat_check import base_commit
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert base_commit(repo=tmp_path) is None
+    assert base_commit("no-such-commit", repo=tmp_path) is None
