@@ -27,7 +27,7 @@ PLAIN_DB_URL := postgresql://execsight:execsight@127.0.0.1:$(PLAIN_PG_PORT)/exec
 PLAIN_UI_DB_URL := postgresql://execsight_ui:execsight_ui@127.0.0.1:$(PLAIN_PG_PORT)/execsight
 PLAIN_PG := $(PY) -m deploy.local.pg_cluster --dir $(PLAIN_PG_DIR) --dsn $(PLAIN_DB_URL) --ui-dsn $(PLAIN_UI_DB_URL)
 
-.PHONY: up down status test lint apt venv compose-plugin demo timescaledb plain-pg plain-pg-down test-plain
+.PHONY: up down status test test-unit lint apt venv compose-plugin demo timescaledb plain-pg plain-pg-down test-plain
 
 up: apt venv compose-plugin
 	$(EXECSIGHT) up
@@ -44,6 +44,13 @@ status: venv
 
 test: venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The pure tests alone (no Kafka, PostgreSQL, root, browser, AWS mock or demo pipeline run), in
+# under a minute: the first step of the pyramid. A test that needs any of those must carry its
+# marker (see pyproject.toml).
+UNIT_MARKERS := not kafka and not db and not ebpf and not browser and not e2e and not aws and not pipeline
+test-unit: venv
+	$(VENV)/bin/pytest -m "$(UNIT_MARKERS)" $(PYTEST_ARGS)
 
 # The database-facing tests (-m db) on plain PostgreSQL; EXECSIGHT_TEST_DB_FLAVOUR makes them fail
 # rather than pass on the wrong flavour.
@@ -67,6 +74,7 @@ timescaledb:
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
 
 # Install the Debian packages that are missing (root only; otherwise say what to install).
 apt:

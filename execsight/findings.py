@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -70,14 +70,6 @@ def upsert_findings(conn: psycopg.Connection[Any], source: str, findings: Sequen
         )
     with conn.cursor() as cur:
         cur.executemany(sql, rows)
-
-
-def open_finding_ids(conn: psycopg.Connection[Any], source: str, kinds: Iterable[str]) -> set[str]:
-    rows = conn.execute(
-        "SELECT finding_id FROM findings WHERE source = %s AND status = 'OPEN' AND kind = ANY(%s)",
-        (source, list(kinds)),
-    ).fetchall()
-    return {r[0] for r in rows}
 
 
 def load_finding(conn: psycopg.Connection[Any], fid: str) -> Record | None:

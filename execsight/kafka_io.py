@@ -79,14 +79,6 @@ def send_to_deadletter(
     log.warning("message sent to dead-letter topic", extra={"reason": reason, "origin": origin})
 
 
-def headers_dict(msg: Message) -> Mapping[str, bytes]:
-    out: dict[str, bytes] = {}
-    for header in msg.headers() or []:
-        key, value = header[0], header[1]
-        out[key] = value.encode() if isinstance(value, str) else (value or b"")
-    return out
-
-
 def wait_for_broker(settings: Settings, timeout_s: float = 0, interval_s: float = 2.0) -> None:
     """Blocks until the broker answers metadata (forever when timeout_s is 0), logging each retry."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})

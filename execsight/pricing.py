@@ -16,8 +16,6 @@ an unknown type or region):
 - ``host_rate(instance_type, region, onprem_hourly_usd, table=None) -> HostRate``
   — always a rate, with its ``source`` (``aws:<region>``, ``aws:us-east-1 (region
   fallback)`` when only the region is missing from the table, ``onprem``).
-- ``host_rate_for(settings, instance_type, region) -> HostRate`` — same, with the
-  override file and on-prem rate from settings.
 - ``ebs_gb_month_price(volume_type, region)``, ``ebs_monthly_cost(volume_type,
   size_gb, region)``, ``snapshot_gb_month_price(region)``,
   ``elastic_ip_hourly_price(region)``, ``load_balancer_hourly_price(region)``,
@@ -214,11 +212,6 @@ def host_rate(
         if price is not None:
             return HostRate(price, f"aws:{FALLBACK_REGION} (region fallback)")
     return HostRate(onprem_hourly_usd, "onprem")
-
-
-def host_rate_for(settings: Settings, instance_type: str | None, region: str | None) -> HostRate:
-    return host_rate(instance_type or settings.instance_type, region or settings.region,
-                     settings.onprem_hourly_usd, price_table(settings))
 
 
 def ebs_gb_month_price(volume_type: str, region: str, table: PriceTable | None = None) -> float | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from execsight.machine_id import default_host_id
@@ -178,7 +178,6 @@ class Settings:
     findings_min_wall_s: float = 5.0
     findings_min_cost_usd: float = 0.001
     rollup_refresh_s: float = 60.0
-    extra: dict[str, str] = field(default_factory=dict)
 
     def topic(self, name: str) -> str:
         """The broker-side name of a topic from schemas/topics.yaml."""
@@ -265,7 +264,3 @@ def _generic_runs(e: Mapping[str, str]) -> tuple[str, float, tuple[str, ...]]:
     idle = _float(e, "EXECSIGHT_GENERIC_IDLE_S")
     daemons = tuple(d.strip() for d in env_value(e, "EXECSIGHT_DAEMONS").split(",") if d.strip())
     return mode, idle, daemons
-
-
-def settings_fields() -> list[str]:
-    return [f.name for f in fields(Settings)]

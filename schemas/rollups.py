@@ -37,11 +37,6 @@ def refresh_rollups(conn: psycopg.Connection[Any]) -> float:
     return time.monotonic() - t0
 
 
-def refresh_rollups_dsn(dsn: str, connect_timeout_s: int = 10) -> float:
-    with psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout_s) as conn:
-        return refresh_rollups(conn)
-
-
 class RollupRefresher:
     """Refreshes the rollups every ``interval_s`` from a worker's loop, over its own connection.
 

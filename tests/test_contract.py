@@ -171,3 +171,250 @@ def test_records_written_with_a_previous_schema_version_still_decode() -> None:
         data = Codec([old]).encode(old.name, {k: v for k, v in example.items() if k in known})
         name, decoded = codec.decode(data)
         assert name == old.name and set(decoded) == set(example)
+
+
+# --- every example of every topic through each of its consumers (pure: no broker, no database) -------
+
+# Consumers in topics.yaml outside this repository: they get the .avsc files and the README's snippet.
+EXTERNAL_CONSUMERS = frozenset({"subscribers", "operators"})
+
+
+class FakeMessage:
+    """What the workers read of a confluent-kafka Message."""
+
+    def __init__(self, topic: str, value: bytes, key: bytes = b"h") -> None:
+        self._topic, self._value, self._key = topic, value, key
+
+    def topic(self) -> str:
+        return self._topic
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes:
+        return self._key
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return []
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return 0
+
+
+class RecordingProducer:
+    """Stands for the dead-letter producer: a test fails if anything is produced."""
+
+    def __init__(self) -> None:
+        self.produced: list[tuple[str, dict[str, Any]]] = []
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        self.produced.append((topic, kwargs))
+
+    def flush(self, timeout: float = 0) -> int:
+        return 0
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+
+class RecordingConnection:
+    """The part of a psycopg connection execsight.findings.upsert_findings uses: keeps SQL and rows."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[tuple[Any, ...]]]] = []
+
+    def cursor(self) -> RecordingConnection:
+        return self
+
+    def __enter__(self) -> RecordingConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def executemany(self, sql: str, rows: Any) -> None:
+        self.calls.append((sql, list(rows)))
+
+
+def _settings() -> Any:
+    from execsight.settings import load_settings
+
+    return load_settings({})
+
+
+def correlator_consumes(topic: str, name: str, data: bytes) -> None:
+    """The correlator's per-message path (services/correlator/batch.py): decode, type check, HostTree."""
+    from services.correlator.batch import HOST_TYPES, PROCESS_TYPES
+    from services.correlator.process_tree import HostTree, Outputs, TreeConfig
+    from services.correlator.tool_rules import load_rules
+
+    kind, rec = default_codec().decode(data)
+    source, allowed = ("H", HOST_TYPES) if topic == topic_names.RAW_HOST else ("P", PROCESS_TYPES)
+    assert kind == name and kind in allowed, f"the correlator dead-letters {kind} on {topic}"
+    assert rec.get("host_id"), "the correlator dead-letters a record with an empty host_id"
+    tree, out = HostTree(str(rec["host_id"]), TreeConfig(), load_rules([]).identify), Outputs()
+    tree.apply(kind, rec, source, 1, out)  # KeyError/TypeError/ValueError here means a dead letter
+    tree.finish(out)
+
+
+def tune_consumes(topic: str, name: str, data: bytes) -> None:
+    """The tune worker's decode step (services/tune/worker.py): expected type per topic, validate()."""
+    from services.tune.worker import TuneWorker
+
+    producer = RecordingProducer()
+    worker = TuneWorker(_settings())
+    decoded = worker.decode(producer, [FakeMessage(topic, data)])  # type: ignore[arg-type, list-item]
+    assert producer.produced == [], f"tune dead-lettered it: {producer.produced[0][1].get('headers')}"
+    assert [n for n, _ in decoded] == [name]
+
+
+def sweep_consumes(topic: str, name: str, data: bytes) -> None:
+    """The sweep worker's handle() (services/sweep/worker.py): decode, then fold into the host tracker."""
+    from services.sweep.worker import SweepWorker
+
+    producer = RecordingProducer()
+    worker = SweepWorker(_settings())
+    worker.handle(FakeMessage(topic, data), producer)  # type: ignore[arg-type]
+    assert producer.produced == [], f"sweep dead-lettered it: {producer.produced[0][1].get('headers')}"
+    assert (worker.messages, worker.deadlettered) == (1, 0)
+
+
+def ui_consumes(topic: str, name: str, data: bytes) -> None:
+    """The dashboard reads findings from the findings table: the row execsight.findings stores for it."""
+    from execsight.findings import upsert_findings
+
+    _, rec = default_codec().decode(data)
+    conn = RecordingConnection()
+    upsert_findings(conn, "tune" if topic == topic_names.FINDINGS_TUNE else "sweep", [rec])  # type: ignore[arg-type]
+    [(sql, rows)] = conn.calls
+    assert len(rows) == 1 and len(rows[0]) == sql.count("%s"), "a findings column without its value"
+    assert rows[0][0] == rec["finding_id"]
+
+
+CONSUMERS: dict[str, Any] = {
+    "correlator": correlator_consumes,
+    "tune": tune_consumes,
+    "sweep": sweep_consumes,
+    "ui": ui_consumes,
+}
+
+
+def consumer_cases() -> list[tuple[str, str, str, Path]]:
+    return [
+        (topic.name, consumer, name, path)
+        for topic in load_topics().values()
+        for consumer in topic.consumers
+        if consumer not in EXTERNAL_CONSUMERS
+        for name, path in all_examples()
+        if name in topic.value_schemas
+    ]
+
+
+def test_every_consumer_in_the_topics_file_has_a_check_and_every_topic_examples() -> None:
+    named = {c for t in load_topics().values() for c in t.consumers}
+    assert named - EXTERNAL_CONSUMERS == set(CONSUMERS), "a consumer of topics.yaml without a contract check"
+    cases = consumer_cases()
+    for topic in load_topics().values():
+        for schema in topic.value_schemas:
+            for consumer in set(topic.consumers) - EXTERNAL_CONSUMERS:
+                assert any(c[:3] == (topic.name, consumer, schema) for c in cases), (topic.name, consumer, schema)
+
+
+@pytest.mark.parametrize(("topic", "consumer", "name", "path"), consumer_cases(),
+                         ids=lambda v: getattr(v, "name", v))
+def test_every_example_passes_through_each_consumer_of_its_topic(topic: str, consumer: str, name: str,
+                                                                 path: Path) -> None:
+    data = default_codec().encode(name, json.loads(path.read_text()))
+    CONSUMERS[consumer](topic, name, data)
+
+
+# --- schemas/compat_check.py: the CI step on changed .avsc files -------------------------------------
+
+def _version(name: str, extra_fields: list[dict[str, Any]], extra_values: dict[str, Any]) -> Any:
+    from schemas.compat_check import Version
+
+    raw = json.loads((AVRO_DIR / "sweep_finding.avsc").read_text())
+    assert raw["name"] == name
+    raw["fields"] += extra_fields
+    examples = {p.name: {**json.loads(p.read_text()), **extra_values} for p in sorted((EXAMPLES / name).glob("*.json"))}
+    return Version(raw, examples)
+
+
+def test_compat_check_accepts_a_field_added_with_a_default() -> None:
+    from schemas.compat_check import problems
+
+    old = _version("SweepFinding", [], {})
+    new = _version("SweepFinding", [{"name": "owner", "type": ["null", "string"], "default": None}], {"owner": "ops"})
+    assert problems(old, new) == []
+    assert problems(new, old) == []  # removing a field that had a default is compatible too
+
+
+def test_compat_check_names_a_field_without_default_and_a_changed_type() -> None:
+    from schemas.compat_check import problems
+
+    old = _version("SweepFinding", [], {})
+    new = _version("SweepFinding", [{"name": "owner", "type": "string"}], {"owner": "ops"})
+    found = problems(old, new)
+    assert found[0] == "field 'owner' added without a default: records written before it cannot be read"
+    assert any(p.startswith("old writer -> new reader: v1-1.json") for p in found)
+
+    retyped = _version("SweepFinding", [], {})
+    retyped.schema["fields"][[f["name"] for f in retyped.schema["fields"]].index("summary")]["type"] = "int"
+    assert any("new reader" in p and "string is not int" in p for p in problems(old, retyped))
+
+
+def _git_repo(root: Path) -> None:
+    """A repository holding this checkout's schemas/avro and schemas/examples, committed twice."""
+    import shutil
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       check=True, capture_output=True)
+
+    shutil.copytree(AVRO_DIR, root / "schemas" / "avro")
+    shutil.copytree(EXAMPLES, root / "schemas" / "examples")
+    git("init", "-q", "-b", "main")
+    git("add", ".")
+    git("commit", "-qm", "first")
+    (root / "README").write_text("second commit, no schema change\n")
+    git("add", ".")
+    git("commit", "-qm", "second")
+
+
+def test_compat_check_compares_changed_files_with_the_previous_commit(tmp_path: Path) -> None:
+    from schemas.compat_check import base_commit, changed_schemas, check
+
+    _git_repo(tmp_path)
+    base = base_commit(repo=tmp_path)  # on main itself: HEAD~1
+    assert base is not None
+    assert changed_schemas(base, tmp_path) == [] and check(base, tmp_path) == []
+
+    path = tmp_path / "schemas" / "avro" / "tune_finding.avsc"
+    raw = json.loads(path.read_text())
+    raw["fields"].append({"name": "ticket", "type": ["null", "string"], "default": None})
+    path.write_text(json.dumps(raw))
+    assert changed_schemas(base, tmp_path) == ["schemas/avro/tune_finding.avsc"]
+    assert check(base, tmp_path) == []
+
+    raw["fields"].append({"name": "owner", "type": "string"})
+    path.write_text(json.dumps(raw))
+    found = check(base, tmp_path)
+    assert found and all(p.startswith("schemas/avro/tune_finding.avsc: ") for p in found)
+    assert "field 'owner' added without a default" in found[0]
+
+    (tmp_path / "schemas" / "avro" / "sweep_finding.avsc").unlink()
+    assert any("sweep_finding.avsc: removed" in p for p in check(base, tmp_path))
+
+
+def test_compat_check_without_a_previous_commit_has_nothing_to_compare(tmp_path: Path) -> None:
+    import subprocess
+
+    from schemas.compat_check import base_commit
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert base_commit(repo=tmp_path) is None
+    assert base_commit("no-such-commit", repo=tmp_path) is None

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from deploy.local import kafka_admin, pg_cluster, services
+from deploy.local import pg_cluster, services
 from deploy.local.stack import ComponentStatus, LocalStack, StackError
+from execsight import kafka_admin
 from execsight.settings import load_settings
 
 pytestmark = [

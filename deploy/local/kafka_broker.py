@@ -16,7 +16,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.local import procs
 from deploy.local.endpoints import KafkaEndpoint
 
 log = logging.getLogger(__name__)
@@ -172,8 +171,3 @@ def broker_command(paths: KafkaPaths, lib_dir: Path, log_file: Path) -> list[str
     cmd = java_command(lib_dir, MAIN_CLASS, str(paths.server_properties), log4j=paths.log4j_properties)
     cmd.insert(1, f"-Dkafka.logs.dir={log_file.parent}")
     return cmd
-
-
-def start_broker(paths: KafkaPaths, lib_dir: Path, pid_file: Path, log_file: Path) -> int:
-    return procs.start(broker_command(paths, lib_dir, log_file), pid_file=pid_file, log_file=log_file,
-                       cwd=paths.root)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.local import host_prep, kafka_admin, kafka_broker, lag_trend, pg_cluster, procs, services, supervisor
+from deploy.local import host_prep, kafka_broker, lag_trend, pg_cluster, procs, services, supervisor
 from deploy.local.endpoints import (
     exposure_problems,
     kafka_endpoint,
@@ -25,6 +25,7 @@ from deploy.local.endpoints import (
     port_open,
     ui_exposure_problem,
 )
+from execsight import kafka_admin
 from execsight.kafka_io import create_topics
 from execsight.lifecycle import STABLE_AFTER_S
 from execsight.settings import REPO_ROOT, Settings

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-log = logging.getLogger("execsight.collector.cpu")
+log = logging.getLogger(__name__)
 
 CHOICES = ("adaptive", "batch", "other")
 CAP_SYS_NICE = 23

@@ -33,7 +33,7 @@ from services.collector.publisher import Sink
 from services.collector.sampler import HostSampler, ProcessSampler
 from services.collector.taskstats import TaskstatsListener, TaskstatsRecord, enable_delay_accounting
 
-log = logging.getLogger("execsight.collector")
+log = logging.getLogger(__name__)
 VERSION = "0.1.0"
 HOST_RECORDS = frozenset({"HostSample", "CollectorStatus"})
 TASKSTATS_BATCH_S = 0.02

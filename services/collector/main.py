@@ -11,7 +11,7 @@ from execsight.lifecycle import settings_or_exit
 from services.collector.cpu_policy import CHOICES, CpuPolicy
 from services.collector.filters import RulesError, load_rules
 
-log = logging.getLogger("execsight.collector")
+log = logging.getLogger("services.collector.main")  # its module path: it also runs as __main__
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -307,11 +307,3 @@ class Probes:
         if self._bpf is not None:
             self._bpf.cleanup()
             self._bpf = None
-
-
-def make_loader(offsets: TaskOffsets, net_probes: str = "auto") -> Callable[[], Probes]:
-    def load() -> Probes:
-        p = Probes(offsets, net_probes=net_probes)
-        p.load()
-        return p
-    return load

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from services.collector.spool import Spool, SpoolRecord
 
-log = logging.getLogger("execsight.collector.publisher")
+log = logging.getLogger(__name__)
 
 REPLAY_BATCH = 1000
 RETRY_INTERVAL_S = 1.0

@@ -15,7 +15,7 @@ from execsight.lifecycle import settings_or_exit
 from execsight.logs import setup_logging
 from execsight.settings import Settings
 
-log = logging.getLogger("services.correlator")
+log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:

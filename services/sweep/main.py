@@ -14,7 +14,7 @@ from services.sweep.readonly import guard_process
 from services.sweep.report_table import format_table
 from services.sweep.worker import run_forever, run_once
 
-log = logging.getLogger("services.sweep")
+log = logging.getLogger(__name__)
 
 
 def main(argv: list[str]) -> int:

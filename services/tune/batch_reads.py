@@ -73,7 +73,7 @@ def process_samples_many(
 
 
 def upsert_task_costs(conn: psycopg.Connection[Any], costs: Mapping[tuple[str, str], Cost]) -> None:
-    """store.upsert_task_cost for many tasks in one statement."""
+    """The task_costs upsert (run_id, task_id) for many tasks in one statement."""
     conn.execute(
         "INSERT INTO task_costs (run_id, task_id, hourly_usd, cost_usd, waste_usd, price_source, computed_at) "
         "SELECT *, now() FROM unnest(%s::text[], %s::text[], %s::float8[], %s::float8[], %s::float8[], %s::text[]) "

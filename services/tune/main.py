@@ -9,7 +9,7 @@ from execsight.kafka_io import wait_for_broker
 from execsight.lifecycle import settings_or_exit, stop_on_signals
 from services.tune.worker import TuneWorker
 
-log = logging.getLogger("services.tune")
+log = logging.getLogger(__name__)
 
 
 def main(argv: list[str]) -> int:

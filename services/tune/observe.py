@@ -193,11 +193,6 @@ def progress(conn: psycopg.Connection[Any], run_id: str) -> Progress:
     return Progress(True, str(row[0]), int(row[2]), int(row[3]), bool(row[1]))
 
 
-def run_ready(conn: psycopg.Connection[Any], run_id: str) -> bool:
-    """The run is completed and the tune worker has costed it and every task of it."""
-    return progress(conn, run_id).ready
-
-
 def waiting_for(p: Progress, collector_seen: bool = True) -> tuple[str, str]:
     """(component, what it has not done yet) for a run that is not ready."""
     if not p.found:
@@ -217,7 +212,7 @@ LagLookup = Callable[[], dict[str, int]]
 
 def group_lags(settings: Settings) -> dict[str, int]:
     """Consumer lag of the correlator and tune groups of this topic prefix (empty when Kafka does not say)."""
-    from deploy.local import kafka_admin
+    from execsight import kafka_admin
 
     wanted = {f"{settings.topic_prefix}{TUNE_GROUP}": "tune worker", CORRELATOR_GROUP: "correlator",
               f"{settings.topic_prefix}{CORRELATOR_GROUP}": "correlator"}

@@ -10,7 +10,6 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg.rows import dict_row
 
-from services.tune.cost import Cost
 from services.tune.process_definition import TAGGED_ENGINES, process_definition
 
 Row = dict[str, Any]
@@ -164,26 +163,6 @@ def process_samples(conn: psycopg.Connection[Any], keys: Iterable[tuple[str, str
     for r in rows:
         out.setdefault((r["run_id"], r["task_id"]), []).append(r)
     return out
-
-
-def max_memory_pressure(conn: psycopg.Connection[Any], host_id: str, start_ns: int, end_ns: int) -> float | None:
-    with cursor(conn) as cur:
-        row = cur.execute(
-            "SELECT max(psi_mem_some_avg10) AS psi FROM host_samples WHERE host_id = %s "
-            "AND time BETWEEN to_timestamp(%s) AND to_timestamp(%s)",
-            (host_id, start_ns / 1e9, end_ns / 1e9),
-        ).fetchone()
-    return None if row is None or row["psi"] is None else float(row["psi"])
-
-
-def upsert_task_cost(conn: psycopg.Connection[Any], run_id: str, task_id: str, cost: Cost) -> None:
-    conn.execute(
-        "INSERT INTO task_costs (run_id, task_id, hourly_usd, cost_usd, waste_usd, price_source, computed_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, now()) ON CONFLICT (run_id, task_id) DO UPDATE SET "
-        "hourly_usd = EXCLUDED.hourly_usd, cost_usd = EXCLUDED.cost_usd, waste_usd = EXCLUDED.waste_usd, "
-        "price_source = EXCLUDED.price_source, computed_at = now()",
-        (run_id, task_id, cost.hourly_usd, cost.cost_usd, cost.waste_usd, cost.price_source),
-    )
 
 
 def upsert_run_cost(conn: psycopg.Connection[Any], run_id: str, cost_usd: float, waste_usd: float) -> None:

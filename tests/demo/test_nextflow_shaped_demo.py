@@ -16,6 +16,9 @@ from deploy.demo.scales import Scale, load_scale
 from .conftest import recorded_path
 from .process_recorder import Invocation, read_records
 
+# Runs the demo pipeline for real (bwa, samtools, thousands of processes): not in `make test-unit`.
+pytestmark = pytest.mark.pipeline
+
 RUN_ID = "demo-test-nextflow"
 TASK_FILES = (".command.run", ".command.sh", ".command.out", ".command.err", ".command.log", ".command.begin",
               ".exitcode")

@@ -21,6 +21,9 @@ from deploy.demo.scales import Scale, load_scale
 from .conftest import recorded_path
 from .process_recorder import Ancestor, Invocation, read_records
 
+# Runs the demo pipeline for real (bwa, samtools, thousands of processes): not in `make test-unit`.
+pytestmark = pytest.mark.pipeline
+
 RUN_ID = "demo-test-snakemake"
 RULES = {"reference", "simulate_reads", "bwa_index", "align", "bam_index", "flagstat", "coverage_table",
          "write_scratch", "helper_churn", "verify_archive"}

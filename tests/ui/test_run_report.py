@@ -96,7 +96,8 @@ def test_tool_rows_add_io_to_the_run_reports_tool_totals() -> None:
          "write_bytes": 0}]
     rows = {r.tool: r for r in tool_rows(tasks, procs)}
     assert rows["bwa"].io_bytes == 150 and rows["bwa"].cost_usd == pytest.approx(0.75)
-    assert rows["cat (unidentified executable)"].read_bytes == 7 and rows["cat (unidentified executable)"].cost_usd == pytest.approx(0.25)
+    cat = rows["cat (unidentified executable)"]
+    assert cat.read_bytes == 7 and cat.cost_usd == pytest.approx(0.25)
     assert tool_rows(tasks, procs)[0].tool == "cat (unidentified executable)"  # longest wall first
 
 
