@@ -8,7 +8,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+)
 
 from execsight.settings import Settings
 from schemas.topics import DEADLETTER, Topic, load_topics
@@ -123,3 +129,41 @@ def create_topics(
             raise
     log.info("created topics", extra={"topics": created})
     return sorted(created)
+
+
+def config_differences(have: Mapping[str, str | None], want: Mapping[str, str]) -> dict[str, str]:
+    """The entries of ``want`` that ``have`` (a topic's current configs) does not hold as given."""
+    return {k: v for k, v in want.items() if have.get(k) != v}
+
+
+def ensure_topic(
+    bootstrap: str, name: str, partitions: int, config: Mapping[str, str], timeout_s: float = 30.0
+) -> dict[str, str]:
+    """Creates topic ``name`` with ``config``, or, when it exists, sets the entries of ``config`` it differs in
+    (an incremental alter: configs not named are left as they are). Returns what was changed: key -> old value
+    (``""`` for each key of a topic just created). For topics whose settings must reach existing deployments,
+    e.g. the changelogs' compaction (topics.yaml: changelog_config)."""
+    client = AdminClient({"bootstrap.servers": bootstrap})
+    if name not in client.list_topics(timeout=timeout_s).topics:
+        fut = client.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+                                             config=dict(config))], operation_timeout=timeout_s)[name]
+        try:
+            fut.result(timeout=timeout_s)
+            log.info("created topic", extra={"topic": name, "config": dict(config)})
+            return dict.fromkeys(config, "")
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if not (isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
+                raise
+    resource = ConfigResource(ConfigResource.Type.TOPIC, name)
+    described = client.describe_configs([resource], request_timeout=timeout_s)[resource].result(timeout=timeout_s)
+    have = {k: e.value for k, e in described.items()}
+    change = config_differences(have, config)
+    if not change:
+        return {}
+    resource = ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=[
+        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in sorted(change.items())])
+    client.incremental_alter_configs([resource], request_timeout=timeout_s)[resource].result(timeout=timeout_s)
+    old = {k: str(have.get(k)) for k in change}
+    log.warning("topic configs changed to the configured values", extra={"topic": name, "old": old, "new": change})
+    return old

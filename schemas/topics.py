@@ -51,6 +51,15 @@ def load_topics(path: Path = TOPICS_FILE) -> dict[str, Topic]:
     return topics
 
 
+def load_changelog_config(path: Path = TOPICS_FILE) -> dict[str, str]:
+    """The Kafka configs of the Faust tables' changelog topics (``changelog_config`` in topics.yaml)."""
+    doc: Any = yaml.safe_load(path.read_text())
+    cfg = doc.get("changelog_config")
+    if not isinstance(cfg, dict) or cfg.get("cleanup.policy") != "compact":
+        raise ValueError(f"{path}: changelog_config must be a mapping with cleanup.policy: compact")
+    return {str(k): str(v) for k, v in cfg.items()}
+
+
 # Names used by code; a test checks that each one is in topics.yaml.
 RAW_PROCESS = "execsight.raw.process"
 RAW_HOST = "execsight.raw.host"

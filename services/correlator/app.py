@@ -8,7 +8,9 @@
   (the changelog) before it commits.
 - The table ``state`` is keyed ``{host_id}|...`` and written with the partition of the
   host's source messages, so it is co-partitioned with the raw topics and a worker that
-  owns a host's partition recovers that host's state from the changelog.
+  owns a host's partition recovers that host's state from the changelog. The changelog is
+  compacted with small segments (topics.yaml changelog_config), so recovery reads about
+  the live state, not its history.
 - If a batch cannot be finished (anything but a database or broker outage, which are waited
   out), the worker exits at once without acknowledging, so the batch is read again on
   restart rather than skipped.
@@ -27,9 +29,10 @@ from typing import Any
 
 import faust
 
+from execsight.kafka_io import ensure_topic
 from execsight.settings import Settings
 from schemas.codec import default_codec
-from schemas.topics import RAW_HOST, RAW_PROCESS, load_topics
+from schemas.topics import RAW_HOST, RAW_PROCESS, load_changelog_config, load_topics
 from services.correlator.batch import BatchProcessor, Publisher, RawMessage
 from services.correlator.batch_consumer import CorrelatorApp
 from services.correlator.containers import ContainerDirectory
@@ -127,9 +130,14 @@ def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics |
         key_serializer="raw",
         value_serializer="raw",
     )
+    changelog_config = load_changelog_config()
     table = app.Table(
-        "state", partitions=partitions, schema=faust.Schema(key_serializer="json", value_serializer="json")
+        "state", partitions=partitions, schema=faust.Schema(key_serializer="json", value_serializer="json"),
+        extra_topic_configs=changelog_config,
     )
+    # Faust leaves an existing changelog as it is: one made before these settings (or by hand) gets them here,
+    # else it is never compacted and recovery grows with its whole history (issue #19.6).
+    ensure_topic(settings.kafka_bootstrap, table.changelog_topic.get_topic_name(), partitions, changelog_config)
     rules = ReloadingRules(settings.tool_rules)
     containers = ContainerDirectory()
     processor = BatchProcessor(
