@@ -59,6 +59,19 @@ def make_consumer(settings: Settings, group_id: str, topics: Sequence[str], **ov
     return consumer
 
 
+def consume_messages(consumer: Consumer, num_messages: int, timeout: float) -> list[Message]:
+    """One consume call's messages without the errors: a partition's end is routine, any other error is
+    logged (librdkafka retries it by itself) and the message skipped."""
+    good: list[Message] = []
+    for m in consumer.consume(num_messages=num_messages, timeout=timeout):
+        err = m.error()
+        if err is None:
+            good.append(m)
+        elif err.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer error", extra={"error": str(err)})
+    return good
+
+
 def deadletter_headers(msg: Message, reason: str, origin: str) -> list[tuple[str, str | bytes | None]]:
     return [
         ("execsight.reason", reason.encode()),

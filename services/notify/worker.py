@@ -26,7 +26,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from execsight.kafka_io import make_consumer, make_producer, send_to_deadletter
+from execsight.kafka_io import consume_messages, make_consumer, make_producer, send_to_deadletter
 from execsight.reloading import Reloading
 from execsight.settings import Settings
 from schemas.codec import CodecError, default_codec
@@ -216,14 +216,7 @@ class NotifyWorker:
                 if time.monotonic() - self._last_reload_check >= RELOAD_EVERY_S:
                     self._last_reload_check = time.monotonic()
                     self.reload_routes()
-                msgs = consumer.consume(num_messages=batch_size, timeout=0.5)
-                good: list[Message] = []
-                for m in msgs:
-                    err = m.error()
-                    if err is None:
-                        good.append(m)
-                    elif err.code() != KafkaError._PARTITION_EOF:
-                        log.warning("consumer error", extra={"error": str(err)})
+                good = consume_messages(consumer, batch_size, timeout=0.5)
                 if not good:
                     if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                         break

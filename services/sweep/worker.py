@@ -19,11 +19,11 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import psycopg
-from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, Message, Producer, TopicPartition
 
 from execsight import pricing
 from execsight.findings import publish_findings, upsert_findings
-from execsight.kafka_io import consumer_config, make_producer, send_to_deadletter
+from execsight.kafka_io import consume_messages, consumer_config, make_producer, send_to_deadletter
 from execsight.settings import Settings
 from schemas.codec import CodecError, default_codec
 from schemas.rollups import RollupRefresher
@@ -339,12 +339,7 @@ def run_forever(settings: Settings, scanner: Scanner | None, stop: threading.Eve
         next_round = time.monotonic() + min(settings.sweep_interval_s, 5.0)
         while not stop.is_set():
             wait = max(0.0, min(1.0, next_round - time.monotonic()))
-            for msg in consumer.consume(num_messages=1000, timeout=wait):
-                err = msg.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        log.warning("consumer error", extra={"error": str(err)})
-                    continue
+            for msg in consume_messages(consumer, 1000, timeout=wait):
                 worker.handle(msg, producer)
             refresher.maybe_refresh()
             if time.monotonic() < next_round:

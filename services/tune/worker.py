@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from execsight import pricing
 from execsight.findings import publish_findings
-from execsight.kafka_io import make_consumer, make_producer, send_to_deadletter
+from execsight.kafka_io import consume_messages, make_consumer, make_producer, send_to_deadletter
 from execsight.settings import Settings
 from schemas.codec import CodecError, default_codec
 from schemas.topics import ENRICHED_RUN, ENRICHED_TASK, FINDINGS_TUNE
@@ -288,14 +288,7 @@ class TuneWorker:
         log.info("tune worker started", extra={"topics": [self.settings.topic(t) for t in TOPICS]})
         try:
             while not stop.is_set():
-                msgs = consumer.consume(num_messages=batch_size, timeout=0.5)
-                good: list[Message] = []
-                for m in msgs:
-                    err = m.error()
-                    if err is None:
-                        good.append(m)
-                    elif err.code() != KafkaError._PARTITION_EOF:
-                        log.warning("consumer error", extra={"error": str(err)})
+                good = consume_messages(consumer, batch_size, timeout=0.5)
                 if not good:
                     if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                         break
