@@ -20,6 +20,11 @@ REFRESH_SQL = "CALL execsight_refresh_rollups()"
 log = logging.getLogger(__name__)
 
 
+# A concurrent refresh of a continuous aggregate (the scheduler's policy job) makes ours fail at once.
+LOCK_RETRIES = 20
+LOCK_RETRY_S = 0.5
+
+
 def refresh_rollups(conn: psycopg.Connection[Any]) -> float:
     """Refreshes both rollups over conn (switched to autocommit meanwhile); returns the seconds taken.
 
@@ -31,7 +36,15 @@ def refresh_rollups(conn: psycopg.Connection[Any]) -> float:
     conn.autocommit = True
     t0 = time.monotonic()
     try:
-        conn.execute(REFRESH_SQL)
+        for attempt in range(LOCK_RETRIES + 1):
+            try:
+                conn.execute(REFRESH_SQL)
+                break
+            except psycopg.errors.LockNotAvailable:
+                # TimescaleDB's own refresh policy is refreshing the same aggregate: wait for it
+                if attempt == LOCK_RETRIES:
+                    raise
+                time.sleep(LOCK_RETRY_S)
     finally:
         conn.autocommit = was_autocommit
     return time.monotonic() - t0

@@ -41,6 +41,7 @@ from deploy.demo import outcome
 from deploy.demo.scales import load_scale
 from deploy.local import services
 from execsight.settings import REPO_ROOT, Settings
+from services.tune.breakdown import DEFAULT_THRESHOLDS
 from services.tune.process_definition import definition_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ebpf, pytest.mark.kafka, pytest.mark.db]
@@ -233,10 +234,19 @@ def test_snakemake_demo_end_to_end(settings: Settings, tmp_path: Path) -> None:
         wanted = {kind for kind, _ in EXPECTED_FINDINGS.values()}
         findings = _wait_for_findings(dsn, run_id, wanted, ARRIVAL_S)
         got = {(f["kind"], f["task"]) for f in findings}
+        expected = set(EXPECTED_FINDINGS.values())
+        if ("io_bound", "write_scratch") not in got and ("contended", "write_scratch") in got:
+            # One verdict per task: on a busy 2-core CI host the wait for a CPU can outweigh the block-I/O
+            # wait. The I/O wait must still be there, measured, over the io_bound threshold of its wall time.
+            scratch = [t for t in tasks if t["rule"] == "write_scratch"]
+            blkio, wall = sum(t["blkio_ns"] for t in scratch), sum(t["wall_ns"] for t in scratch)
+            assert blkio >= DEFAULT_THRESHOLDS.io_share * wall, (blkio, wall)
+            expected = expected - {("io_bound", "write_scratch")} | {("contended", "write_scratch")}
         for case, pair in EXPECTED_FINDINGS.items():
+            pair = pair if pair in expected else ("contended", pair[1])
             assert pair in got, f"no {pair[0]} finding for {pair[1]} ({case}); got {sorted(got)}"
         on_topic = {(f["kind"], f["task"]) for f in _tune_findings_on_topic(settings, ARRIVAL_S)}
-        assert set(EXPECTED_FINDINGS.values()) <= on_topic, sorted(on_topic)
+        assert expected <= on_topic, sorted(on_topic)
 
         # what the dashboard's Runs page reads
         from services.ui import queries
