@@ -35,7 +35,6 @@ from schemas.codec import default_codec
 from schemas.topics import RAW_HOST, RAW_PROCESS, load_changelog_config, load_topics
 from services.correlator.batch import BatchProcessor, Publisher, RawMessage
 from services.correlator.batch_consumer import CorrelatorApp
-from services.correlator.containers import ContainerDirectory
 from services.correlator.metrics import CorrelatorMetrics
 from services.correlator.sink import Sink
 from services.correlator.tool_rules import ReloadingRules, RulesError
@@ -139,10 +138,8 @@ def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics |
     # else it is never compacted and recovery grows with its whole history (issue #19.6).
     ensure_topic(settings.kafka_bootstrap, table.changelog_topic.get_topic_name(), partitions, changelog_config)
     rules = ReloadingRules(settings.tool_rules)
-    containers = ContainerDirectory()
     processor = BatchProcessor(
         settings, FaustState(table), Sink(settings.database_url), Publisher(settings), rules, default_codec(),
-        containers=containers.get,
     )
     metrics = metrics or CorrelatorMetrics()
     metrics.bind(processor, app)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,7 +34,8 @@ ORIGIN = "correlator"
 MAX_MESSAGE_BYTES = 900_000
 DEADLETTER_VALUE_MAX = 512 * 1024  # the head of an oversized message, with its full size in a header
 
-PROCESS_TYPES = frozenset({"ProcessExec", "ProcessFork", "ProcessExit", "ProcessSample", "ProcessThrottle"})
+PROCESS_TYPES = frozenset({"ProcessExec", "ProcessFork", "ProcessExit", "ProcessSample", "ProcessThrottle",
+                           "ContainerInfo"})
 HOST_TYPES = frozenset({"HostSample", "CollectorStatus"})
 
 
@@ -146,7 +147,6 @@ class BatchProcessor:
         rules: ReloadingRules,
         codec: Codec,
         read: context.FileReader = context.read_local_file,
-        containers: Callable[[str], dict[str, Any] | None] | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
@@ -155,7 +155,6 @@ class BatchProcessor:
         self.rules = rules
         self.codec = codec
         self.read = read
-        self.containers = containers
         self.cfg = TreeConfig.from_settings(settings)
         self.hosts: dict[str, HostTree] = {}
         self.host_partition: dict[str, int] = {}
@@ -173,7 +172,7 @@ class BatchProcessor:
     def _tree(self, host_id: str) -> HostTree:
         tree = self.hosts.get(host_id)
         if tree is None:
-            tree = HostTree(host_id, self.cfg, self.rules.identify, self.read, self.containers)
+            tree = HostTree(host_id, self.cfg, self.rules.identify, self.read)
             tree.load(self.state.host_items(host_id))
             self.hosts[host_id] = tree
         return tree
