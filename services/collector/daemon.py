@@ -24,6 +24,7 @@ from services.collector import identity, procfs, wallclock
 from services.collector.assembler import Assembler
 from services.collector.btf import BtfError, task_offsets
 from services.collector.cgroups import read_cgroup_path
+from services.collector.container_runtime import ContainerContext, runtime_config
 from services.collector.cpu_policy import CpuPolicy
 from services.collector.filters import ExecRateLimiter, Rules, RulesError, load_rules
 from services.collector.metrics import CollectorMetrics
@@ -123,6 +124,10 @@ class Collector:
         self.gpus = Gpus()
         self.metrics = CollectorMetrics()
         self.metrics_port = 0
+        # container name/image/pod from the host's runtime, asked in a thread: ContainerInfo records
+        self.containers = ContainerContext(settings.host_id, runtime_config(
+            settings.docker_sockets, settings.cri_sockets, settings.kubelet_pods_url,
+            settings.container_lookups_per_s))
 
     # ---- start-up --------------------------------------------------------------------------
 
@@ -217,6 +222,8 @@ class Collector:
         topic = self.topic_host if name in HOST_RECORDS else self.topic_process
         self.sink.send(topic, self.key, value, name, record)
         self.events_total[name] += 1
+        if name == "ProcessExec" and record.get("container_id"):
+            self.containers.saw(record["container_id"], record.get("container_runtime"))
 
     def status_record(self, interval_s: float, asm: Assembler) -> dict[str, Any]:
         rates = {k: (v - self._last_totals.get(k, 0)) / max(interval_s, 1e-9) for k, v in self.events_total.items()}
@@ -236,6 +243,7 @@ class Collector:
             rss = st.rss_pages * procfs.PAGE_SIZE
         self.metrics.update(dict(self.events_total), rates, lost, sink)
         self.metrics.cpu_escalations.set(self.cpu.escalations)
+        self.metrics.update_containers(dict(self.containers.counts), dict(self.containers.failures))
         return {
             "host_id": self.settings.host_id, "time_ns": time.time_ns(), "version": VERSION,
             "mode": "EBPF" if self.probes else "FALLBACK",
@@ -280,6 +288,7 @@ class Collector:
             "metrics_port": self.metrics_port, "pid": os.getpid()})
         for name, rec in asm.drain():
             self.publish(name, rec)
+        self.containers.start()
         rules_path = self.opts.rules_path
         rules = (Reloading(lambda: load_rules(rules_path), lambda: [rules_path], (RulesError,))
                  if rules_path is not None else None)
@@ -313,6 +322,8 @@ class Collector:
             asm.tick(identity.boot_ns_now())
             for name, rec in asm.drain():
                 self.publish(name, rec)
+            for rec in self.containers.drain():
+                self.publish("ContainerInfo", rec)
             mono = time.monotonic()
             if rules is not None and mono >= next_rules_check:
                 next_rules_check = mono + RULES_CHECK_S
@@ -365,6 +376,9 @@ class Collector:
         asm.flush_all()
         for name, rec in asm.drain():
             self.publish(name, rec)
+        self.containers.stop()
+        for rec in self.containers.drain():
+            self.publish("ContainerInfo", rec)
         self.publish("CollectorStatus", self.status_record(max(time.monotonic() - last_host, 1e-3), asm))
         self.stop.set()
         self.sink.close(10.0)
