@@ -316,6 +316,13 @@ class HostTree:
                 self.life.attach_task(p)
             elif ctx.run_root and ctx.run_id and ctx.run_id not in self.life.runs:
                 self.life.attach_run(p, start, out)
+        if p.container_id and p.task_id:
+            # a task's container is the first one its processes run in (a Nextflow task's root, bash
+            # .command.run, starts outside the container it then runs)
+            task = self.life.tasks.get((p.run_id or "", p.task_id))
+            if task is not None and not task.container_id and self.gate.ok(task):
+                task.container_id = p.container_id
+                self.log.touch(task)
         self.log.touch(p)
         self._rows[(pid, start)] = p
 

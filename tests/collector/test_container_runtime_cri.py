@@ -134,7 +134,7 @@ def test_broken_wire_data_is_an_error() -> None:
         decode_fields(b"\x0b")  # wire type 3 (groups): not in CRI
 
 
-class _Cri(grpc.GenericRpcHandler):
+class _Cri(grpc.GenericRpcHandler):  # type: ignore[misc]
     def __init__(self) -> None:
         self.requests: list[tuple[str, Any]] = []
         self.fail: grpc.StatusCode | None = None
