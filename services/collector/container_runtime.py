@@ -46,6 +46,7 @@ QUEUE_MAX = 1024  # ids waiting for a lookup
 RETRY_S = 60.0  # an id no runtime knew (or whose runtime failed) is asked again after this, at its next exec
 UNREACHABLE_S = 30.0  # a kubelet URL that refused is not asked again for this long
 HOST_ROOT = Path("/proc/1/root")
+_ANSWERED = float("inf")  # never asked again
 
 Record = dict[str, Any]
 
@@ -186,7 +187,7 @@ class ContainerContext:
         if not self.enabled:
             return
         until = self._known.get(container_id)
-        if until is not None and until > self.clock():
+        if until is not None and (until == _ANSWERED or until > self.clock()):
             return
         if container_id in self._pending:
             return
@@ -207,7 +208,7 @@ class ContainerContext:
                 return out
             self._pending.discard(cid)
             self._known.pop(cid, None)
-            self._known[cid] = float("inf") if rec is not None else self.clock() + self.retry_s
+            self._known[cid] = _ANSWERED if rec is not None else self.clock() + self.retry_s
             while len(self._known) > self.cache_max:
                 self._known.popitem(last=False)
             if rec is not None:
