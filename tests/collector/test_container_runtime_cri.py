@@ -3,8 +3,7 @@
 The server is a stand-in: its messages are built with the protobuf runtime from descriptors of the
 runtime.v1 messages the adapter reads (field numbers of k8s.io/cri-api api.proto), so the adapter's
 hand-written wire reading is checked against an independent encoder, and its requests are decoded by
-the protobuf runtime too. A real containerd needs a pod sandbox (a pause image, CNI or host network)
-before it has a container to answer about; that is not set up here.
+the protobuf runtime too. The real containerd: test_container_runtime_containerd.py.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from services.collector.container_runtime import ContainerContext, RuntimeConfig
 from services.collector.container_runtime_cri import (
@@ -30,51 +28,10 @@ from services.collector.container_runtime_cri import (
 from services.collector.container_runtime_types import RuntimeQueryError
 from services.collector.redact import MASK
 
-F = descriptor_pb2.FieldDescriptorProto
+from .cri_messages import MESSAGES as M
+
 CID = "4d1f0c2b9a8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a392817065f4e"
 SANDBOX = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d"
-
-
-def _messages() -> dict[str, Any]:
-    fdp = descriptor_pb2.FileDescriptorProto(name="cri_subset.proto", package="runtime.v1", syntax="proto3")
-
-    def msg(name: str, *fields: tuple[str, int, int, str | None], maps: tuple[tuple[str, int], ...] = ()) -> None:
-        m = fdp.message_type.add(name=name)
-        for fname, number, ftype, type_name in fields:
-            f = m.field.add(name=fname, number=number, type=ftype, label=F.LABEL_OPTIONAL)
-            if type_name:
-                f.type_name = type_name
-        for fname, number in maps:
-            entry = m.nested_type.add(name=fname.title().replace("_", "") + "Entry")
-            entry.options.map_entry = True
-            entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-            entry.field.add(name="value", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-            m.field.add(name=fname, number=number, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
-                        type_name=f".runtime.v1.{name}.{entry.name}")
-
-    s, u32, i64, b, m = F.TYPE_STRING, F.TYPE_UINT32, F.TYPE_INT64, F.TYPE_BOOL, F.TYPE_MESSAGE
-    msg("ContainerStatusRequest", ("container_id", 1, s, None), ("verbose", 2, b, None))
-    msg("PodSandboxStatusRequest", ("pod_sandbox_id", 1, s, None), ("verbose", 2, b, None))
-    msg("ContainerMetadata", ("name", 1, s, None), ("attempt", 2, u32, None))
-    msg("ImageSpec", ("image", 1, s, None))
-    msg("ContainerStatus", ("id", 1, s, None), ("metadata", 2, m, ".runtime.v1.ContainerMetadata"),
-        ("state", 3, F.TYPE_INT32, None), ("created_at", 4, i64, None), ("started_at", 5, i64, None),
-        ("exit_code", 7, F.TYPE_INT32, None), ("image", 8, m, ".runtime.v1.ImageSpec"), ("image_ref", 9, s, None),
-        ("log_path", 15, s, None), maps=(("labels", 12), ("annotations", 13)))
-    msg("ContainerStatusResponse", ("status", 1, m, ".runtime.v1.ContainerStatus"), maps=(("info", 2),))
-    msg("PodSandboxMetadata", ("name", 1, s, None), ("uid", 2, s, None), ("namespace", 3, s, None),
-        ("attempt", 4, u32, None))
-    msg("PodSandboxStatus", ("id", 1, s, None), ("metadata", 2, m, ".runtime.v1.PodSandboxMetadata"),
-        ("state", 3, F.TYPE_INT32, None), ("created_at", 4, i64, None), ("runtime_handler", 9, s, None),
-        maps=(("labels", 7), ("annotations", 8)))
-    msg("PodSandboxStatusResponse", ("status", 1, m, ".runtime.v1.PodSandboxStatus"), maps=(("info", 2),))
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return {t.name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"runtime.v1.{t.name}"))
-            for t in fdp.message_type}
-
-
-M = _messages()
 
 
 def container_status_response() -> Any:
