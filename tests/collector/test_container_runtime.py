@@ -241,3 +241,29 @@ def test_kubelet_adapter_over_http() -> None:
     assert refused.failures == {"kubelet": 1} and refused.counts["failed"] == 1
     assert refused.lookup(BWA, "containerd") is None
     assert refused.failures == {"kubelet": 1}  # a refusing kubelet is left alone for a while
+
+
+def test_settings_name_the_variable_of_a_bad_socket_or_url() -> None:
+    from execsight.settings import SettingsError, load_settings
+
+    s = load_settings({"EXECSIGHT_CRI_SOCKETS": "/a.sock, /b.sock", "EXECSIGHT_DOCKER_SOCKETS": "",
+                       "EXECSIGHT_KUBELET_PODS_URL": ""})
+    assert (s.cri_sockets, s.docker_sockets, s.kubelet_pods_url) == (("/a.sock", "/b.sock"), (), "")
+    with pytest.raises(SettingsError, match="EXECSIGHT_CRI_SOCKETS"):
+        load_settings({"EXECSIGHT_CRI_SOCKETS": "run/containerd.sock"})
+    with pytest.raises(SettingsError, match="EXECSIGHT_KUBELET_PODS_URL"):
+        load_settings({"EXECSIGHT_KUBELET_PODS_URL": "127.0.0.1:10255/pods"})
+    with pytest.raises(SettingsError, match="EXECSIGHT_CONTAINER_LOOKUPS_PER_S"):
+        load_settings({"EXECSIGHT_CONTAINER_LOOKUPS_PER_S": "-1"})
+
+
+def test_lookup_counters_are_on_metrics() -> None:
+    from prometheus_client import generate_latest
+
+    from services.collector.metrics import CollectorMetrics
+
+    m = CollectorMetrics()
+    m.update_containers({"answered": 3, "failed": 1}, {"cri": 2})
+    text = generate_latest(m.registry).decode()
+    assert 'execsight_collector_container_lookups_total{result="answered"} 3.0' in text
+    assert 'execsight_collector_container_lookup_failures_total{source="cri"} 2.0' in text

@@ -165,3 +165,18 @@ def test_the_containers_row_is_completed_by_a_late_container_info(database_url: 
                                "labels FROM containers") == [
         (CID, "sink-late", "docker", "bwa", "quay.io/biocontainers/bwa:0.7.17--h5bf99c6_8", "align-7f9c8d6b5-x2k9p",
          "genomics", "align", {"app": "align"})]
+
+
+def test_no_correlator_module_asks_a_runtime_or_opens_a_socket() -> None:
+    """Container context reaches the correlator in ContainerInfo records only (Kafka and the database aside)."""
+    import ast
+    from pathlib import Path
+
+    import services.correlator
+
+    banned = {"socket", "http", "urllib", "grpc", "requests", "docker"}
+    for path in Path(services.correlator.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not {n.split(".")[0] for n in names} & banned, f"{path.name} imports {names}"
