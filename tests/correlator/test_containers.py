@@ -180,3 +180,41 @@ def test_no_correlator_module_asks_a_runtime_or_opens_a_socket() -> None:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not {n.split(".")[0] for n in names} & banned, f"{path.name} imports {names}"
+
+
+@pytest.mark.kafka
+@pytest.mark.db
+def test_the_worker_names_containers_from_the_stream_and_after_a_restart(settings: Any, tmp_path: Any) -> None:
+    """The real worker (Kafka, Faust changelog, PostgreSQL): a ContainerInfo that follows the container's first
+    process names it; after the worker is killed, a later process of that container is named from the state
+    recovered from the changelog (the collector sends ContainerInfo once per container)."""
+    from schemas.codec import default_codec
+    from schemas.topics import ENRICHED_PROCESS
+
+    from .worker_process import WorkerProcess, consume_all, produce, wait_for
+
+    host = f"ctr-{time.time_ns()}"
+    h, root, bwa = pipeline(host)
+    h.events.append(info(host, h.tick(), runtime="docker"))
+    h.exit(bwa, "bwa", after=S, cpu_ns=S)
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    dsn = settings.database_url
+    try:
+        worker.start()
+        produce(settings, h.events)
+        wait_for(lambda: query(dsn, "SELECT name, pod, namespace, workload FROM containers"),
+                 lambda rows: rows == [("bwa", "align-7f9c8d6b5-x2k9p", "genomics", "align")])
+        time.sleep(2)  # commit interval 0.5 s: the offsets are committed, the restart does not read them again
+        worker.kill()
+        n = len(h.events)
+        again = h.spawn(root, ["samtools", "sort", "x.bam"], container_id=CID)
+        h.exit(again, "samtools", after=S, cpu_ns=S)
+        h.exit(root, "bash", after=MS)
+        worker.start()
+        produce(settings, h.events[n:])
+        codec = default_codec()
+        msgs = [codec.decode(m.value())[1] for m in consume_all(settings, ENRICHED_PROCESS, 3)]
+        named = {r["pid"]: (r["container_name"], r["namespace"]) for r in msgs if r["container_id"] == CID}
+        assert named == {bwa: ("bwa", "genomics"), again: ("bwa", "genomics")}
+    finally:
+        worker.stop()
