@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from execsight.settings import Settings
 from schemas.codec import Codec, CodecError
-from schemas.topics import RAW_HOST
+from schemas.topics import RAW_HOST, RAW_PROCESS, load_topics
 from services.correlator import context, validation
 from services.correlator.checkpoint import Checkpoint, Dead, PublishCounts, Publisher, RecordSink
 from services.correlator.partition_cursor import InSequence, OffsetGapError, PartitionCursor, RawMessage
@@ -28,8 +28,9 @@ from services.correlator.tool_rules import ReloadingRules
 __all__ = ["BatchProcessor", "DictState", "InSequence", "OffsetGapError", "RawMessage", "StateStore", "Stats"]
 
 log = logging.getLogger(__name__)
-PROCESS_TYPES = frozenset({"ProcessExec", "ProcessFork", "ProcessExit", "ProcessSample", "ProcessThrottle"})
-HOST_TYPES = frozenset({"HostSample", "CollectorStatus"})
+# which record types belong on which raw topic: the contract's (topics.yaml), not a copy of it
+PROCESS_TYPES = frozenset(load_topics()[RAW_PROCESS].value_schemas)
+HOST_TYPES = frozenset(load_topics()[RAW_HOST].value_schemas)
 
 
 class StateStore(Protocol):
