@@ -35,6 +35,7 @@ from services.correlator.process_table import ProcessTable
 from services.correlator.projections import Container, process_record
 from services.correlator.tool_rules import Recognition
 from services.correlator.tree_state import EventGate, HostActivity, HostInfo, Json, Proc, Run, Task, decode
+from services.correlator.validation import InvalidRecord
 
 __all__ = ["HostTree", "Outputs", "TreeConfig"]
 
@@ -166,7 +167,7 @@ class HostTree:
         elif kind == "ContainerInfo":
             self._container_info(rec, out)
         else:
-            raise ValueError(f"unexpected record type {kind}")
+            raise InvalidRecord(f"unexpected record type {kind}")
         if t:
             out.event_times_ns.append(t)
             if kind.startswith("Process"):

@@ -25,6 +25,11 @@ from schemas import record_bounds as rb
 
 D = dict[str, Any]
 
+
+class InvalidRecord(ValueError):
+    """Raised by code past the boundary (the host tree) for a record it cannot apply: the one way,
+    besides ``validate``, into the dead-letter topic. Any other exception there is a bug."""
+
 PID_MAX = 1 << 22  # PID_MAX_LIMIT on 64-bit Linux
 UID_MAX = (1 << 32) - 1
 # Counters (ns, bytes, counts) of one record: 2^55 ns is 417 CPU-days, 2^55 bytes 32 PiB. Anything
