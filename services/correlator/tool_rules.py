@@ -40,9 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from execsight.reloading import Reloading
+from execsight.yaml_lines import YamlProblem, load_with_lines
 from services.correlator.owning_package import owning_package
 from services.correlator.program_name import basename as _basename
 from services.correlator.program_name import display_name, is_denied, name_key, unwrap_launchers
@@ -288,29 +287,13 @@ def _has_value(args: Sequence[str], opt: str, value: str) -> bool:
     return False
 
 
-class _LineLoader(yaml.SafeLoader):
-    """Records the line of every mapping as '__line__'."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping: dict[str, Any] = {str(k): v for k, v in loader.construct_mapping(node, deep=True).items()}
-    mapping["__line__"] = node.start_mark.line + 1
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def parse_rules(text: str, path: Path | str) -> list[Rule]:
     """Parses one rules file; raises RulesError with the line and reason when it is broken."""
     p = Path(path)
     try:
-        doc = yaml.load(text, Loader=_LineLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise RulesError(p, mark.line + 1 if mark else None, f"invalid YAML: {exc.problem or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise RulesError(p, None, f"invalid YAML: {exc}") from exc
+        doc = load_with_lines(text)
+    except YamlProblem as exc:
+        raise RulesError(p, exc.line, exc.reason) from exc
     if doc is None:
         return []
     if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):

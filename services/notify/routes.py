@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from execsight.yaml_lines import YamlProblem, load_with_lines
 
 SEVERITIES = ("INFO", "LOW", "MEDIUM", "HIGH")
 FORMATS = ("slack", "json")
@@ -98,19 +98,6 @@ class NotifyConfig:
 
 
 # --- loading -----------------------------------------------------------------------------------------
-
-class _LineLoader(yaml.SafeLoader):
-    """Records the line of every mapping as '__line__'."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping: dict[str, Any] = {str(k): v for k, v in loader.construct_mapping(node, deep=True).items()}
-    mapping["__line__"] = node.start_mark.line + 1
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
 
 def _names(value: Any, path: Path, line: int, key: str) -> frozenset[str]:
     values = [value] if isinstance(value, str) else value
@@ -186,12 +173,9 @@ def parse_config(text: str, path: Path | str, env: Mapping[str, str]) -> NotifyC
     """Parses a routes file; raises RoutesError with the line and reason when it is broken."""
     p = Path(path)
     try:
-        doc = yaml.load(text, Loader=_LineLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise RoutesError(p, mark.line + 1 if mark else None, f"invalid YAML: {exc.problem or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise RoutesError(p, None, f"invalid YAML: {exc}") from exc
+        doc = load_with_lines(text)
+    except YamlProblem as exc:
+        raise RoutesError(p, exc.line, exc.reason) from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("routes"), list):
         line = doc.get("__line__", 1) if isinstance(doc, dict) else 1
         raise RoutesError(p, line, "expected a mapping with a 'routes' list")
