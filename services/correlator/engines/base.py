@@ -180,6 +180,20 @@ def first_name(*names: str | None) -> str | None:
     return None
 
 
+def open_engine_run(ex: Exec, ctx: Context, role: str, engine: str, pipeline: str | None) -> bool:
+    """A workflow engine's driver (``pipeline`` is None when ``ex`` is not one): it takes the driver role
+    and opens the run, unless one is open already (under `execsight run`, the run is the user's)."""
+    if pipeline is None:
+        return False
+    ctx.role = role
+    if ctx.run_id is None:
+        ctx.run_id = f"{engine}-{short_id(ex.host_id, ex.pid, ex.start_ns)}"
+        ctx.engine = engine
+        ctx.run_root = True
+    ctx.pipeline = ctx.pipeline or pipeline or None
+    return True
+
+
 def inherit_requests(ctx: Context, parent: Parent) -> None:
     ctx.requested_cpus = parent.requested_cpus
     ctx.requested_memory_bytes = parent.requested_memory_bytes

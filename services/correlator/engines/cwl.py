@@ -19,6 +19,7 @@ from services.correlator.engines.base import (
     Exec,
     base_name,
     first_name,
+    open_engine_run,
     short_id,
 )
 
@@ -59,16 +60,7 @@ def _step_program(ex: Exec) -> str | None:
 
 
 def driver(ex: Exec, ctx: Context) -> bool:
-    pipeline = cwl_driver(ex.argv)
-    if pipeline is None:
-        return False
-    ctx.role = ROLE_CWL_DRIVER
-    if ctx.run_id is None:
-        ctx.run_id = f"cwl-{short_id(ex.host_id, ex.pid, ex.start_ns)}"
-        ctx.engine = "cwl"
-        ctx.run_root = True
-    ctx.pipeline = ctx.pipeline or pipeline or None
-    return True
+    return open_engine_run(ex, ctx, ROLE_CWL_DRIVER, "cwl", cwl_driver(ex.argv))
 
 
 def task(ex: Exec, ctx: Context) -> bool:

@@ -19,6 +19,7 @@ from services.correlator.engines.base import (
     Detector,
     Exec,
     base_name,
+    open_engine_run,
     short_id,
 )
 
@@ -53,16 +54,7 @@ def wdl_call(cwd: str | None) -> tuple[str, str | None] | None:
 
 
 def driver(ex: Exec, ctx: Context) -> bool:
-    pipeline = wdl_driver(ex.argv)
-    if pipeline is None:
-        return False
-    ctx.role = ROLE_WDL_DRIVER
-    if ctx.run_id is None:
-        ctx.run_id = f"wdl-{short_id(ex.host_id, ex.pid, ex.start_ns)}"
-        ctx.engine = "wdl"
-        ctx.run_root = True
-    ctx.pipeline = ctx.pipeline or pipeline or None
-    return True
+    return open_engine_run(ex, ctx, ROLE_WDL_DRIVER, "wdl", wdl_driver(ex.argv))
 
 
 def task(ex: Exec, ctx: Context) -> bool:
