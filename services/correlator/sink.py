@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from schemas.sql_columns import record_columns
 from services.correlator.process_tree import Outputs
 
 log = logging.getLogger(__name__)
@@ -45,19 +46,15 @@ def _ts(col: str) -> str:
     return f"to_timestamp({col} / 1e9)"
 
 
-PROCESS_COLS = (
-    ("host_id", "text"), ("pid", "integer"), ("start_time_ns", "bigint"), ("end_ns", "bigint"), ("ppid", "integer"),
-    ("parent_start_time_ns", "bigint"), ("comm", "text"), ("exe", "text"), ("argv", "text[]"),
-    ("exit_code", "integer"), ("signal", "integer"), ("oom_killed", "boolean"), ("cpu_ns", "bigint"),
-    ("runq_ns", "bigint"), ("blkio_ns", "bigint"), ("peak_rss_bytes", "bigint"), ("read_bytes", "bigint"),
-    ("write_bytes", "bigint"), ("net_tx_bytes", "bigint"), ("net_rx_bytes", "bigint"), ("short_lived", "boolean"),
-    ("pipeline", "text"), ("run_id", "text"), ("task_id", "text"), ("task", "text"), ("tool", "text"),
-    ("engine", "text"), ("container_id", "text"), ("tool_package", "text"), ("tool_method", "text"),
-)
+# the containers table holds a container's name, image and pod: the process rows keep its id
+CONTAINER_FIELDS = ("container_name", "image", "pod", "namespace")
+PROCESS_COLS = record_columns("EnrichedProcess", exclude=CONTAINER_FIELDS)
 _EXIT_FIELDS = ("exit_code", "signal", "oom_killed", "cpu_ns", "runq_ns", "blkio_ns", "peak_rss_bytes", "read_bytes",
                 "write_bytes", "net_tx_bytes", "net_rx_bytes", "short_lived")
-_CTX_FIELDS = ("pipeline", "run_id", "task_id", "task", "tool", "engine", "container_id", "tool_package",
-               "tool_method")
+_IDENTITY_FIELDS = ("host_id", "pid", "start_time_ns", "end_ns", "ppid", "parent_start_time_ns", "comm", "exe",
+                    "argv")
+# context: everything else, kept once known (a field added to EnrichedProcess lands here)
+_CTX_FIELDS = tuple(c for c, _ in PROCESS_COLS if c not in _IDENTITY_FIELDS and c not in _EXIT_FIELDS)
 
 PROCESSES = Staged(
     "stage_processes",
@@ -97,17 +94,7 @@ SAMPLES = Staged(
     " ON CONFLICT (host_id, pid, start_time_ns, time) DO NOTHING",
 )
 
-TASK_COLS = (
-    ("run_id", "text"), ("task_id", "text"), ("host_id", "text"), ("pipeline", "text"), ("task", "text"),
-    ("engine", "text"), ("tool", "text"), ("tools", "text[]"), ("status", "text"), ("exit_code", "integer"),
-    ("signal", "integer"), ("root_pid", "integer"), ("root_start_time_ns", "bigint"), ("start_ns", "bigint"),
-    ("end_ns", "bigint"), ("wall_ns", "bigint"), ("cpu_ns", "bigint"), ("runq_ns", "bigint"), ("blkio_ns", "bigint"),
-    ("reclaim_ns", "bigint"), ("peak_rss_bytes", "bigint"), ("read_bytes", "bigint"), ("write_bytes", "bigint"),
-    ("net_tx_bytes", "bigint"), ("net_rx_bytes", "bigint"), ("process_count", "integer"),
-    ("short_lived_count", "integer"), ("short_lived_wall_ns", "bigint"), ("oom_killed", "boolean"),
-    ("requested_cpus", "double precision"), ("requested_memory_bytes", "bigint"), ("instance_type", "text"),
-    ("cpu_count", "integer"), ("mem_total_bytes", "bigint"), ("container_id", "text"),
-)
+TASK_COLS = record_columns("EnrichedTask", exclude=CONTAINER_FIELDS)
 _TASK_OUT = [c for c, _ in TASK_COLS if c not in ("start_ns", "end_ns")]
 TASKS = Staged(
     "stage_tasks",
@@ -120,14 +107,7 @@ TASKS = Staged(
     ),
 )
 
-RUN_COLS = (
-    ("run_id", "text"), ("pipeline", "text"), ("host_id", "text"), ("engine", "text"), ("status", "text"),
-    ("root_pid", "integer"), ("root_start_time_ns", "bigint"), ("start_ns", "bigint"), ("end_ns", "bigint"),
-    ("exit_code", "integer"), ("task_count", "integer"), ("failed_task_count", "integer"),
-    ("process_count", "integer"), ("cpu_ns", "bigint"), ("runq_ns", "bigint"), ("blkio_ns", "bigint"),
-    ("peak_rss_bytes", "bigint"), ("read_bytes", "bigint"), ("write_bytes", "bigint"), ("net_tx_bytes", "bigint"),
-    ("net_rx_bytes", "bigint"),
-)
+RUN_COLS = record_columns("EnrichedRun", exclude=("event",))  # event: what the message announces
 _RUN_OUT = [c for c, _ in RUN_COLS if c not in ("start_ns", "end_ns")]
 RUNS = Staged(
     "stage_runs",
