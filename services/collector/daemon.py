@@ -24,6 +24,7 @@ from services.collector import identity, procfs, wallclock
 from services.collector.assembler import Assembler
 from services.collector.btf import BtfError, task_offsets
 from services.collector.cgroups import read_cgroup_path
+from services.collector.conda_ownership import ExePackageStage, metrics_gauge, metrics_source
 from services.collector.cpu_policy import CpuPolicy
 from services.collector.filters import ExecRateLimiter, Rules, RulesError, load_rules
 from services.collector.metrics import CollectorMetrics
@@ -123,6 +124,9 @@ class Collector:
         self.gpus = Gpus()
         self.metrics = CollectorMetrics()
         self.metrics_port = 0
+        # ProcessExec.exe_package from conda-meta, looked up off the exec path (conda_ownership.py)
+        self.exe_packages = ExePackageStage()
+        self.conda_gauge = metrics_gauge(self.metrics.registry)
 
     # ---- start-up --------------------------------------------------------------------------
 
@@ -236,6 +240,8 @@ class Collector:
             rss = st.rss_pages * procfs.PAGE_SIZE
         self.metrics.update(dict(self.events_total), rates, lost, sink)
         self.metrics.cpu_escalations.set(self.cpu.escalations)
+        for k, v in metrics_source(self.exe_packages).items():
+            self.conda_gauge.labels(k).set(v)
         return {
             "host_id": self.settings.host_id, "time_ns": time.time_ns(), "version": VERSION,
             "mode": "EBPF" if self.probes else "FALLBACK",
@@ -278,7 +284,7 @@ class Collector:
         log.info("collector started", extra={
             "mode": "EBPF" if self.probes else "FALLBACK", "seeded": seeded, "host_id": self.settings.host_id,
             "metrics_port": self.metrics_port, "pid": os.getpid()})
-        for name, rec in asm.drain():
+        for name, rec in self.exe_packages.offer(asm.drain()):
             self.publish(name, rec)
         rules_path = self.opts.rules_path
         rules = (Reloading(lambda: load_rules(rules_path), lambda: [rules_path], (RulesError,))
@@ -311,7 +317,7 @@ class Collector:
                     asm.on_taskstats(r, at)
             self.cpu.observe(lag)
             asm.tick(identity.boot_ns_now())
-            for name, rec in asm.drain():
+            for name, rec in self.exe_packages.offer(asm.drain()):
                 self.publish(name, rec)
             mono = time.monotonic()
             if rules is not None and mono >= next_rules_check:
@@ -363,8 +369,9 @@ class Collector:
             if not self.probes:
                 time.sleep(0.05)
         asm.flush_all()
-        for name, rec in asm.drain():
+        for name, rec in [*self.exe_packages.offer(asm.drain()), *self.exe_packages.flush()]:
             self.publish(name, rec)
+        self.exe_packages.cache.close()
         self.publish("CollectorStatus", self.status_record(max(time.monotonic() - last_host, 1e-3), asm))
         self.stop.set()
         self.sink.close(10.0)

@@ -11,8 +11,9 @@ Sources, most specific first:
     name), any ``<org>/<name>:<tag>`` that is not a base image;
   * a conda/mamba environment's name in ``.../envs/<env>/bin`` (unless it is a content hash).
 
-A conda environment's ``conda-meta/*.json`` would say exactly which package owns a file, but the
-correlator never reads files; that source is left out on purpose.
+A conda environment's ``conda-meta/*.json`` says exactly which package owns a file. The correlator
+never reads files: the collector looks it up (services/collector/conda_ownership.py) and ships it as
+ProcessExec.exe_package; ``installed`` here is that package, preferred over every guess.
 """
 
 from __future__ import annotations
@@ -113,8 +114,16 @@ def _keep(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(n for n in names if n.lower() not in _BASE_IMAGES and not _HASHY.match(n))
 
 
-def owning_package(program: str, paths: tuple[str, ...], image: str | None) -> str | None:
-    """The package of ``program`` (its display name): install layout of its paths, then the image, then the env.
+def is_helper_package(name: str) -> bool:
+    """Compression, htslib, runtimes, base images: packages that say nothing about the tool on their own."""
+    low = name.lower()
+    return low in _HELPER_PACKAGES or low in _BASE_IMAGES
+
+
+def owning_package(program: str, paths: tuple[str, ...], image: str | None,
+                   installed: str | None = None) -> str | None:
+    """The package of ``program`` (its display name): conda-meta's owner when the collector found one
+    (``installed``), else the install layout of its paths, then the image, then the env.
 
     paths: the program's own path first (script, jar, executable), then the executable; a program
     in the base system's directories (/usr/bin, /bin) is not the image's package.
@@ -122,6 +131,8 @@ def owning_package(program: str, paths: tuple[str, ...], image: str | None) -> s
     not a helper (compression, htslib, runtimes), else none: ``bbduk`` in ``bbmap_pigz`` is bbmap,
     ``samtools`` in ``bwa_samtools`` is samtools.
     """
+    if installed:
+        return installed  # conda-meta lists the program's file: exact
     paths = tuple(p for p in paths if p)
     for path in paths:
         pkg = package_from_layout(path)

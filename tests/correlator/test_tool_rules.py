@@ -380,3 +380,23 @@ def test_tool_package_and_method_are_stored_and_unidentified_processes_keep_thei
     assert by_pid[zqx] == ("zqxtool frob", "zqxsuite", "program", "zqxtool frob")
     assert by_pid[cat] == (None, None, None, "cat (unidentified executable)")
     assert by_pid[root][3] == "p"  # bash p.sh: the script
+
+
+def test_the_collectors_conda_meta_package_wins_over_every_guess() -> None:
+    """ProcessExec.exe_package (conda-meta's owner of the executable) is the package of a program that is that file."""
+    exe = "/opt/conda/envs/zqx/bin/zqxtool"
+    guessed = SHIPPED.identify(exe, ["zqxtool", "-t", "4", "stats"], "quay.io/biocontainers/frobsuite:1.0--0")
+    assert guessed.package == "frobsuite"
+    found = SHIPPED.identify(exe, ["zqxtool", "-t", "4", "stats"], "quay.io/biocontainers/frobsuite:1.0--0",
+                             "zqx-suite")
+    assert (found.tool, found.method, found.package) == ("zqxtool stats", "program", "zqx-suite")
+    # the executable's owner is the interpreter's package when a script runs through it: not the script's
+    script = SHIPPED.identify("/opt/conda/bin/perl", ["perl", "/opt/conda/share/frob-2.0/frobnicate.pl"], None,
+                              "perl")
+    assert (script.tool, script.package) == ("frobnicate", "frob")
+    # a plumbing name that a real package installed is shown as that package; coreutils' own stays plumbing
+    wrapper = SHIPPED.identify("/opt/conda/bin/split", ["split", "--in", "x"], None, "zqx-suite")
+    assert (wrapper.tool, wrapper.method, wrapper.package) == ("zqx-suite", "package", "zqx-suite")
+    assert SHIPPED.identify("/opt/conda/bin/split", ["split", "-l", "4", "x"], None, "coreutils").tool is None
+    bare = SHIPPED.identify("/opt/conda/bin/python3.11", ["python3.11", "-c", "print(1)"], None, "python")
+    assert bare.tool is None or bare.package != "python"
