@@ -9,7 +9,9 @@ Sources, most specific first:
     ``biocontainers/<pkg>``, ``community.wave.seqera.io/library/<pkg>_<pkg2>:...``, Galaxy's
     ``depot.galaxyproject.org/singularity/<pkg>:<ver>`` (also as a cached ``.img``/``.sif`` file
     name), any ``<org>/<name>:<tag>`` that is not a base image;
-  * a conda/mamba environment's name in ``.../envs/<env>/bin`` (unless it is a content hash).
+  * a conda/mamba environment's name in ``.../envs/<env>/bin`` (unless it is a content hash such as
+    Snakemake's ``.snakemake/conda/<hash>_`` or Galaxy's ``mulled-v1-<hash>``; Galaxy's one-package
+    ``__<pkg>@<version>`` is ``<pkg>``).
 
 A conda environment's ``conda-meta/*.json`` says exactly which package owns a file. The correlator
 never reads files: the collector looks it up (services/collector/conda_ownership.py) and ships it as
@@ -29,7 +31,9 @@ _R_LIBRARY = re.compile(r"/(?:site-library|R/library|lib/R/library)/([A-Za-z][\w
 _NIX = re.compile(r"/(?:nix|gnu)/store/[0-9a-z]{32}-([A-Za-z][\w+-]*?)-\d")
 _CELLAR = re.compile(r"/Cellar/([A-Za-z][\w+-]*)/")
 _CONDA_ENV = re.compile(r"/envs/([^/]+)/(?:bin|lib|share|libexec|opt)/")
-_HASHY = re.compile(r"^(?:env-)?[0-9a-f]{8,}(?:[-_].*)?$|^[0-9a-f]{16,}")
+_HASHY = re.compile(r"^(?:env-)?[0-9a-f]{8,}(?:[-_].*)?$|^[0-9a-f]{16,}|^mulled-v\d+-[0-9a-f]{8,}")
+# Galaxy's conda resolver names a one-package env __<pkg>@<version>
+_GALAXY_ENV = re.compile(r"^__([A-Za-z0-9][\w.+-]*?)@")
 _SYSTEM_DIRS = ("/usr/bin/", "/bin/", "/usr/sbin/", "/sbin/", "/usr/lib/", "/lib/", "/usr/libexec/")
 _PY_INTERNAL = frozenset({"pip", "setuptools", "pkg_resources", "_distutils_hack", "runpy", "encodings"})
 
@@ -72,9 +76,13 @@ def package_from_layout(path: str) -> str | None:
 def package_from_env(path: str) -> str | None:
     """The conda/mamba environment a path lies in (.../envs/<env>/bin), unless its name is a hash."""
     m = _CONDA_ENV.search(path) if path else None
-    if m and not _HASHY.match(m.group(1)):
-        return m.group(1)
-    return None
+    if m is None:
+        return None
+    env = m.group(1)
+    galaxy = _GALAXY_ENV.match(env)
+    if galaxy:
+        return galaxy.group(1)
+    return env if not _HASHY.match(env) else None
 
 
 def is_system_path(path: str) -> bool:
