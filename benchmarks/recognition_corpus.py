@@ -226,6 +226,9 @@ def galaxy_command(xml: str, macros: str, tool_dir: str = "/galaxy/tools/x") -> 
     for _ in range(3):
         body = re.sub(r"@\w+@", lambda t: tokens.get(t.group(0), "x"), body)
     body = re.sub(r"\$\{?__tool_directory__\}?", tool_dir, body)
+    # <configfile name="x"> is written into the job's directory under a temporary name
+    for name in re.findall(r"<configfile\s+name=[\"'](\w+)[\"']", xml):
+        body = re.sub(r"\$\{?" + name + r"\b\}?", f"/galaxy/jobs/000/1/configs/tmp{_hash(name, 8)}", body)
     body = body.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
     kept = []
     for raw in body.splitlines():

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from benchmarks.recognition import DATA, GALAXY, HELDOUT, SNAKEMAKE, is_right
-from benchmarks.recognition_corpus import _command, galaxy_command, snakemake_commands
 from services.correlator.owning_package import package_from_env
 from services.correlator.tool_rules import load_rules
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load(name: str) -> ModuleType:
+    """benchmarks/ holds scripts, not a package: load one by its path."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+recognition = _load("recognition")
+corpus = _load("recognition_corpus")
+_command, galaxy_command, snakemake_commands = corpus._command, corpus.galaxy_command, corpus.snakemake_commands
+is_right = recognition.is_right
 
 WRAPPER = '''
 from snakemake.shell import shell
@@ -68,7 +87,8 @@ def test_env_names_that_are_hashes_say_nothing_and_galaxys_name_the_package(path
     assert package_from_env(path) == pkg
 
 
-@pytest.mark.parametrize("path", [DATA, HELDOUT, SNAKEMAKE, GALAXY])
+@pytest.mark.parametrize("path", [recognition.DATA, recognition.HELDOUT, recognition.SNAKEMAKE, recognition.GALAXY],
+                         ids=lambda p: p.stem)
 def test_each_corpus_records_its_source_and_commit_and_is_mostly_right(path: Path) -> None:
     lines = path.read_text().splitlines()
     meta = json.loads(lines[0])

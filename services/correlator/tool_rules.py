@@ -467,8 +467,8 @@ class RuleSet:
         if installed and not is_helper_package(installed):
             # a denied name (a wrapper script called "run", "main") that a real package installed
             return Recognition(installed, METHOD_PACKAGE, installed, executable)
-        if _INLINE_INTERPRETERS.match(inv.exe_name) and inv.kind == "plain":
-            # python -c / Rscript -e / a bare JVM: the environment's package is the best name there is
+        if _INLINE_INTERPRETERS.match(inv.exe_name) and inv.kind in ("plain", "script"):
+            # python -c / Rscript -e / a bare JVM / a temporary script: the environment's package is the best name
             pkg = owning_package(inv.exe_name, ("", exe), image)
             if pkg:
                 return Recognition(pkg, METHOD_PACKAGE, pkg, executable)

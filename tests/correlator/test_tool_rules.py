@@ -400,3 +400,12 @@ def test_the_collectors_conda_meta_package_wins_over_every_guess() -> None:
     assert SHIPPED.identify("/opt/conda/bin/split", ["split", "-l", "4", "x"], None, "coreutils").tool is None
     bare = SHIPPED.identify("/opt/conda/bin/python3.11", ["python3.11", "-c", "print(1)"], None, "python")
     assert bare.tool is None or bare.package != "python"
+
+
+def test_an_interpreter_running_a_temporary_script_is_named_after_its_environments_package() -> None:
+    """A Galaxy configfile or any tmpXXXX script says no more than python -c: the env's package names it."""
+    env = "/galaxy/deps/_conda/envs/__zqx-suite@1.2/bin"
+    found = SHIPPED.identify(f"{env}/python", ["python", "/galaxy/jobs/000/1/configs/tmpab12cd34"])
+    assert (found.tool, found.method, found.package) == ("zqx-suite", "package", "zqx-suite")
+    hashed = SHIPPED.identify("/work/.snakemake/conda/577ff10be686ee4d_/bin/python", ["python", "/tmp/tmpab12cd34"])
+    assert hashed.tool is None and hashed.executable == "python"
