@@ -60,7 +60,7 @@ def is_right(rec: Recognition, row: dict[str, Any]) -> bool:
     if (head and (head == want or _same_package(head, want))) or _same_package(_pkg_key(rec.package), want):
         return True
     image_pkgs = {_pkg_key(p) for p in packages_from_image(row["image"] or "")}
-    image_pkgs |= {_pkg_key(p) for p in row.get("also") or ()}  # Galaxy: the tool's other requirements
+    image_pkgs |= {_pkg_key(p) for p in row.get("also") or ()}  # the env's packages: Galaxy requirements, Snakemake env
     # the module's, wrapper's or tool XML's own name for what it runs: bedtools/bamtobed runs bamToBed
     image_pkgs.add(_pkg_key(row["module"].rsplit("/", 1)[-1]))
     return bool(head) and head in image_pkgs

@@ -3,7 +3,8 @@
 ``--kind nfcore`` (default): nf-core/modules -> nfcore_commands.jsonl (and a held-out sample);
 ``--kind snakemake``: snakemake/snakemake-wrappers -> snakemake_wrappers.jsonl, the first tool command
 of each wrapper.py's ``shell(...)`` strings, run from a Snakemake conda env (``.snakemake/conda/<hash>_``,
-a name that says nothing); the expected answer is the wrapper's tool directory (``bio/<tool>/...``);
+a name that says nothing); the expected answer is the wrapper's tool directory (``bio/<tool>/...``), the
+packages of its environment.yaml accepted for a helper it runs (curl, bcftools), as an image's packages are;
 ``--kind galaxy``: a Galaxy tool repository (bgruening/galaxytools) -> galaxy_tools.jsonl, the first tool
 command of each tool XML's ``<command>`` block with the Cheetah directives stripped and its variables
 replaced, run from the environment Galaxy's conda resolver builds (``_conda/envs/__<pkg>@<ver>`` for one
@@ -190,7 +191,12 @@ def snakemake_rows(repo: Path) -> list[dict[str, object]]:
         if not argv:
             continue
         env = f"/work/.snakemake/conda/{_hash(path, 16)}_"
-        rows.append({"module": "/".join(path.split("/")[1:-1]), "expected": path.split("/")[1], "image": None,
+        env_file = path.rsplit("/", 1)[0] + "/environment.yaml"
+        deps = (re.findall(r"^\s*-\s*([A-Za-z0-9][\w.+-]*)", _git_show(repo, env_file), re.M)
+                if env_file in names else [])
+        rows.append({"module": "/".join(path.split("/")[1:-1]), "expected": path.split("/")[1],
+                     "also": [d for d in deps if d not in ("conda-forge", "bioconda", "nodefaults", "defaults")],
+                     "image": None,
                      "exe": argv[0] if argv[0].startswith("/") else f"{env}/bin/{argv[0]}", "argv": argv})
     return rows
 
