@@ -10,7 +10,8 @@ The correlator is pure over the stream, so the files are read here, never on the
     ``parse_meta`` (one json's package and the executable paths it lists), ``build_index``;
   * ``OwnershipCache``: a record asks with a cache lookup only; an unknown prefix is queued for a
     worker thread that checks for ``conda-meta/`` and builds the prefix's index, reading through
-    ``/proc/<pid>/root`` so a container's own prefix is read, not the host's. Bounded: prefixes
+    ``/proc/<pid>/root`` so a container's own prefix is read, not the host's (the exec is often gone
+    by then: its parent's root, or another's in the same mount namespace, stands in). Bounded: prefixes
     kept (least recently used out), bytes read per json (a bigger one is skipped), json files read
     per second (the worker waits);
   * ``ExePackageStage``: between the assembler and the sink. It fills ``exe_package`` of each
@@ -43,7 +44,11 @@ MAX_PREFIXES = 32
 MAX_JSON_BYTES = 8 * 1024 * 1024
 MAX_FILES_PER_S = 2000
 MAX_QUEUE = 64
-HOLD_S = 0.3
+HOLD_S = 0.5
+# "no conda-meta here" is remembered this long: read through another process's root it may be wrong
+# (a private mount namespace), and a prefix no process root could show is retried sooner
+NEGATIVE_TTL_S = 60.0
+UNREADABLE_TTL_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +137,7 @@ class OwnershipCache:
         self.clock, self.sleep = clock, sleep
         self.counts = Counts()
         self._indexes: OrderedDict[Key, dict[str, Package]] = OrderedDict()
+        self._expires: dict[Key, float] = {}  # negative answers only
         self._pending: set[Key] = set()
         self._lock = threading.Lock()
         self._queue: queue.Queue[tuple[Key, tuple[int, ...]] | None] = queue.Queue(MAX_QUEUE)
@@ -147,6 +153,10 @@ class OwnershipCache:
             index = self._indexes.get(key)
             if index is None:
                 return False
+            if index is NOT_CONDA and self._expires.get(key, 0.0) <= self.clock():
+                del self._indexes[key]
+                self._expires.pop(key, None)
+                return False
             self._indexes.move_to_end(key)
             return index.get(rel)
 
@@ -161,7 +171,7 @@ class OwnershipCache:
                 return True
             self._pending.add(key)
         try:
-            self._queue.put_nowait((key, pids if key[0] else (*pids, 1)))
+            self._queue.put_nowait((key, pids if key[0] else (*pids, 1)))  # host: pid 1 last
         except queue.Full:
             with self._lock:
                 self._pending.discard(key)
@@ -196,7 +206,7 @@ class OwnershipCache:
             key, pids = item
             try:
                 index = None
-                for pid in pids:
+                for pid in self._same_namespace(pids):
                     index = self.index_prefix(f"{self.proc}/{pid}/root", key[1])
                     if index is not None:
                         break
@@ -205,12 +215,32 @@ class OwnershipCache:
                 index = None
             with self._done:
                 self._pending.discard(key)
-                if index is not None:
-                    self._indexes[key] = index
-                    self._indexes.move_to_end(key)
-                    while len(self._indexes) > self.max_prefixes:
-                        self._indexes.popitem(last=False)
+                if index is None or index is NOT_CONDA:
+                    ttl = UNREADABLE_TTL_S if index is None else NEGATIVE_TTL_S
+                    index, self._expires[key] = NOT_CONDA, self.clock() + ttl
+                self._indexes[key] = index
+                self._indexes.move_to_end(key)
+                while len(self._indexes) > self.max_prefixes:
+                    old, _ = self._indexes.popitem(last=False)
+                    self._expires.pop(old, None)
                 self._done.notify_all()
+
+    def _mnt_ns(self, pid: int) -> str | None:
+        try:
+            return os.readlink(f"{self.proc}/{pid}/ns/mnt")
+        except OSError:
+            return None
+
+    def _same_namespace(self, pids: tuple[int, ...]) -> list[int]:
+        """pids[0] (the exec) and pids[1] (its parent), then the others that share their mount namespace.
+
+        Reading a prefix through another process's root is only right when that process sees the same
+        files: a short exec is gone before the worker runs, its parent usually is not.
+        """
+        first = list(dict.fromkeys(pids[:2]))
+        ref = next((ns for ns in map(self._mnt_ns, first) if ns is not None), None)
+        rest = [p for p in dict.fromkeys(pids[2:]) if p not in first and (ref is None or self._mnt_ns(p) == ref)]
+        return first + rest
 
     def _budget(self) -> None:
         """Waits while this second's json file budget is spent."""
@@ -223,15 +253,15 @@ class OwnershipCache:
         self._window_files += 1
 
     def index_prefix(self, root: str, prefix: str) -> dict[str, Package] | None:
-        """The prefix's index read under root; NOT_CONDA without conda-meta; None when root is gone."""
+        """The prefix's index read under root; NOT_CONDA without conda-meta; None when root is gone or unreadable."""
         meta_dir = f"{root.rstrip('/')}{prefix}/conda-meta"
         try:
             names = sorted(n for n in os.listdir(meta_dir) if n.endswith(".json"))
         except FileNotFoundError:
             return None if not os.path.exists(root) else NOT_CONDA
-        except ProcessLookupError:
-            return None
-        except (NotADirectoryError, PermissionError):
+        except (ProcessLookupError, PermissionError):
+            return None  # the process is gone, or its root is not ours to read: try another
+        except NotADirectoryError:
             return NOT_CONDA
         metas: list[tuple[Package, list[str]]] = []
         for name in names:
@@ -289,7 +319,7 @@ class ExePackageStage:
                 rec.setdefault("exe_package", None)
                 cand = candidate_prefix(rec.get("exe") or "", rec.get("cwd"))
                 cid = rec.get("container_id") or ""
-                pids = self._remember(cid, int(rec["pid"]))
+                pids = (int(rec["pid"]), int(rec.get("ppid") or 0), *self._remember(cid, int(rec["pid"])))
                 if cand is not None:
                     key, rel = (cid, cand[0]), cand[1]
                     self.counts.lookups += 1

@@ -203,10 +203,21 @@ def test_collector_ships_the_conda_package_of_an_executable_and_counts_it(tmp_pa
         assert c.stop() == 0
     tools = [r for r in recs if r["exe"].endswith("/zqxtool")]
     # the first exec from the new prefix too: the stream waited for the index
-    assert [r["exe_package"] for r in tools] == [{"name": "zqx-suite", "version": "1.2"}] * 2
+    assert [r["exe_package"] for r in tools] == [{"name": "zqx-suite", "version": "1.2"}] * 2, body
     assert [r["exe_package"] for r in recs if r["exe"] == "/bin/true"] == [None]
     hits = [ln for ln in body.splitlines()
             if ln.startswith('execsight_collector_conda_ownership_total{counter="hits"}')]
     assert hits and float(hits[0].split()[-1]) >= 2
     for counter in ("lookups", "misses", "budget_skips"):
         assert f'execsight_collector_conda_ownership_total{{counter="{counter}"}}' in body
+
+
+def test_other_processes_roots_are_used_only_in_the_execs_mount_namespace(tmp_path: Path) -> None:
+    """A short exec is gone before the worker runs: its parent's root, and others' sharing its namespace, stand in."""
+    proc = tmp_path / "proc"
+    for pid, ns in ((20, "mnt:[1]"), (30, "mnt:[2]"), (40, "mnt:[1]")):
+        (proc / str(pid) / "ns").mkdir(parents=True)
+        os.symlink(ns, proc / str(pid) / "ns" / "mnt")
+    cache = OwnershipCache(proc=str(proc))
+    # 10 (the exec) is gone, 20 its parent; 30 lives in another mount namespace (a sandbox), 40 shares it
+    assert cache._same_namespace((10, 20, 30, 40, 20)) == [10, 20, 40]
