@@ -355,6 +355,12 @@ def test_tool_package_and_method_are_stored_and_unidentified_processes_keep_thei
     root = h.spawn(sh, ["bash", "p.sh"], exe="/usr/bin/bash")
     zqx = h.spawn(root, ["zqxtool", "--threads", "8", "frob", "x.fq"], exe="/opt/conda/envs/zqxsuite/bin/zqxtool")
     cat = h.spawn(root, ["cat", "x"], exe="/bin/cat")
+    # the collector found the owner in conda-meta (ProcessExec.exe_package): a hash-named env says nothing else
+    frob = h.spawn(root, ["frobtool", "-t", "2", "x.fq"], exe="/work/.snakemake/conda/0a1b2c3d4e5f6a7b_/bin/frobtool")
+    for kind, rec in h.events:
+        if kind == "ProcessExec" and rec["pid"] == frob:
+            rec["exe_package"] = {"name": "frob-suite", "version": "2.0"}
+    h.exit(frob, "frobtool", after=MS, cpu_ns=MS)
     h.exit(zqx, "zqxtool", after=S, cpu_ns=S)
     h.exit(cat, "cat", after=MS, cpu_ns=MS)
     h.exit(root, "bash", after=MS)
@@ -367,6 +373,7 @@ def test_tool_package_and_method_are_stored_and_unidentified_processes_keep_thei
     assert (enriched[zqx]["tool"], enriched[zqx]["tool_package"], enriched[zqx]["tool_method"]) == (
         "zqxtool frob", "zqxsuite", "program")
     assert (enriched[cat]["tool"], enriched[cat]["tool_method"]) == (None, None)
+    assert (enriched[frob]["tool"], enriched[frob]["tool_package"]) == ("frobtool", "frob-suite")
 
     async def write() -> None:
         sink = Sink(database_url)
@@ -379,6 +386,7 @@ def test_tool_package_and_method_are_stored_and_unidentified_processes_keep_thei
     by_pid = {r[0]: r[1:] for r in rows}
     assert by_pid[zqx] == ("zqxtool frob", "zqxsuite", "program", "zqxtool frob")
     assert by_pid[cat] == (None, None, None, "cat (unidentified executable)")
+    assert by_pid[frob] == ("frobtool", "frob-suite", "program", "frobtool")
     assert by_pid[root][3] == "p"  # bash p.sh: the script
 
 
