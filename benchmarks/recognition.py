@@ -44,7 +44,7 @@ def _key(name: str | None) -> str:
 
 
 def _pkg_key(name: str | None) -> str:
-    return re.sub(r"\d+$", "", re.sub(r"[-_.]", "", name.lower())) if name else ""
+    return re.sub(r"\d+$", "", re.sub(r"[-_.]", "", name.lower().replace("+", "plus"))) if name else ""
 
 
 def _same_package(a: str, b: str) -> bool:

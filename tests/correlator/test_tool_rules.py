@@ -417,3 +417,8 @@ def test_an_interpreter_running_a_temporary_script_is_named_after_its_environmen
     assert (found.tool, found.method, found.package) == ("zqx-suite", "package", "zqx-suite")
     hashed = SHIPPED.identify("/work/.snakemake/conda/577ff10be686ee4d_/bin/python", ["python", "/tmp/tmpab12cd34"])
     assert hashed.tool is None and hashed.executable == "python"
+
+
+def test_plus_compares_as_conda_spells_it() -> None:
+    assert name_key("zqx++") == name_key("zqx-plus-plus") == name_key("ZQX_plus_plus")
+    assert name_key("zqx++") != name_key("zqx")
