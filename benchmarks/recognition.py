@@ -139,7 +139,7 @@ def report(path: Path, repeat: int, show_wrong: bool) -> dict[str, Any]:
             rules.identify(r["exe"], r["argv"], r["image"])
             samples.append(time.perf_counter_ns() - t0)
     return {
-        "name": path.stem.removesuffix("_commands").removesuffix("_tools"), "source": meta["source"],
+        "name": path.stem.replace("_commands", "").removesuffix("_tools"), "source": meta["source"],
         "commit": meta["commit"], "n": n, "named": named / n, "by_rule": by_method[METHOD_RULE] / n,
         "by_program": by_method[METHOD_PROGRAM] / n, "by_package": by_method[METHOD_PACKAGE] / n,
         "with_pkg": with_pkg / n, "right": right / n, "norule_n": norule_n,

@@ -329,8 +329,9 @@ class Collector:
                     self._seed(asm)  # fallback: processes appear through /proc scans
                 totals = self.probes.read_totals() if self.probes else {}
                 samples, vanished = psampler.sample(asm.live(), totals, time.time_ns(), self.gpus.per_process())
-                for s in samples:
-                    self.publish("ProcessSample", s)
+                # behind the stage too: a sample never overtakes the exec it belongs to
+                for name, rec in self.exe_packages.offer(("ProcessSample", s) for s in samples):
+                    self.publish(name, rec)
                 for pid in vanished:
                     if pid not in asm.pending_exits:
                         asm.procs.pop(pid, None)
