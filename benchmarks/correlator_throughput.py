@@ -44,7 +44,7 @@ from schemas.migrate import apply_migrations  # noqa: E402
 from schemas.topics import RAW_HOST, RAW_PROCESS, load_topics  # noqa: E402
 from tests.correlator.correlator_events import MS, Host, S, sample  # noqa: E402
 
-HOST_TYPES = ("HostSample", "CollectorStatus")
+HOST_TYPES = load_topics()[RAW_HOST].value_schemas
 ENTRY = "import sys; from services.correlator.main import main; sys.exit(main(sys.argv[1:]))"
 
 

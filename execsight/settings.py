@@ -80,6 +80,14 @@ SETTINGS_DOC: tuple[Var, ...] = (
         "Correlator: close a generic run after this long without a process start, exit or CPU use (TIMED_OUT)."),
     Var("EXECSIGHT_DAEMONS", "",
         "Correlator: more program names whose process trees never become generic runs (comma-separated)."),
+    # container context the collector asks the host's runtime for (README "Container context")
+    Var("EXECSIGHT_DOCKER_SOCKETS", "/var/run/docker.sock,/run/podman/podman.sock",
+        "Collector: Docker-compatible API sockets (Docker, Podman) to ask for container names (comma-separated)."),
+    Var("EXECSIGHT_CRI_SOCKETS", "/run/containerd/containerd.sock,/var/run/crio/crio.sock",
+        "Collector: CRI sockets (containerd, CRI-O) to ask for container and pod names (comma-separated)."),
+    Var("EXECSIGHT_KUBELET_PODS_URL", "http://127.0.0.1:10255/pods",
+        "Collector: the kubelet's read-only pod list (empty: not asked)."),
+    Var("EXECSIGHT_CONTAINER_LOOKUPS_PER_S", "5", "Collector: container runtime lookups per second at most (0: none)."),
 )
 
 
@@ -109,6 +117,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "EXECSIGHT_FINDINGS_MIN_COST_USD": (0, 10000, True),
     "EXECSIGHT_ROLLUP_REFRESH_S": (0, 86400, False),
     "EXECSIGHT_GENERIC_IDLE_S": (0, 30 * 86400, False),
+    "EXECSIGHT_CONTAINER_LOOKUPS_PER_S": (0, 1000, True),
 }
 
 
@@ -178,6 +187,10 @@ class Settings:
     findings_min_wall_s: float = 5.0
     findings_min_cost_usd: float = 0.001
     rollup_refresh_s: float = 60.0
+    docker_sockets: tuple[str, ...] = ("/var/run/docker.sock", "/run/podman/podman.sock")
+    cri_sockets: tuple[str, ...] = ("/run/containerd/containerd.sock", "/var/run/crio/crio.sock")
+    kubelet_pods_url: str = "http://127.0.0.1:10255/pods"
+    container_lookups_per_s: float = 5.0
 
     def topic(self, name: str) -> str:
         """The broker-side name of a topic from schemas/topics.yaml."""
@@ -190,6 +203,21 @@ class Settings:
     @property
     def log_dir(self) -> Path:
         return self.state_dir / "log"
+
+
+def _sockets(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    paths = tuple(p.strip() for p in env_value(env, name).split(",") if p.strip())
+    for p in paths:
+        if not p.startswith("/"):
+            raise SettingsError(f"{name}={env_value(env, name)!r}: {p!r} is not an absolute socket path")
+    return paths
+
+
+def _kubelet_url(env: Mapping[str, str]) -> str:
+    url = env_value(env, "EXECSIGHT_KUBELET_PODS_URL").strip()
+    if url and not url.startswith(("http://", "https://")):
+        raise SettingsError(f"EXECSIGHT_KUBELET_PODS_URL={url!r}: expected an http:// or https:// URL, or empty")
+    return url
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -250,6 +278,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         generic_runs=generic_mode,
         generic_idle_s=generic_idle_s,
         daemons=daemons,
+        docker_sockets=_sockets(e, "EXECSIGHT_DOCKER_SOCKETS"),
+        cri_sockets=_sockets(e, "EXECSIGHT_CRI_SOCKETS"),
+        kubelet_pods_url=_kubelet_url(e),
+        container_lookups_per_s=_float(e, "EXECSIGHT_CONTAINER_LOOKUPS_PER_S"),
     )
 
 

@@ -76,3 +76,31 @@ def bound_env(env: Mapping[str, str]) -> tuple[dict[str, str], bool]:
         out[name] = value
         used += n
     return out, cut
+
+
+# ContainerInfo labels (Docker labels are unbounded; Kubernetes' keys are at most 253 + 63 characters)
+LABELS_MAX = 64
+LABEL_VALUE_MAX_CHARS = 512
+LABELS_MAX_BYTES = 16384
+LABELS_KEEP_FIRST = ("io.kubernetes.pod.name", "io.kubernetes.pod.namespace", "io.kubernetes.container.name",
+                     "app.kubernetes.io/name", "app", "k8s-app")
+
+
+def bound_labels(labels: Mapping[str, str]) -> tuple[dict[str, str], bool]:
+    """At most LABELS_MAX labels of LABELS_MAX_BYTES together, keys of at most NAME_MAX_CHARS, values cut
+    at LABEL_VALUE_MAX_CHARS; the labels that name a pod or workload first, then the others by key."""
+    order = [k for k in LABELS_KEEP_FIRST if k in labels] + sorted(k for k in labels if k not in LABELS_KEEP_FIRST)
+    out: dict[str, str] = {}
+    cut = False
+    used = 0
+    for key in order:
+        value = labels[key]
+        if len(value) > LABEL_VALUE_MAX_CHARS:
+            value, cut = value[:LABEL_VALUE_MAX_CHARS], True
+        n = _utf8_len(key) + _utf8_len(value) + 2
+        if len(out) >= LABELS_MAX or used + n > LABELS_MAX_BYTES or len(key) > NAME_MAX_CHARS:
+            cut = True
+            continue
+        out[key] = value
+        used += n
+    return out, cut

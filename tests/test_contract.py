@@ -256,7 +256,7 @@ def correlator_consumes(topic: str, name: str, data: bytes) -> None:
     assert kind == name and kind in allowed, f"the correlator dead-letters {kind} on {topic}"
     assert rec.get("host_id"), "the correlator dead-letters a record with an empty host_id"
     tree, out = HostTree(str(rec["host_id"]), TreeConfig(), load_rules([]).identify), Outputs()
-    tree.apply(kind, rec, source, 1, out)  # KeyError/TypeError/ValueError here means a dead letter
+    tree.apply(kind, rec, source, 1, out)  # an exception here: a dead letter (InvalidRecord) or a stopped batch
     tree.finish(out)
 
 

@@ -25,6 +25,7 @@ from services.collector.assembler import Assembler
 from services.collector.btf import BtfError, task_offsets
 from services.collector.cgroups import read_cgroup_path
 from services.collector.conda_ownership import ExePackageStage, metrics_gauge, metrics_source
+from services.collector.container_runtime import ContainerContext, runtime_config
 from services.collector.cpu_policy import CpuPolicy
 from services.collector.filters import ExecRateLimiter, Rules, RulesError, load_rules
 from services.collector.metrics import CollectorMetrics
@@ -127,6 +128,10 @@ class Collector:
         # ProcessExec.exe_package from conda-meta, looked up off the exec path (conda_ownership.py)
         self.exe_packages = ExePackageStage()
         self.conda_gauge = metrics_gauge(self.metrics.registry)
+        # container name/image/pod from the host's runtime, asked in a thread: ContainerInfo records
+        self.containers = ContainerContext(settings.host_id, runtime_config(
+            settings.docker_sockets, settings.cri_sockets, settings.kubelet_pods_url,
+            settings.container_lookups_per_s))
 
     # ---- start-up --------------------------------------------------------------------------
 
@@ -221,6 +226,8 @@ class Collector:
         topic = self.topic_host if name in HOST_RECORDS else self.topic_process
         self.sink.send(topic, self.key, value, name, record)
         self.events_total[name] += 1
+        if name == "ProcessExec" and record.get("container_id"):
+            self.containers.saw(record["container_id"], record.get("container_runtime"))
 
     def status_record(self, interval_s: float, asm: Assembler) -> dict[str, Any]:
         rates = {k: (v - self._last_totals.get(k, 0)) / max(interval_s, 1e-9) for k, v in self.events_total.items()}
@@ -242,6 +249,7 @@ class Collector:
         self.metrics.cpu_escalations.set(self.cpu.escalations)
         for k, v in metrics_source(self.exe_packages).items():
             self.conda_gauge.labels(k).set(v)
+        self.metrics.update_containers(dict(self.containers.counts), dict(self.containers.failures))
         return {
             "host_id": self.settings.host_id, "time_ns": time.time_ns(), "version": VERSION,
             "mode": "EBPF" if self.probes else "FALLBACK",
@@ -286,6 +294,7 @@ class Collector:
             "metrics_port": self.metrics_port, "pid": os.getpid()})
         for name, rec in self.exe_packages.offer(asm.drain()):
             self.publish(name, rec)
+        self.containers.start()
         rules_path = self.opts.rules_path
         rules = (Reloading(lambda: load_rules(rules_path), lambda: [rules_path], (RulesError,))
                  if rules_path is not None else None)
@@ -319,6 +328,8 @@ class Collector:
             asm.tick(identity.boot_ns_now())
             for name, rec in self.exe_packages.offer(asm.drain()):
                 self.publish(name, rec)
+            for rec in self.containers.drain():
+                self.publish("ContainerInfo", rec)
             mono = time.monotonic()
             if rules is not None and mono >= next_rules_check:
                 next_rules_check = mono + RULES_CHECK_S
@@ -373,6 +384,9 @@ class Collector:
         for name, rec in [*self.exe_packages.offer(asm.drain()), *self.exe_packages.flush()]:
             self.publish(name, rec)
         self.exe_packages.cache.close()
+        self.containers.stop()
+        for rec in self.containers.drain():
+            self.publish("ContainerInfo", rec)
         self.publish("CollectorStatus", self.status_record(max(time.monotonic() - last_host, 1e-3), asm))
         self.stop.set()
         self.sink.close(10.0)

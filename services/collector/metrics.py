@@ -28,10 +28,23 @@ class CollectorMetrics:
                                    registry=self.registry)
         self.delivery_errors = Gauge("execsight_collector_delivery_errors_total", "Kafka delivery failures.",
                                      registry=self.registry)
+        self.container_lookups = Gauge(
+            "execsight_collector_container_lookups_total",
+            "Container runtime lookups by result: answered, not_found, failed, dropped (queue full), "
+            "rate_limited (waits for the lookup rate).", ["result"], registry=self.registry)
+        self.container_failures = Gauge("execsight_collector_container_lookup_failures_total",
+                                        "Failed container runtime queries, by API (docker, cri, kubelet).",
+                                        ["source"], registry=self.registry)
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> int:
         server, _thread = start_http_server(port, addr=addr, registry=self.registry)
         return int(server.server_port)
+
+    def update_containers(self, lookups: dict[str, int], failures: dict[str, int]) -> None:
+        for k, v in lookups.items():
+            self.container_lookups.labels(k).set(v)
+        for k, v in failures.items():
+            self.container_failures.labels(k).set(v)
 
     def update(self, totals: dict[str, int], rates: dict[str, float], lost: dict[str, int],
                sink: dict[str, int]) -> None:

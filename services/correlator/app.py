@@ -33,10 +33,11 @@ from execsight.kafka_io import ensure_topic
 from execsight.settings import Settings
 from schemas.codec import default_codec
 from schemas.topics import RAW_HOST, RAW_PROCESS, load_changelog_config, load_topics
-from services.correlator.batch import BatchProcessor, Publisher, RawMessage
+from services.correlator.batch import BatchProcessor
 from services.correlator.batch_consumer import CorrelatorApp
-from services.correlator.containers import ContainerDirectory
+from services.correlator.kafka_publisher import KafkaPublisher
 from services.correlator.metrics import CorrelatorMetrics
+from services.correlator.partition_cursor import RawMessage
 from services.correlator.sink import Sink
 from services.correlator.tool_rules import ReloadingRules, RulesError
 
@@ -139,30 +140,26 @@ def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics |
     # else it is never compacted and recovery grows with its whole history (issue #19.6).
     ensure_topic(settings.kafka_bootstrap, table.changelog_topic.get_topic_name(), partitions, changelog_config)
     rules = ReloadingRules(settings.tool_rules)
-    containers = ContainerDirectory()
     processor = BatchProcessor(
-        settings, FaustState(table), Sink(settings.database_url), Publisher(settings), rules, default_codec(),
-        containers=containers.get,
+        settings, FaustState(table), Sink(settings.database_url), KafkaPublisher(settings), rules, default_codec(),
     )
     metrics = metrics or CorrelatorMetrics()
     metrics.bind(processor, app)
     app.correlator = processor  # type: ignore[attr-defined]
 
-    feed = app.feed_batches(raw)
+    cursor = processor.cursor
+    feed = app.feed_batches(raw, drops=cursor)
 
     async def read_again(topic: str, partition: int, offset: int) -> None:
         await feed.rewind(topic, partition, offset)
-        processor.expect(topic, partition, offset)
+        cursor.expect(topic, partition, offset)
 
     async def read_dropped_again() -> None:
-        """Partitions whose fetched messages were dropped (by a rebalance) are read again from the first
-        message not yet applied (the lowest dropped one when nothing of the partition has been), once
-        partitions are settled (after Faust's own seek to committed, which leaves a partition without a
-        committed offset where it was)."""
+        """Partitions whose fetched messages were dropped (by a rebalance) are read again (see
+        PartitionCursor.take_dropped), once partitions are settled (after Faust's own seek to committed,
+        which leaves a partition without a committed offset where it was)."""
         await app.flow_control.acquire()
-        for (topic, partition), lowest in sorted(feed.pop_dropped().items()):
-            offset = processor.resume_offset(topic, partition)
-            offset = lowest if offset is None else offset
+        for (topic, partition), offset in cursor.take_dropped():
             log.info("reading a partition again after a rebalance dropped fetched messages",
                      extra={"topic": topic, "partition": partition, "offset": offset})
             await read_again(topic, partition, offset)
@@ -175,17 +172,15 @@ def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics |
                 await read_dropped_again()
                 continue
             try:
-                raw_batch = [RawMessage(m.topic, m.partition, m.offset, m.key, m.value) for m in fetched]
-                keep, rewind = processor.in_sequence(raw_batch)
-                batch = [raw_batch[i] for i in keep]
-                messages = [fetched[i] for i in keep]
+                split = cursor.split([RawMessage(m.topic, m.partition, m.offset, m.key, m.value) for m in fetched])
+                messages = [fetched[i] for i in split.kept]
                 feed.track(messages)
-                for (topic, partition), offset in rewind.items():
+                for (topic, partition), offset in split.rewinds.items():
                     log.warning("offsets missing before a fetched message; reading the partition again",
                                 extra={"topic": topic, "partition": partition, "offset": offset})
                     await read_again(topic, partition, offset)
-                if batch:
-                    await processor.process(batch)
+                if split.accepted.messages:
+                    await processor.process(split.accepted)
             except asyncio.CancelledError:
                 raise  # shutting down: nothing acknowledged, the batch is read again
             except BaseException:
@@ -193,7 +188,7 @@ def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics |
                 log.exception("batch could not be finished; exiting without acknowledging it")
                 os._exit(EXIT_UNFINISHED_BATCH)
             feed.ack(messages)
-            metrics.observe_batch(processor, len(batch))
+            metrics.observe_batch(processor, len(split.accepted.messages))
 
     @app.timer(options.rules_check_s)  # type: ignore[untyped-decorator]
     async def reload_rules() -> None:

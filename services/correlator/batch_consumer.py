@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
@@ -32,6 +32,13 @@ from faust.types import TP
 QUEUED_FETCHES = 4
 
 
+class DropLog(Protocol):
+    """Where dropped messages are remembered (the partition cursor), to be read again."""
+
+    def dropped(self, topic: str, partition: int, offset: int) -> None: ...
+    def has_dropped(self) -> bool: ...
+
+
 class BatchFeed:
     """The batch topics' messages, one list per fetch, in fetch order (per-partition order holds).
 
@@ -40,29 +47,27 @@ class BatchFeed:
     fetch loop waiting for room is let go (an asyncio.Queue cleared from outside would leave it
     waiting for a get that never comes).
 
-    Messages are never dropped silently: the partitions of anything cleared or discarded are
-    remembered, and ``take`` hands them to the caller (``pop_dropped``) to be read again, since a
-    partition that stays assigned would otherwise go on after them, and one whose dropped
-    messages were its last would never show a hole at all."""
+    Messages are never dropped silently: anything cleared or discarded is reported to the drop log
+    (the partition cursor), and ``take`` hands over nothing while drops are pending, so that the
+    caller reads those partitions again first: a partition that stays assigned would otherwise go
+    on after them, and one whose dropped messages were its last would never show a hole at all."""
 
-    def __init__(self, app: faust.App, topics: Iterable[str], max_fetches: int = QUEUED_FETCHES) -> None:
+    def __init__(self, app: faust.App, topics: Iterable[str], drops: DropLog,
+                 max_fetches: int = QUEUED_FETCHES) -> None:
         self.app = app
         self.topics = frozenset(topics)
         self.max_fetches = max_fetches
         self._fetches: deque[list[Any]] = deque()
-        self._dropped: dict[tuple[str, int], int] = {}  # (topic, partition) -> lowest offset dropped
+        self._drops = drops
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
         app.flow_control.manage_queue(self)  # type: ignore[arg-type]  # only clear() is called
 
     def _drop(self, messages: Iterable[Any]) -> None:
-        dropped = self._dropped
+        dropped = self._drops.dropped
         for m in messages:
-            k = (m.topic, m.partition)
-            low = dropped.get(k)
-            if low is None or m.offset < low:
-                dropped[k] = m.offset
+            dropped(m.topic, m.partition, m.offset)
 
     def clear(self) -> None:
         """Called by Faust's flow control when partitions are revoked."""
@@ -70,13 +75,8 @@ class BatchFeed:
             self._drop(fetch)
         self._fetches.clear()
         self._writable.set()
-        if self._dropped:
+        if self._drops.has_dropped():
             self._readable.set()
-
-    def pop_dropped(self) -> dict[tuple[str, int], int]:
-        """(topic, partition) -> the lowest offset dropped, for partitions dropped from since the last call."""
-        dropped, self._dropped = self._dropped, {}
-        return dropped
 
     async def put(self, fetch: list[Any]) -> None:
         await self.app.flow_control.acquire()  # not while partitions are being revoked
@@ -88,7 +88,7 @@ class BatchFeed:
 
     async def take(self, max_messages: int) -> list[Any]:
         """The next batch: at least one fetch, plus whatever else is queued up to ``max_messages``;
-        or an empty list when messages were dropped and ``pop_dropped`` has partitions to read again.
+        or an empty list when messages were dropped and partitions must be read again first.
 
         Messages read while partitions were being revoked, or of an earlier consumer generation,
         are dropped unacknowledged, as a Faust Stream drops them. The caller tracks (``track``) the
@@ -96,10 +96,10 @@ class BatchFeed:
         while True:
             # Nothing is handed over while a drop is pending: a partition without state would
             # otherwise start at the first message after the dropped ones.
-            if self._dropped:
+            if self._drops.has_dropped():
                 return []
             while not self._fetches:
-                if self._dropped:
+                if self._drops.has_dropped():
                     return []
                 self._readable.clear()
                 await self._readable.wait()
@@ -183,11 +183,11 @@ class CorrelatorApp(faust.App):
 
     batch_feed: BatchFeed
 
-    def feed_batches(self, *topics: faust.TopicT) -> BatchFeed:
+    def feed_batches(self, *topics: faust.TopicT, drops: DropLog) -> BatchFeed:
         """Subscribes to ``topics`` (as an agent would) and returns the feed their messages arrive on."""
         for topic in topics:
             self.topics.add(topic)
-        self.batch_feed = BatchFeed(self, [name for t in topics for name in t.topics])
+        self.batch_feed = BatchFeed(self, [name for t in topics for name in t.topics], drops)
         return self.batch_feed
 
     def _new_consumer(self) -> Any:

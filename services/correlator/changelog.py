@@ -7,30 +7,40 @@ follows one batch later, so a replay never meets a key whose removal it has not 
 
 from __future__ import annotations
 
-from services.correlator.tree_state import Json, State
+from typing import Protocol
+
+from services.correlator.tree_state import Json
+
+
+class Logged(Protocol):
+    """A state value the changelog can hold (tree_state's types, containers.ContainerState)."""
+
+    @property
+    def key(self) -> str: ...
+    def to_json(self) -> Json: ...
 
 
 class ChangeLog:
     def __init__(self) -> None:
-        self._dirty: dict[str, State] = {}
+        self._dirty: dict[str, Logged] = {}
         self._created: set[str] = set()
-        self._removed: dict[str, State] = {}
+        self._removed: dict[str, Logged] = {}
         self._tombstones: list[str] = []
 
     def tombstoned(self, key: str) -> None:
         """A loaded entry marked gone: its tombstone is written with the next changes."""
         self._tombstones.append(key)
 
-    def touch(self, value: State) -> None:
+    def touch(self, value: Logged) -> None:
         self._dirty[value.key] = value
 
-    def new(self, value: State) -> None:
+    def new(self, value: Logged) -> None:
         key = value.key
         self._dirty[key] = value
         self._created.add(key)
         self._removed.pop(key, None)
 
-    def remove(self, value: State) -> None:
+    def remove(self, value: Logged) -> None:
         key = value.key
         self._removed[key] = value
         self._dirty.pop(key, None)

@@ -1,43 +1,33 @@
-"""Container name, image and labels from a Docker-compatible API socket (Docker, Podman), cached.
+"""Container context of one host, from the ContainerInfo records its collector publishes (pure state).
 
-Lookups never block the stream: get() answers from the cache and, on a miss, asks the
-runtime in a background thread; later processes of the container carry the answer (and
-the containers row is completed by the next upsert). Kubernetes pod, namespace and
-workload come from the runtime's io.kubernetes.* labels. containerd's own API is gRPC
-and is not queried; its containers keep the id and runtime the collector sends.
+The collector asks its own host's runtime (Docker/Podman API, the CRI socket of containerd or
+CRI-O, or the kubelet's pod list: services/collector/container_runtime.py) and publishes what it
+learnt on execsight.raw.process, keyed by host: the correlator opens no socket and makes no
+assumption about where it runs. Entries are keyed by host (one store per HostTree) and container
+id, kept in the state changelog (key ``c|<id>``) so a restarted worker still names the containers
+of processes that exec after it, and bounded per host (the oldest answer goes first).
+
+A ContainerInfo usually follows the first processes of its container (the collector asks off the
+exec path); HostTree writes those processes' rows again and the containers row is upserted, so
+they are named all the same (see HostTree._container_info).
 """
 
 from __future__ import annotations
 
-import http.client
-import json
-import logging
 import re
-import socket
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-log = logging.getLogger(__name__)
+from services.correlator.changelog import ChangeLog
+from services.correlator.tree_state import EventGate, Json, Marked, _marks, _put_marks
 
-DEFAULT_SOCKETS = ("/var/run/docker.sock", "/run/podman/podman.sock")
+KEY_PREFIX = "c|"
+MAX_PER_HOST = 4096  # containers remembered per host; a Nextflow host with one container per task turns over
 _RS_SUFFIX = re.compile(r"^(?P<w>.+?)-(?:[0-9a-f]{8,10}-[0-9a-z]{5}|[0-9a-z]{5}|\d+)$")
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float = 2.0) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.unix_path)
-        self.sock = sock
-
-
 def workload_of(pod: str | None, labels: dict[str, str]) -> str | None:
+    """The workload a pod belongs to: its app label, else its name without the ReplicaSet/Job suffix."""
     for key in ("app.kubernetes.io/name", "app", "k8s-app"):
         if labels.get(key):
             return labels[key]
@@ -47,60 +37,97 @@ def workload_of(pod: str | None, labels: dict[str, str]) -> str | None:
     return m["w"] if m else pod
 
 
-def parse_inspect(doc: dict[str, Any]) -> dict[str, Any]:
-    """The fields execsight keeps from a Docker /containers/{id}/json answer (pure)."""
-    config = doc.get("Config") or {}
-    labels = {str(k): str(v) for k, v in (config.get("Labels") or {}).items()}
-    pod = labels.get("io.kubernetes.pod.name")
-    return {
-        "name": (doc.get("Name") or "").lstrip("/") or None,
-        "image": config.get("Image") or doc.get("Image"),
-        "labels": labels,
-        "pod": pod,
-        "namespace": labels.get("io.kubernetes.pod.namespace"),
-        "workload": workload_of(pod, labels),
-    }
+@dataclass(slots=True, eq=False)
+class ContainerState(Marked):
+    container_id: str = ""
+    runtime: str | None = None
+    source: str = ""
+    name: str | None = None
+    image: str | None = None
+    pod: str | None = None
+    namespace: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    seen_ns: int = 0
+
+    @property
+    def key(self) -> str:
+        return KEY_PREFIX + self.container_id
+
+    def view(self) -> dict[str, Any]:
+        """What processes, tasks and the containers row carry of it (projections.Container)."""
+        return {"name": self.name, "image": self.image, "pod": self.pod, "namespace": self.namespace,
+                "workload": workload_of(self.pod, self.labels), "labels": self.labels, "runtime": self.runtime}
+
+    def to_json(self) -> Json:
+        return _put_marks({"k": "c", "id": self.container_id, "rt": self.runtime, "src": self.source,
+                           "n": self.name, "img": self.image, "pod": self.pod, "ns": self.namespace,
+                           "lb": self.labels, "t": self.seen_ns}, self.marks)
+
+    @classmethod
+    def from_json(cls, d: Json) -> ContainerState:
+        return cls(marks=_marks(d), container_id=d.get("id", ""), runtime=d.get("rt"), source=d.get("src", ""),
+                   name=d.get("n"), image=d.get("img"), pod=d.get("pod"), namespace=d.get("ns"),
+                   labels=dict(d.get("lb") or {}), seen_ns=d.get("t", 0))
 
 
-class ContainerDirectory:
-    def __init__(self, sockets: tuple[str, ...] = DEFAULT_SOCKETS, max_entries: int = 10000) -> None:
-        self.sockets = tuple(s for s in sockets if Path(s).exists())
+class HostContainers:
+    """The containers of one host: filled by ContainerInfo records, asked by container id."""
+
+    def __init__(self, gate: EventGate, log: ChangeLog, max_entries: int = MAX_PER_HOST) -> None:
+        self.gate = gate
+        self.log = log
         self.max_entries = max_entries
-        self._cache: dict[str, dict[str, Any] | None] = {}
-        self._pending: set[str] = set()
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="containers") if self.sockets else None
+        self._by_id: dict[str, ContainerState] = {}  # oldest answer first
+        self._views: dict[str, dict[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_id)
 
     def get(self, container_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            if container_id in self._cache:
-                return self._cache[container_id]
-            if self._pool is None or container_id in self._pending:
+        view = self._views.get(container_id)
+        if view is None:
+            state = self._by_id.get(container_id)
+            if state is None:
                 return None
-            self._pending.add(container_id)
-        self._pool.submit(self._fetch, container_id)
-        return None
+            view = self._views[container_id] = state.view()
+        return view
 
-    def lookup_now(self, container_id: str) -> dict[str, Any] | None:
-        """Synchronous lookup (tests, tools)."""
-        for path in self.sockets:
-            try:
-                conn = _UnixHTTPConnection(path)
-                conn.request("GET", f"/containers/{container_id}/json")
-                resp = conn.getresponse()
-                body = resp.read()
-                conn.close()
-            except OSError as exc:
-                log.debug("container runtime socket failed", extra={"socket": path, "error": str(exc)})
-                continue
-            if resp.status == 200:
-                return parse_inspect(json.loads(body))
-        return None
+    def load(self, value: Json) -> None:
+        """A changelog entry of this host (at recovery)."""
+        state = ContainerState.from_json(value)
+        if state.container_id:
+            self._by_id[state.container_id] = state
 
-    def _fetch(self, container_id: str) -> None:
-        info = self.lookup_now(container_id)
-        with self._lock:
-            if len(self._cache) >= self.max_entries:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[container_id] = info
-            self._pending.discard(container_id)
+    def apply(self, rec: dict[str, Any]) -> ContainerState | None:
+        """Takes a (validated) ContainerInfo; the state it changed, or None for a replayed record."""
+        cid = rec["container_id"]
+        state = self._by_id.pop(cid, None)
+        is_new = state is None
+        if state is None:
+            state = ContainerState(container_id=cid)
+        elif not self.gate.ok(state):
+            self._by_id[cid] = state
+            return None
+        if is_new:
+            self.gate.ok(state)
+        state.runtime = rec.get("runtime") or state.runtime
+        state.source = rec.get("source") or state.source
+        # an answer without a field (a runtime that does not know it) keeps what an earlier one said
+        for name in ("name", "image", "pod", "namespace"):
+            if rec.get(name):
+                setattr(state, name, rec[name])
+        if rec.get("labels"):
+            state.labels = dict(rec["labels"])
+        state.seen_ns = max(state.seen_ns, int(rec.get("time_ns") or 0))
+        self._by_id[cid] = state  # re-inserted: the newest answer goes last
+        self._views.pop(cid, None)
+        if is_new:
+            self.log.new(state)
+        else:
+            self.log.touch(state)
+        while len(self._by_id) > self.max_entries:
+            old_id = next(iter(self._by_id))
+            old = self._by_id.pop(old_id)
+            self._views.pop(old_id, None)
+            self.log.remove(old)
+        return state

@@ -23,6 +23,8 @@ from typing import Any
 from execsight.settings import Settings
 from services.correlator import context
 from services.correlator.changelog import ChangeLog
+from services.correlator.containers import KEY_PREFIX as CONTAINER_KEY
+from services.correlator.containers import HostContainers
 from services.correlator.context import Context, Parent
 from services.correlator.engines.base import DEFAULT_GENERIC, GenericPolicy, base_name, first_name
 from services.correlator.host_activity import Activity
@@ -33,6 +35,7 @@ from services.correlator.process_table import ProcessTable
 from services.correlator.projections import Container, process_record
 from services.correlator.tool_rules import Recognition
 from services.correlator.tree_state import EventGate, HostActivity, HostInfo, Json, Proc, Run, Task, decode
+from services.correlator.validation import InvalidRecord
 
 __all__ = ["HostTree", "Outputs", "TreeConfig"]
 
@@ -83,15 +86,15 @@ class HostTree:
         cfg: TreeConfig,
         identify: Identify,
         read: context.FileReader = context.no_files,
-        containers: Callable[[str], D | None] | None = None,
     ) -> None:
         self.host_id = host_id
         self.cfg = cfg
         self.identify = identify
         self.read = read
-        self.container_info: Callable[[str], Container] = containers or (lambda cid: None)
         self.gate = EventGate()
         self.log = ChangeLog()
+        self.containers = HostContainers(self.gate, self.log)  # from this host's ContainerInfo records
+        self.container_info: Callable[[str], Container] = self.containers.get
         self.table = ProcessTable()
         self.activity = Activity(host_id, cfg.activity_window_ns, self.gate, self.log)
         self.life = Lifecycle(host_id, cfg.run_timeout_ns, cfg.generic.idle_ns, self.table, self.activity,
@@ -119,6 +122,9 @@ class HostTree:
         for key, value in items:
             if value.get("gone"):
                 self.log.tombstoned(key)
+                continue
+            if key.startswith(CONTAINER_KEY):
+                self.containers.load(value)
                 continue
             state = decode(key, value)
             if isinstance(state, Proc):
@@ -158,8 +164,10 @@ class HostTree:
             self.activity.host_sample(rec, out)
         elif kind == "CollectorStatus":
             self.activity.collector_status(rec, out)
+        elif kind == "ContainerInfo":
+            self._container_info(rec, out)
         else:
-            raise ValueError(f"unexpected record type {kind}")
+            raise InvalidRecord(f"unexpected record type {kind}")
         if t:
             out.event_times_ns.append(t)
             if kind.startswith("Process"):
@@ -309,6 +317,13 @@ class HostTree:
                 self.life.attach_task(p)
             elif ctx.run_root and ctx.run_id and ctx.run_id not in self.life.runs:
                 self.life.attach_run(p, start, out)
+        if p.container_id and p.task_id:
+            # a task's container is the first one its processes run in (a Nextflow task's root, bash
+            # .command.run, starts outside the container it then runs)
+            task = self.life.tasks.get((p.run_id or "", p.task_id))
+            if task is not None and not task.container_id and self.gate.ok(task):
+                task.container_id = p.container_id
+                self.log.touch(task)
         self.log.touch(p)
         self._rows[(pid, start)] = p
 
@@ -331,6 +346,24 @@ class HostTree:
             }
         else:
             row["first"], row["last"] = min(row["first"], t), max(row["last"], t)
+
+    def _container_info(self, rec: D, out: Outputs) -> None:
+        """What the host's runtime said of a container: its row, and the rows of its live processes again
+        (they may have been written before the answer came; open tasks take it when they complete)."""
+        state = self.containers.apply(rec)
+        if state is None:
+            return
+        cid, t = state.container_id, int(rec["time_ns"])
+        info = self.containers.get(cid) or {}
+        row = out.containers.get(cid)
+        if row is None:
+            row = out.containers[cid] = {"container_id": cid, "host_id": self.host_id, "first": t, "last": t}
+        row.update({k: info.get(k) for k in ("name", "image", "pod", "namespace", "workload")})
+        row["labels"] = info.get("labels") or {}
+        row["runtime"] = row.get("runtime") or state.runtime
+        for p in self.table.procs.values():
+            if p.container_id == cid:
+                self._rows[(p.pid, p.start)] = p
 
     def _sample(self, rec: D, out: Outputs) -> None:
         p = self.table.get(rec["pid"], rec["start_time_ns"])

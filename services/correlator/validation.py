@@ -25,6 +25,11 @@ from schemas import record_bounds as rb
 
 D = dict[str, Any]
 
+
+class InvalidRecord(ValueError):
+    """Raised by code past the boundary (the host tree) for a record it cannot apply: the one way,
+    besides ``validate``, into the dead-letter topic. Any other exception there is a bug."""
+
 PID_MAX = 1 << 22  # PID_MAX_LIMIT on 64-bit Linux
 UID_MAX = (1 << 32) - 1
 # Counters (ns, bytes, counts) of one record: 2^55 ns is 417 CPU-days, 2^55 bytes 32 PiB. Anything
@@ -302,9 +307,28 @@ def _collector_status(f: _Fixer, now_ns: int) -> None:
         rec["cpu_seconds"] = 0.0
 
 
+def _container_info(f: _Fixer, now_ns: int) -> None:
+    rec = f.rec
+    _time(f, now_ns)
+    f.text("container_id", rb.NAME_MAX_CHARS)
+    if not rec["container_id"]:
+        raise Invalid("empty container_id")
+    for name in ("runtime", "name", "image", "pod", "namespace"):
+        f.text(name, rb.PATH_MAX_CHARS if name == "image" else rb.NAME_MAX_CHARS, required=False)
+    f.text("source", rb.NAME_MAX_CHARS)
+    labels = rec.get("labels") or {}
+    cleaned = {_clean(k, rb.NAME_MAX_CHARS)[0]: _clean(v, rb.LABEL_VALUE_MAX_CHARS)[0] for k, v in labels.items()}
+    bounded, cut = rb.bound_labels(cleaned)
+    if cut or bounded != labels:
+        rec["labels"] = bounded
+        rec["labels_truncated"] = rec.get("labels_truncated", False) or cut
+        f.fixes.append("labels cleaned" + (" and cut to their bound" if cut else ""))
+
+
 CHECKS: dict[str, Callable[[_Fixer, int], None]] = {
     "ProcessExec": _exec, "ProcessFork": _fork, "ProcessExit": _exit, "ProcessSample": _sample,
     "ProcessThrottle": _throttle, "HostSample": _host_sample, "CollectorStatus": _collector_status,
+    "ContainerInfo": _container_info,
 }
 
 

@@ -26,10 +26,11 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from execsight.kafka_io import consume_messages, make_consumer, make_producer, send_to_deadletter
+from execsight.intake import Refused, decode_expected
+from execsight.kafka_io import consume_messages, make_consumer, make_producer
 from execsight.reloading import Reloading
 from execsight.settings import Settings
-from schemas.codec import CodecError, default_codec
+from schemas.codec import default_codec
 from schemas.topics import FINDINGS_SWEEP, FINDINGS_TUNE
 from services.notify import delivery, messages
 from services.notify.posted_state import State, load_state, save_state
@@ -41,6 +42,11 @@ GROUP = "notify"
 TOPICS = (FINDINGS_TUNE, FINDINGS_SWEEP)
 EXPECTED = {FINDINGS_TUNE: "TuneFinding", FINDINGS_SWEEP: "SweepFinding"}
 SOURCE = {FINDINGS_TUNE: "tune", FINDINGS_SWEEP: "sweep"}
+
+
+def _has_finding_id(name: str, rec: Record) -> None:
+    if not str(rec.get("finding_id") or ""):
+        raise Refused(f"{name} without a finding_id")
 RELOAD_EVERY_S = 1.0
 
 Record = dict[str, Any]
@@ -162,23 +168,13 @@ class NotifyWorker:
     # --- Kafka -------------------------------------------------------------------------------------
 
     def decode(self, producer: Producer, msgs: Sequence[Message]) -> list[tuple[str, Record]]:
-        out: list[tuple[str, Record]] = []
-        prefix = self.settings.topic_prefix
-        for msg in msgs:
-            topic = (msg.topic() or "")[len(prefix):]
-            try:
-                name, rec = self.codec.decode(msg.value() or b"")
-                if name != EXPECTED.get(topic):
-                    raise CodecError(f"{name} on {topic}: expected {EXPECTED.get(topic)}")
-                if not str(rec.get("finding_id") or ""):
-                    raise CodecError(f"{name} without a finding_id")
-            except CodecError as exc:
-                self.stats.deadlettered += 1
-                self.metrics.deadlettered.inc()
-                send_to_deadletter(producer, self.settings, msg, str(exc), "notify")
-                continue
-            out.append((SOURCE[topic], rec))
-        return out
+        def dead() -> None:
+            self.stats.deadlettered += 1
+            self.metrics.deadlettered.inc()
+
+        decoded = decode_expected(msgs, codec=self.codec, settings=self.settings, producer=producer,
+                                  expected=EXPECTED, origin="notify", check=_has_finding_id, on_dead=dead)
+        return [(SOURCE[topic], rec) for topic, _, rec in decoded]
 
     def process(self, producer: Producer, msgs: Sequence[Message], stop: threading.Event) -> bool:
         """Posts a batch and saves the state; False when stopped before that (offsets stay)."""

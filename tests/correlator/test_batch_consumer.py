@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from services.correlator.batch import DictState
 from services.correlator.batch_consumer import BatchFeed, CorrelatorApp
+from services.correlator.partition_cursor import PartitionCursor
 
 
 @dataclass
@@ -23,7 +25,14 @@ def fetch(partition: int, offsets: range, generation: int = 0) -> list[Msg]:
 def feed() -> BatchFeed:
     app = CorrelatorApp("test-feed", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
     app.flow_control.resume()
-    return BatchFeed(app, ["raw"], max_fetches=2)
+    return BatchFeed(app, ["raw"], PartitionCursor(DictState(), "raw.host"), max_fetches=2)
+
+
+def pop_dropped(f: BatchFeed) -> dict[tuple[str, int], int]:
+    """What the feed reported dropped: with no state, each partition is read again from its lowest."""
+    cursor = f._drops
+    assert isinstance(cursor, PartitionCursor)
+    return dict(cursor.take_dropped())
 
 
 def test_take_merges_queued_fetches_up_to_the_batch_size() -> None:
@@ -63,12 +72,12 @@ def test_cleared_and_stale_messages_are_reported_for_reading_again() -> None:
         await asyncio.sleep(0)
         f.clear()  # partitions revoked: queued fetches go, and the caller is told which partitions
         after_clear = await f.take(max_messages=10)
-        dropped = f.pop_dropped()
+        dropped = pop_dropped(f)
         await waiting
         f.app.consumer_generation_id = 1  # a rebalance happened
         await f.put([*fetch(3, range(0, 2), generation=0), *fetch(4, range(5, 7), generation=1)])
         assert await f.take(max_messages=10) == []  # stale messages in the batch: none of it is handed over
-        stale = f.pop_dropped()
+        stale = pop_dropped(f)
         await f.put(fetch(4, range(5, 7), generation=1))
         current = await f.take(max_messages=10)
         return after_clear, dropped, [m.offset for m in current], stale

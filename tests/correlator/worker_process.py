@@ -16,10 +16,10 @@ from confluent_kafka import Consumer, Producer
 
 from execsight.settings import Settings
 from schemas.codec import default_codec
-from schemas.topics import RAW_HOST, RAW_PROCESS
+from schemas.topics import RAW_HOST, RAW_PROCESS, load_topics
 
 REPO = Path(__file__).resolve().parents[2]
-HOST_TYPES = ("HostSample", "CollectorStatus")
+HOST_TYPES = load_topics()[RAW_HOST].value_schemas
 T = TypeVar("T")
 ENTRY = "import sys; from services.correlator.main import main; sys.exit(main(sys.argv[1:]))"
 
