@@ -1,9 +1,14 @@
 """Recognition benchmark: how many real command lines get the right tool or package, and identify()'s cost.
 
-Corpus: benchmarks/data/nfcore_commands.jsonl (every 4th module) and nfcore_commands_heldout.jsonl
-(every 4th from the third: modules not looked at while tuning), built by benchmarks/recognition_corpus.py from the
-nf-core/modules repository (commit in the file's first line): the first tool command of each sampled
-module's script block, its container image, and the module's top-level directory as the expected answer.
+Corpora (built by benchmarks/recognition_corpus.py; source repository and commit in each file's first line):
+  * nfcore_commands.jsonl (every 4th nf-core module) and nfcore_commands_heldout.jsonl (every 4th from
+    the third: modules not looked at while tuning): first tool command of each module's script block,
+    its container image, the module's top-level directory as the expected answer;
+  * snakemake_wrappers.jsonl: first tool command of each Snakemake wrapper's shell() strings, run from
+    a hash-named Snakemake conda env (no image); expected: the wrapper's tool directory;
+  * galaxy_tools.jsonl: first tool command of each Galaxy tool XML's <command> (bgruening/galaxytools),
+    run from the env Galaxy's conda resolver names; expected: its package requirement (the others and
+    the tool directory accepted too).
 
 Prints the share of processes with a tool, the share named by rule / program / package, the share
 right (tool or package matches the module, case- and separator-insensitively, a trailing version
@@ -30,6 +35,8 @@ from services.correlator.tool_rules import METHOD_PACKAGE, METHOD_PROGRAM, METHO
 DATA = Path(__file__).resolve().parent / "data" / "nfcore_commands.jsonl"
 # modules at other offsets, never looked at while the heuristics were tuned on DATA
 HELDOUT = Path(__file__).resolve().parent / "data" / "nfcore_commands_heldout.jsonl"
+SNAKEMAKE = Path(__file__).resolve().parent / "data" / "snakemake_wrappers.jsonl"
+GALAXY = Path(__file__).resolve().parent / "data" / "galaxy_tools.jsonl"
 
 
 def _key(name: str | None) -> str:
@@ -37,7 +44,7 @@ def _key(name: str | None) -> str:
 
 
 def _pkg_key(name: str | None) -> str:
-    return re.sub(r"\d+$", "", re.sub(r"[-_.]", "", name.lower())) if name else ""
+    return re.sub(r"\d+$", "", re.sub(r"[-_.]", "", name.lower().replace("+", "plus"))) if name else ""
 
 
 def _same_package(a: str, b: str) -> bool:
@@ -46,27 +53,57 @@ def _same_package(a: str, b: str) -> bool:
 
 
 def is_right(rec: Recognition, row: dict[str, Any]) -> bool:
-    """Tool or package names the module; or the module runs a helper that is a package of its image (samtools)."""
+    """Tool or package names the module (or its last path part: bedtools/bamtobed is bamToBed); or the module
+    runs a helper that is a package of its image (samtools) or, in Galaxy, another of its requirements."""
     want = _pkg_key(row["expected"])
     head = _key(rec.tool.split()[0]) if rec.tool else ""
     if (head and (head == want or _same_package(head, want))) or _same_package(_pkg_key(rec.package), want):
         return True
     image_pkgs = {_pkg_key(p) for p in packages_from_image(row["image"] or "")}
+    image_pkgs |= {_pkg_key(p) for p in row.get("also") or ()}  # the env's packages: Galaxy requirements, Snakemake env
+    # the module's, wrapper's or tool XML's own name for what it runs: bedtools/bamtobed runs bamToBed
+    image_pkgs.add(_pkg_key(row["module"].rsplit("/", 1)[-1]))
     return bool(head) and head in image_pkgs
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", type=Path, nargs="*", default=[DATA, HELDOUT])
-    ap.add_argument("--repeat", type=int, default=20000, help="identify() calls timed")
+    ap.add_argument("--data", type=Path, nargs="*", default=[DATA, HELDOUT, SNAKEMAKE, GALAXY])
+    ap.add_argument("--repeat", type=int, default=20000, help="identify() calls timed per corpus")
     ap.add_argument("--show-wrong", action="store_true")
     a = ap.parse_args()
-    for path in a.data:
-        report(path, a.repeat, a.show_wrong)
+    results = [report(path, a.repeat, a.show_wrong) for path in a.data]
+    print_side_by_side(results)
     return 0
 
 
-def report(path: Path, repeat: int, show_wrong: bool) -> None:
+ROWS = (
+    ("command lines", "n", "{:d}"),
+    ("with a tool", "named", "{:.1%}"),
+    ("  by rule", "by_rule", "{:.1%}"),
+    ("  by program", "by_program", "{:.1%}"),
+    ("  by package", "by_package", "{:.1%}"),
+    ("with an owning package", "with_pkg", "{:.1%}"),
+    ("right tool or package", "right", "{:.1%}"),
+    ("lines no shipped rule matched", "norule_n", "{:d}"),
+    ("  right among them", "norule_right", "{:.1%}"),
+    ("renamed by a rule into another", "renamed", "{:d}"),
+    ("identify() median us", "median_us", "{:.1f}"),
+    ("identify() p95 us", "p95_us", "{:.1f}"),
+)
+
+
+def print_side_by_side(results: list[dict[str, Any]]) -> None:
+    names = [r["name"] for r in results]
+    width = max(12, *(len(n) for n in names))
+    print(f"{'':32}" + "".join(f"{n:>{width + 2}}" for n in names))
+    for label, key, fmt in ROWS:
+        print(f"{label:32}" + "".join(f"{fmt.format(r[key]):>{width + 2}}" for r in results))
+    for r in results:
+        print(f"{r['name']}: {r['source']} @ {r['commit'][:12]}")
+
+
+def report(path: Path, repeat: int, show_wrong: bool) -> dict[str, Any]:
     lines = path.read_text().splitlines()
     meta, rows = json.loads(lines[0]), [json.loads(x) for x in lines[1:]]
     rules = load_rules([])
@@ -90,27 +127,25 @@ def report(path: Path, repeat: int, show_wrong: bool) -> None:
             renamed += 1
         if not ok:
             wrong.append((r, rec))
-    print(f"corpus {path.name}: {n} command lines from {meta['source']} @ {meta['commit'][:12]}")
-    print(f"with a tool: {named / n:.1%}")
-    for m, c in by_method.items():
-        print(f"  by {m}: {c / n:.1%}")
-    print(f"with an owning package: {with_pkg / n:.1%}")
-    print(f"right tool or package: {right / n:.1%}")
-    print(f"right on lines no shipped rule matched: {norule_right}/{norule_n} = {norule_right / max(norule_n, 1):.1%}")
-    print(f"renamed by a rule into another tool (and wrong): {renamed}")
     if show_wrong:
         for r, rec in wrong:
-            print(f"  WRONG {r['module']}: {' '.join(r['argv'][:4])} [{r['image']}] -> {rec.tool} / {rec.package}")
+            print(f"  WRONG {path.stem} {r['module']}: {' '.join(r['argv'][:4])} [{r['image']}] "
+                  f"want {r['expected']} -> {rec.tool} / {rec.package}")
     # timing: the whole corpus round-robin, per call
     samples = []
-    reps = max(1, repeat // n)
-    for _ in range(reps):
+    for _ in range(max(1, repeat // n)):
         for r in rows:
             t0 = time.perf_counter_ns()
             rules.identify(r["exe"], r["argv"], r["image"])
             samples.append(time.perf_counter_ns() - t0)
-    print(f"identify(): median {statistics.median(samples) / 1000:.1f} us, "
-          f"p95 {sorted(samples)[int(len(samples) * 0.95)] / 1000:.1f} us over {len(samples)} calls")
+    return {
+        "name": path.stem.replace("_commands", "").removesuffix("_tools"), "source": meta["source"],
+        "commit": meta["commit"], "n": n, "named": named / n, "by_rule": by_method[METHOD_RULE] / n,
+        "by_program": by_method[METHOD_PROGRAM] / n, "by_package": by_method[METHOD_PACKAGE] / n,
+        "with_pkg": with_pkg / n, "right": right / n, "norule_n": norule_n,
+        "norule_right": norule_right / max(norule_n, 1), "renamed": renamed,
+        "median_us": statistics.median(samples) / 1000, "p95_us": sorted(samples)[int(len(samples) * 0.95)] / 1000,
+    }
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from services.collector import identity, procfs, wallclock
 from services.collector.assembler import Assembler
 from services.collector.btf import BtfError, task_offsets
 from services.collector.cgroups import read_cgroup_path
+from services.collector.conda_ownership import ExePackageStage, metrics_gauge, metrics_source
 from services.collector.container_runtime import ContainerContext, runtime_config
 from services.collector.cpu_policy import CpuPolicy
 from services.collector.filters import ExecRateLimiter, Rules, RulesError, load_rules
@@ -124,6 +125,9 @@ class Collector:
         self.gpus = Gpus()
         self.metrics = CollectorMetrics()
         self.metrics_port = 0
+        # ProcessExec.exe_package from conda-meta, looked up off the exec path (conda_ownership.py)
+        self.exe_packages = ExePackageStage()
+        self.conda_gauge = metrics_gauge(self.metrics.registry)
         # container name/image/pod from the host's runtime, asked in a thread: ContainerInfo records
         self.containers = ContainerContext(settings.host_id, runtime_config(
             settings.docker_sockets, settings.cri_sockets, settings.kubelet_pods_url,
@@ -243,6 +247,8 @@ class Collector:
             rss = st.rss_pages * procfs.PAGE_SIZE
         self.metrics.update(dict(self.events_total), rates, lost, sink)
         self.metrics.cpu_escalations.set(self.cpu.escalations)
+        for k, v in metrics_source(self.exe_packages).items():
+            self.conda_gauge.labels(k).set(v)
         self.metrics.update_containers(dict(self.containers.counts), dict(self.containers.failures))
         return {
             "host_id": self.settings.host_id, "time_ns": time.time_ns(), "version": VERSION,
@@ -286,7 +292,7 @@ class Collector:
         log.info("collector started", extra={
             "mode": "EBPF" if self.probes else "FALLBACK", "seeded": seeded, "host_id": self.settings.host_id,
             "metrics_port": self.metrics_port, "pid": os.getpid()})
-        for name, rec in asm.drain():
+        for name, rec in self.exe_packages.offer(asm.drain()):
             self.publish(name, rec)
         self.containers.start()
         rules_path = self.opts.rules_path
@@ -320,7 +326,7 @@ class Collector:
                     asm.on_taskstats(r, at)
             self.cpu.observe(lag)
             asm.tick(identity.boot_ns_now())
-            for name, rec in asm.drain():
+            for name, rec in self.exe_packages.offer(asm.drain()):
                 self.publish(name, rec)
             for rec in self.containers.drain():
                 self.publish("ContainerInfo", rec)
@@ -334,8 +340,9 @@ class Collector:
                     self._seed(asm)  # fallback: processes appear through /proc scans
                 totals = self.probes.read_totals() if self.probes else {}
                 samples, vanished = psampler.sample(asm.live(), totals, time.time_ns(), self.gpus.per_process())
-                for s in samples:
-                    self.publish("ProcessSample", s)
+                # behind the stage too: a sample never overtakes the exec it belongs to
+                for name, rec in self.exe_packages.offer(("ProcessSample", s) for s in samples):
+                    self.publish(name, rec)
                 for pid in vanished:
                     if pid not in asm.pending_exits:
                         asm.procs.pop(pid, None)
@@ -374,8 +381,9 @@ class Collector:
             if not self.probes:
                 time.sleep(0.05)
         asm.flush_all()
-        for name, rec in asm.drain():
+        for name, rec in [*self.exe_packages.offer(asm.drain()), *self.exe_packages.flush()]:
             self.publish(name, rec)
+        self.exe_packages.cache.close()
         self.containers.stop()
         for rec in self.containers.drain():
             self.publish("ContainerInfo", rec)

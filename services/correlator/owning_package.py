@@ -9,10 +9,13 @@ Sources, most specific first:
     ``biocontainers/<pkg>``, ``community.wave.seqera.io/library/<pkg>_<pkg2>:...``, Galaxy's
     ``depot.galaxyproject.org/singularity/<pkg>:<ver>`` (also as a cached ``.img``/``.sif`` file
     name), any ``<org>/<name>:<tag>`` that is not a base image;
-  * a conda/mamba environment's name in ``.../envs/<env>/bin`` (unless it is a content hash).
+  * a conda/mamba environment's name in ``.../envs/<env>/bin`` (unless it is a content hash such as
+    Snakemake's ``.snakemake/conda/<hash>_`` or Galaxy's ``mulled-v1-<hash>``; Galaxy's one-package
+    ``__<pkg>@<version>`` is ``<pkg>``).
 
-A conda environment's ``conda-meta/*.json`` would say exactly which package owns a file, but the
-correlator never reads files; that source is left out on purpose.
+A conda environment's ``conda-meta/*.json`` says exactly which package owns a file. The correlator
+never reads files: the collector looks it up (services/collector/conda_ownership.py) and ships it as
+ProcessExec.exe_package; ``installed`` here is that package, preferred over every guess.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ _R_LIBRARY = re.compile(r"/(?:site-library|R/library|lib/R/library)/([A-Za-z][\w
 _NIX = re.compile(r"/(?:nix|gnu)/store/[0-9a-z]{32}-([A-Za-z][\w+-]*?)-\d")
 _CELLAR = re.compile(r"/Cellar/([A-Za-z][\w+-]*)/")
 _CONDA_ENV = re.compile(r"/envs/([^/]+)/(?:bin|lib|share|libexec|opt)/")
-_HASHY = re.compile(r"^(?:env-)?[0-9a-f]{8,}(?:[-_].*)?$|^[0-9a-f]{16,}")
+_HASHY = re.compile(r"^(?:env-)?[0-9a-f]{8,}(?:[-_].*)?$|^[0-9a-f]{16,}|^mulled-v\d+-[0-9a-f]{8,}")
+# Galaxy's conda resolver names a one-package env __<pkg>@<version>
+_GALAXY_ENV = re.compile(r"^__([A-Za-z0-9][\w.+-]*?)@")
 _SYSTEM_DIRS = ("/usr/bin/", "/bin/", "/usr/sbin/", "/sbin/", "/usr/lib/", "/lib/", "/usr/libexec/")
 _PY_INTERNAL = frozenset({"pip", "setuptools", "pkg_resources", "_distutils_hack", "runpy", "encodings"})
 
@@ -71,9 +76,13 @@ def package_from_layout(path: str) -> str | None:
 def package_from_env(path: str) -> str | None:
     """The conda/mamba environment a path lies in (.../envs/<env>/bin), unless its name is a hash."""
     m = _CONDA_ENV.search(path) if path else None
-    if m and not _HASHY.match(m.group(1)):
-        return m.group(1)
-    return None
+    if m is None:
+        return None
+    env = m.group(1)
+    galaxy = _GALAXY_ENV.match(env)
+    if galaxy:
+        return galaxy.group(1)
+    return env if not _HASHY.match(env) else None
 
 
 def is_system_path(path: str) -> bool:
@@ -113,8 +122,16 @@ def _keep(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(n for n in names if n.lower() not in _BASE_IMAGES and not _HASHY.match(n))
 
 
-def owning_package(program: str, paths: tuple[str, ...], image: str | None) -> str | None:
-    """The package of ``program`` (its display name): install layout of its paths, then the image, then the env.
+def is_helper_package(name: str) -> bool:
+    """Compression, htslib, runtimes, base images: packages that say nothing about the tool on their own."""
+    low = name.lower()
+    return low in _HELPER_PACKAGES or low in _BASE_IMAGES
+
+
+def owning_package(program: str, paths: tuple[str, ...], image: str | None,
+                   installed: str | None = None) -> str | None:
+    """The package of ``program`` (its display name): conda-meta's owner when the collector found one
+    (``installed``), else the install layout of its paths, then the image, then the env.
 
     paths: the program's own path first (script, jar, executable), then the executable; a program
     in the base system's directories (/usr/bin, /bin) is not the image's package.
@@ -122,6 +139,8 @@ def owning_package(program: str, paths: tuple[str, ...], image: str | None) -> s
     not a helper (compression, htslib, runtimes), else none: ``bbduk`` in ``bbmap_pigz`` is bbmap,
     ``samtools`` in ``bwa_samtools`` is samtools.
     """
+    if installed:
+        return installed  # conda-meta lists the program's file: exact
     paths = tuple(p for p in paths if p)
     for path in paths:
         pkg = package_from_layout(path)

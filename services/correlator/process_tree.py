@@ -40,7 +40,7 @@ from services.correlator.validation import InvalidRecord
 __all__ = ["HostTree", "Outputs", "TreeConfig"]
 
 D = dict[str, Any]
-Identify = Callable[[str, Sequence[str], str | None], Recognition]  # (exe, argv, image)
+Identify = Callable[[str, Sequence[str], str | None, str | None], Recognition]  # (exe, argv, image, exe_package)
 
 
 @dataclass(frozen=True)
@@ -272,7 +272,7 @@ class HostTree:
         if rec.get("container_id"):
             p.container_id, p.container_runtime = rec["container_id"], rec.get("container_runtime")
         found = self.identify(exe, argv, (self.container_info(p.container_id) or {}).get("image")
-                              if p.container_id else None)
+                              if p.container_id else None, (rec.get("exe_package") or {}).get("name"))
         tool = found.tool
         p.tool, p.tool_package, p.tool_method = tool, found.package, found.method
         if tool:

@@ -163,8 +163,11 @@ def display_name(program: str) -> str:
 
 @lru_cache(maxsize=16384)
 def name_key(name: str) -> str:
-    """Case- and separator-insensitive identity of a program name (also of a rule's exe name)."""
-    return _SEPARATORS.sub("", display_name(name).lower())
+    """Case- and separator-insensitive identity of a program name (also of a rule's exe name).
+
+    ``+`` is ``plus``, as conda spells it in package names: ``prinseq++`` is package ``prinseq-plus-plus``.
+    """
+    return _SEPARATORS.sub("", display_name(name).lower().replace("+", "plus"))
 
 
 def is_denied(name: str) -> bool:

@@ -42,7 +42,7 @@ from typing import Any
 
 from execsight.reloading import Reloading
 from execsight.yaml_lines import YamlProblem, load_with_lines
-from services.correlator.owning_package import owning_package
+from services.correlator.owning_package import is_helper_package, owning_package
 from services.correlator.program_name import basename as _basename
 from services.correlator.program_name import display_name, is_denied, name_key, unwrap_launchers
 from services.correlator.subcommand import SubcommandCap, generic_subcommand
@@ -417,14 +417,21 @@ class RuleSet:
                 self._order[(key, exe_key, kind)] = cached
         return cached
 
-    def identify(self, exe: str, argv: Sequence[str], image: str | None = None) -> Recognition:
-        """Tool, package and how they were found for one exec; Recognition(tool=None) shows it under its executable."""
+    def identify(self, exe: str, argv: Sequence[str], image: str | None = None,
+                 exe_package: str | None = None) -> Recognition:
+        """Tool, package and how they were found for one exec; Recognition(tool=None) shows it under its executable.
+
+        exe_package: the conda package whose conda-meta lists exe (ProcessExec.exe_package, found by the
+        collector): the owner of a program that is the executable itself, before any guess.
+        """
         if not exe and not argv:
             return UNKNOWN
         executable = _basename(exe) if exe else _basename(argv[0])
         exe2, args2, launched_image = unwrap_launchers(exe, argv)
         image = launched_image or image
         inv = parse_invocation(exe2, args2)
+        # conda-meta names the executable's owner; it is the program's only when the program is that file
+        installed = exe_package if exe_package and exe2 == exe and inv.kind == "plain" else None
         sub = inv.subcommand
         if sub is not None and not self._cap.allow(name_key(_fallback_program(inv)), sub):
             sub = None  # past the cap: argument values, not subcommands
@@ -433,15 +440,18 @@ class RuleSet:
         for rule in self._ordered(key, exe_key, inv.kind):
             tool = rule.match(inv, sub)
             if tool:
-                pkg = rule.package or owning_package(display_name(inv.program), (inv.path, exe), image)
+                pkg = rule.package or owning_package(display_name(inv.program), (inv.path, exe), image, installed)
                 return Recognition(tool, METHOD_RULE, pkg, executable)
         program = _fallback_program(inv)
         if program and not is_denied(program):
             name = display_name(program)
-            pkg = owning_package(name, (inv.path, exe), image)
+            pkg = owning_package(name, (inv.path, exe), image, installed)
             return Recognition(f"{name} {sub}" if sub else name, METHOD_PROGRAM, pkg, executable)
-        if _INLINE_INTERPRETERS.match(inv.exe_name) and inv.kind == "plain":
-            # python -c / Rscript -e / a bare JVM: the environment's package is the best name there is
+        if installed and not is_helper_package(installed):
+            # a denied name (a wrapper script called "run", "main") that a real package installed
+            return Recognition(installed, METHOD_PACKAGE, installed, executable)
+        if _INLINE_INTERPRETERS.match(inv.exe_name) and inv.kind in ("plain", "script"):
+            # python -c / Rscript -e / a bare JVM / a temporary script: the environment's package is the best name
             pkg = owning_package(inv.exe_name, ("", exe), image)
             if pkg:
                 return Recognition(pkg, METHOD_PACKAGE, pkg, executable)
@@ -494,5 +504,6 @@ class ReloadingRules:
         """True when new rules are in force. On a broken file: keeps the old rules, sets last_error, raises."""
         return self._rules.reload_if_changed()
 
-    def identify(self, exe: str, argv: Sequence[str], image: str | None = None) -> Recognition:
-        return self.rules.identify(exe, argv, image)
+    def identify(self, exe: str, argv: Sequence[str], image: str | None = None,
+                 exe_package: str | None = None) -> Recognition:
+        return self.rules.identify(exe, argv, image, exe_package)

@@ -355,6 +355,12 @@ def test_tool_package_and_method_are_stored_and_unidentified_processes_keep_thei
     root = h.spawn(sh, ["bash", "p.sh"], exe="/usr/bin/bash")
     zqx = h.spawn(root, ["zqxtool", "--threads", "8", "frob", "x.fq"], exe="/opt/conda/envs/zqxsuite/bin/zqxtool")
     cat = h.spawn(root, ["cat", "x"], exe="/bin/cat")
+    # the collector found the owner in conda-meta (ProcessExec.exe_package): a hash-named env says nothing else
+    frob = h.spawn(root, ["frobtool", "-t", "2", "x.fq"], exe="/work/.snakemake/conda/0a1b2c3d4e5f6a7b_/bin/frobtool")
+    for kind, rec in h.events:
+        if kind == "ProcessExec" and rec["pid"] == frob:
+            rec["exe_package"] = {"name": "frob-suite", "version": "2.0"}
+    h.exit(frob, "frobtool", after=MS, cpu_ns=MS)
     h.exit(zqx, "zqxtool", after=S, cpu_ns=S)
     h.exit(cat, "cat", after=MS, cpu_ns=MS)
     h.exit(root, "bash", after=MS)
@@ -367,6 +373,7 @@ def test_tool_package_and_method_are_stored_and_unidentified_processes_keep_thei
     assert (enriched[zqx]["tool"], enriched[zqx]["tool_package"], enriched[zqx]["tool_method"]) == (
         "zqxtool frob", "zqxsuite", "program")
     assert (enriched[cat]["tool"], enriched[cat]["tool_method"]) == (None, None)
+    assert (enriched[frob]["tool"], enriched[frob]["tool_package"]) == ("frobtool", "frob-suite")
 
     async def write() -> None:
         sink = Sink(database_url)
@@ -379,4 +386,39 @@ def test_tool_package_and_method_are_stored_and_unidentified_processes_keep_thei
     by_pid = {r[0]: r[1:] for r in rows}
     assert by_pid[zqx] == ("zqxtool frob", "zqxsuite", "program", "zqxtool frob")
     assert by_pid[cat] == (None, None, None, "cat (unidentified executable)")
+    assert by_pid[frob] == ("frobtool", "frob-suite", "program", "frobtool")
     assert by_pid[root][3] == "p"  # bash p.sh: the script
+
+
+def test_the_collectors_conda_meta_package_wins_over_every_guess() -> None:
+    """ProcessExec.exe_package (conda-meta's owner of the executable) is the package of a program that is that file."""
+    exe = "/opt/conda/envs/zqx/bin/zqxtool"
+    guessed = SHIPPED.identify(exe, ["zqxtool", "-t", "4", "stats"], "quay.io/biocontainers/frobsuite:1.0--0")
+    assert guessed.package == "frobsuite"
+    found = SHIPPED.identify(exe, ["zqxtool", "-t", "4", "stats"], "quay.io/biocontainers/frobsuite:1.0--0",
+                             "zqx-suite")
+    assert (found.tool, found.method, found.package) == ("zqxtool stats", "program", "zqx-suite")
+    # the executable's owner is the interpreter's package when a script runs through it: not the script's
+    script = SHIPPED.identify("/opt/conda/bin/perl", ["perl", "/opt/conda/share/frob-2.0/frobnicate.pl"], None,
+                              "perl")
+    assert (script.tool, script.package) == ("frobnicate", "frob")
+    # a plumbing name that a real package installed is shown as that package; coreutils' own stays plumbing
+    wrapper = SHIPPED.identify("/opt/conda/bin/split", ["split", "--in", "x"], None, "zqx-suite")
+    assert (wrapper.tool, wrapper.method, wrapper.package) == ("zqx-suite", "package", "zqx-suite")
+    assert SHIPPED.identify("/opt/conda/bin/split", ["split", "-l", "4", "x"], None, "coreutils").tool is None
+    bare = SHIPPED.identify("/opt/conda/bin/python3.11", ["python3.11", "-c", "print(1)"], None, "python")
+    assert bare.tool is None or bare.package != "python"
+
+
+def test_an_interpreter_running_a_temporary_script_is_named_after_its_environments_package() -> None:
+    """A Galaxy configfile or any tmpXXXX script says no more than python -c: the env's package names it."""
+    env = "/galaxy/deps/_conda/envs/__zqx-suite@1.2/bin"
+    found = SHIPPED.identify(f"{env}/python", ["python", "/galaxy/jobs/000/1/configs/tmpab12cd34"])
+    assert (found.tool, found.method, found.package) == ("zqx-suite", "package", "zqx-suite")
+    hashed = SHIPPED.identify("/work/.snakemake/conda/577ff10be686ee4d_/bin/python", ["python", "/tmp/tmpab12cd34"])
+    assert hashed.tool is None and hashed.executable == "python"
+
+
+def test_plus_compares_as_conda_spells_it() -> None:
+    assert name_key("zqx++") == name_key("zqx-plus-plus") == name_key("ZQX_plus_plus")
+    assert name_key("zqx++") != name_key("zqx")
