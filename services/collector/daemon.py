@@ -24,6 +24,7 @@ from services.collector import identity, procfs, wallclock
 from services.collector.assembler import Assembler
 from services.collector.btf import BtfError, task_offsets
 from services.collector.cgroups import read_cgroup_path
+from services.collector.context_files import ContextReader
 from services.collector.cpu_policy import CpuPolicy
 from services.collector.filters import ExecRateLimiter, Rules, RulesError, load_rules
 from services.collector.metrics import CollectorMetrics
@@ -123,6 +124,7 @@ class Collector:
         self.gpus = Gpus()
         self.metrics = CollectorMetrics()
         self.metrics_port = 0
+        self.context = ContextReader(settings.host_id)  # context files, read off the exec path
 
     # ---- start-up --------------------------------------------------------------------------
 
@@ -218,6 +220,13 @@ class Collector:
         self.sink.send(topic, self.key, value, name, record)
         self.events_total[name] += 1
 
+    def _publish_drained(self, asm: Assembler) -> None:
+        """The assembler's records, with the context reads they call for (context_files), in stream order."""
+        for name, rec in self.context.on_records(asm.drain()):
+            self.publish(name, rec)
+        for name, rec in self.context.drain():
+            self.publish(name, rec)
+
     def status_record(self, interval_s: float, asm: Assembler) -> dict[str, Any]:
         rates = {k: (v - self._last_totals.get(k, 0)) / max(interval_s, 1e-9) for k, v in self.events_total.items()}
         self._last_totals = Counter(self.events_total)
@@ -236,6 +245,7 @@ class Collector:
             rss = st.rss_pages * procfs.PAGE_SIZE
         self.metrics.update(dict(self.events_total), rates, lost, sink)
         self.metrics.cpu_escalations.set(self.cpu.escalations)
+        self.metrics.context_files(self.context.counters.as_dict())
         return {
             "host_id": self.settings.host_id, "time_ns": time.time_ns(), "version": VERSION,
             "mode": "EBPF" if self.probes else "FALLBACK",
@@ -278,8 +288,8 @@ class Collector:
         log.info("collector started", extra={
             "mode": "EBPF" if self.probes else "FALLBACK", "seeded": seeded, "host_id": self.settings.host_id,
             "metrics_port": self.metrics_port, "pid": os.getpid()})
-        for name, rec in asm.drain():
-            self.publish(name, rec)
+        self.context.start()
+        self._publish_drained(asm)
         rules_path = self.opts.rules_path
         rules = (Reloading(lambda: load_rules(rules_path), lambda: [rules_path], (RulesError,))
                  if rules_path is not None else None)
@@ -311,8 +321,7 @@ class Collector:
                     asm.on_taskstats(r, at)
             self.cpu.observe(lag)
             asm.tick(identity.boot_ns_now())
-            for name, rec in asm.drain():
-                self.publish(name, rec)
+            self._publish_drained(asm)
             mono = time.monotonic()
             if rules is not None and mono >= next_rules_check:
                 next_rules_check = mono + RULES_CHECK_S
@@ -363,7 +372,9 @@ class Collector:
             if not self.probes:
                 time.sleep(0.05)
         asm.flush_all()
-        for name, rec in asm.drain():
+        self._publish_drained(asm)
+        self.context.stop()
+        for name, rec in [*self.context.drain(), *self.context.flush_held()]:
             self.publish(name, rec)
         self.publish("CollectorStatus", self.status_record(max(time.monotonic() - last_host, 1e-3), asm))
         self.stop.set()

@@ -22,7 +22,7 @@ from confluent_kafka import KafkaException, Producer
 from execsight.settings import Settings
 from schemas.codec import Codec, CodecError
 from schemas.topics import DEADLETTER, ENRICHED_HOST, ENRICHED_PROCESS, ENRICHED_RUN, ENRICHED_TASK, RAW_HOST
-from services.correlator import context, validation
+from services.correlator import validation
 from services.correlator.process_tree import HostTree, Outputs, TreeConfig
 from services.correlator.sink import Sink
 from services.correlator.tool_rules import ReloadingRules
@@ -34,7 +34,8 @@ ORIGIN = "correlator"
 MAX_MESSAGE_BYTES = 900_000
 DEADLETTER_VALUE_MAX = 512 * 1024  # the head of an oversized message, with its full size in a header
 
-PROCESS_TYPES = frozenset({"ProcessExec", "ProcessFork", "ProcessExit", "ProcessSample", "ProcessThrottle"})
+PROCESS_TYPES = frozenset({"ProcessExec", "ProcessFork", "ProcessExit", "ProcessSample", "ProcessThrottle",
+                           "ProcessContext"})
 HOST_TYPES = frozenset({"HostSample", "CollectorStatus"})
 
 
@@ -145,7 +146,6 @@ class BatchProcessor:
         publisher: Publisher,
         rules: ReloadingRules,
         codec: Codec,
-        read: context.FileReader = context.read_local_file,
         containers: Callable[[str], dict[str, Any] | None] | None = None,
     ) -> None:
         self.settings = settings
@@ -154,7 +154,6 @@ class BatchProcessor:
         self.publisher = publisher
         self.rules = rules
         self.codec = codec
-        self.read = read
         self.containers = containers
         self.cfg = TreeConfig.from_settings(settings)
         self.hosts: dict[str, HostTree] = {}
@@ -173,7 +172,7 @@ class BatchProcessor:
     def _tree(self, host_id: str) -> HostTree:
         tree = self.hosts.get(host_id)
         if tree is None:
-            tree = HostTree(host_id, self.cfg, self.rules.identify, self.read, self.containers)
+            tree = HostTree(host_id, self.cfg, self.rules.identify, self.containers)
             tree.load(self.state.host_items(host_id))
             self.hosts[host_id] = tree
         return tree

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ def _local(value: Any, work: str) -> Any:
     return value
 
 
-def load(name: str, host_id: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+def load(name: str, host_id: str | None = None, context: str | None = "after_exec") -> list[tuple[str, dict[str, Any]]]:
+    """The recorded stream; with context, the ProcessContext records the collector makes today are added
+    (the recordings predate them), right after the exec or late (just before the exit)."""
     work = str(WORK_DIRS[name])
     out: list[tuple[str, dict[str, Any]]] = []
     for line in (FIXTURES / f"{name}.jsonl").read_text().splitlines():
@@ -32,4 +35,34 @@ def load(name: str, host_id: str | None = None) -> list[tuple[str, dict[str, Any
         if host_id:
             rec["host_id"] = host_id
         out.append((kind, rec))
+    return with_context(out, context) if context else out
+
+
+def with_context(events: list[tuple[str, dict[str, Any]]], place: str = "after_exec",
+                 hide: Callable[[str], str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The stream with the ProcessContext records the collector's context reader makes of the files the
+    execs name (read here, by the test: the correlator reads none). place: right after the exec, or
+    late: just before the process's exit (the collector's deferred read holds the exit back that long)."""
+    from services.collector.context_files import ContextReader, wanted
+
+    reader = ContextReader("fixture", roots=lambda pid, ppid: ["/"], files_per_s=1e9, burst=10**9)
+    out: list[tuple[str, dict[str, Any]]] = []
+    late: dict[tuple[int, int], dict[str, Any]] = {}
+    for kind, rec in events:
+        key = (rec.get("pid", 0), rec.get("start_time_ns", 0))
+        if kind == "ProcessExit" and key in late:
+            out.append(("ProcessContext", late.pop(key)))
+        out.append((kind, rec))
+        want = wanted(rec) if kind == "ProcessExec" else None
+        if want is None:
+            continue
+        ctx = reader.read_now(want)
+        if ctx is None:
+            continue
+        ctx = {**ctx, "host_id": rec["host_id"], "time_ns": rec["time_ns"]}
+        if place == "after_exec":
+            out.append(("ProcessContext", ctx))
+        else:
+            late[key] = ctx
+    out += [("ProcessContext", c) for c in late.values()]
     return out
