@@ -235,6 +235,7 @@ class ContextReader:
         self._lock = threading.Lock()
         self._pending: set[tuple[int, int]] = set()  # processes whose context is being read
         self._held: dict[tuple[int, int], _Held] = {}
+        self._tasks: set[tuple[int, int]] = set()  # Nextflow wrappers submitted: their exit reads .exitcode
         self._thread: threading.Thread | None = None
 
     # ---- the daemon's side (its loop thread) ----------------------------------------------------
@@ -265,9 +266,13 @@ class ContextReader:
                 want = wanted(rec)
                 if want is not None:
                     self.submit(want)
+                    if want.kind == KIND_NEXTFLOW_TASK and len(self._tasks) < QUEUE_MAX:
+                        self._tasks.add((want.pid, want.start_ns))
             elif name == "ProcessExit":
                 key = (int(rec["pid"]), int(rec["start_time_ns"]))
-                if key in self._dirs:
+                if key in self._tasks:
+                    self._tasks.discard(key)
+                    # queued behind the header read, which keeps the work dir open for it
                     self._enqueue("exit", Want(KIND_NEXTFLOW_EXIT, key[0], key[1], 0, (".exitcode",)))
                 with self._lock:
                     pending = key in self._pending

@@ -105,6 +105,8 @@ class HostTree:
         # headers the collector shipped (ProcessContext), by path: a task exec'd after its header arrived
         self.texts: OrderedDict[str, str] = OrderedDict()
         self.nf_exit_codes: dict[tuple[int, int], int] = {}  # .exitcode of task wrappers, until their exit
+        # Snakemake jobs that exited before their Snakefile arrived: (run, task) -> the job's command line
+        self.unnamed_jobs: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
         self.container_info: Callable[[str], Container] = containers or (lambda cid: None)
         self.gate = EventGate()
         self.log = ChangeLog()
@@ -414,6 +416,15 @@ class HostTree:
             named = snakemake.task_name(found[0], job.wildcards or found[1])
             if task.name in ("snakemake_job", found[0]) and named != task.name:
                 self._rename(task, named, None, None)
+        for key, argv in list(self.unnamed_jobs.items()):
+            if p is not None and key[0] != p.run_id:
+                continue
+            job = snakemake.snakemake_job(argv, {})
+            found = snakemake.match_snakefile_job(rules, job) if job is not None else None
+            if job is not None and found is not None:
+                del self.unnamed_jobs[key]
+                self.life.rename_completed(key[1], snakemake.task_name(found[0], job.wildcards or found[1]),
+                                           None, None, {key[0]}, out)
 
     def _drop_snakefile(self, p: Proc) -> None:
         """A driver exited: its Snakefile's rules leave the state once no live driver uses them."""
@@ -518,6 +529,10 @@ class HostTree:
         self.log.remove(p)
         if p.role == context.ROLE_SMK_DRIVER:
             self._drop_snakefile(p)
+        elif p.task_root and p.engine == "snakemake" and p.task == "snakemake_job" and p.run_id and p.task_id:
+            self.unnamed_jobs[(p.run_id, p.task_id)] = list(p.argv)
+            while len(self.unnamed_jobs) > TEXTS_MAX:
+                self.unnamed_jobs.popitem(last=False)
         if p.unknown:
             return
         self.life.exit_task(p, end, out)
