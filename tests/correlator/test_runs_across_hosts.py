@@ -25,7 +25,7 @@ NAMES = {"B": "ALIGN (s1)", "C": "ALIGN (s2)"}
 
 def _task_host(name: str, t0: int, job: str) -> Host:
     h = Host(f"host-{name}", t=t0)
-    stepd = h.seed(900, ["slurmstepd: [%s.batch]" % job], exe="/usr/sbin/slurmstepd")
+    stepd = h.seed(900, [f"slurmstepd: [{job}.batch]"], exe="/usr/sbin/slurmstepd")
     wd = f"{ROOT}/{HASHES[name]}"
     wrapper = h.spawn(stepd, ["/bin/bash", "-ue", ".command.run"], cwd=wd,
                       env={"SLURM_JOB_ID": job, "SLURM_JOB_NAME": f"nf-{NAMES[name]}"})
@@ -76,9 +76,9 @@ def test_a_driver_and_tasks_on_three_hosts_are_one_run_with_per_host_lanes(datab
     asyncio.run(write(*parts))
     runs = query(database_url, "SELECT run_id, host_id, status, task_count, pipeline, start_time, end_time "
                                "FROM runs")
-    assert len(runs) == 1
-    run_id, host, status, task_count, pipeline, start, end = runs[0]
-    assert (host, status, task_count, pipeline) == ("host-A", "SUCCEEDED", 2, "main")
+    (run_id, host, status, task_count, pipeline, start, end), = runs
+    assert (run_id, host, status, task_count, pipeline) == (nextflow.run_id_of(ROOT), "host-A", "SUCCEEDED", 2,
+                                                            "main")
     tasks = query(database_url, "SELECT host_id, task, task_id, requested_cpus FROM tasks ORDER BY host_id")
     assert tasks == [("host-B", NAMES["B"], HASHES["B"], 2.0), ("host-C", NAMES["C"], HASHES["C"], 2.0)]
     lanes = query(database_url, "SELECT host_id, status, task_count FROM run_host_lanes ORDER BY host_id")
