@@ -6,7 +6,9 @@
 -- part), RUNNING while any part runs, else the status and exit code of the part that ended last (the
 -- driver's: it waits for its tasks), host and root of the part that started first. A replayed part writes
 -- its lane again, so replays change nothing. Only INSERTs (the sink's upsert) merge: the BEFORE INSERT
--- trigger's result is what ON CONFLICT's EXCLUDED holds.
+-- trigger records the part, writes the merged row itself (the sink's rule: a finished run never goes
+-- back to RUNNING) and skips the row it was given, so one statement may carry several hosts' parts of a
+-- run (an INSERT ... ON CONFLICT may not update one row twice).
 CREATE TABLE run_lanes (
     run_id              text NOT NULL,
     host_id             text NOT NULL,
@@ -38,6 +40,9 @@ DECLARE
     first_lane run_lanes%ROWTYPE;
     last_lane run_lanes%ROWTYPE;
 BEGIN
+    IF pg_trigger_depth() > 1 THEN
+        RETURN NEW;  -- the merged row this trigger writes
+    END IF;
     INSERT INTO run_lanes (run_id, host_id, root_pid, root_start_time_ns, pipeline, engine, status, start_time,
                            end_time, exit_code, task_count, failed_task_count, process_count, cpu_ns, runq_ns,
                            blkio_ns, peak_rss_bytes, read_bytes, write_bytes, net_tx_bytes, net_rx_bytes, updated_at)
@@ -76,7 +81,24 @@ BEGIN
     NEW.exit_code := CASE WHEN NEW.status = 'RUNNING' THEN NULL ELSE last_lane.exit_code END;
     SELECT coalesce(sum(host_peak), 0) INTO NEW.peak_rss_bytes
       FROM (SELECT max(peak_rss_bytes) AS host_peak FROM run_lanes WHERE run_id = NEW.run_id GROUP BY host_id) h;
-    RETURN NEW;
+    INSERT INTO runs (run_id, pipeline, host_id, engine, status, root_pid, root_start_time_ns, start_time, end_time,
+                      exit_code, task_count, failed_task_count, process_count, cpu_ns, runq_ns, blkio_ns,
+                      peak_rss_bytes, read_bytes, write_bytes, net_tx_bytes, net_rx_bytes, updated_at)
+    VALUES (NEW.run_id, NEW.pipeline, NEW.host_id, NEW.engine, NEW.status, NEW.root_pid, NEW.root_start_time_ns,
+            NEW.start_time, NEW.end_time, NEW.exit_code, NEW.task_count, NEW.failed_task_count, NEW.process_count,
+            NEW.cpu_ns, NEW.runq_ns, NEW.blkio_ns, NEW.peak_rss_bytes, NEW.read_bytes, NEW.write_bytes,
+            NEW.net_tx_bytes, NEW.net_rx_bytes, NEW.updated_at)
+    ON CONFLICT (run_id) DO UPDATE SET
+        pipeline = EXCLUDED.pipeline, host_id = EXCLUDED.host_id, engine = EXCLUDED.engine,
+        status = EXCLUDED.status, root_pid = EXCLUDED.root_pid, root_start_time_ns = EXCLUDED.root_start_time_ns,
+        start_time = EXCLUDED.start_time, end_time = EXCLUDED.end_time, exit_code = EXCLUDED.exit_code,
+        task_count = EXCLUDED.task_count, failed_task_count = EXCLUDED.failed_task_count,
+        process_count = EXCLUDED.process_count, cpu_ns = EXCLUDED.cpu_ns, runq_ns = EXCLUDED.runq_ns,
+        blkio_ns = EXCLUDED.blkio_ns, peak_rss_bytes = EXCLUDED.peak_rss_bytes, read_bytes = EXCLUDED.read_bytes,
+        write_bytes = EXCLUDED.write_bytes, net_tx_bytes = EXCLUDED.net_tx_bytes,
+        net_rx_bytes = EXCLUDED.net_rx_bytes, updated_at = EXCLUDED.updated_at
+    WHERE runs.status = 'RUNNING' OR EXCLUDED.status <> 'RUNNING';
+    RETURN NULL;
 END $$;
 
 CREATE TRIGGER runs_merge_lanes BEFORE INSERT ON runs FOR EACH ROW EXECUTE FUNCTION execsight_merge_run_lanes();

@@ -128,14 +128,16 @@ def snakefile_paths(exe: str, argv: Sequence[str], cwd: str | None) -> tuple[str
 def wanted(rec: Mapping[str, Any]) -> Want | None:
     """The context file a ProcessExec record calls for (pure; string checks only: runs on the exec path)."""
     argv = rec.get("argv") or []
-    if not argv:
+    exe = str(rec.get("exe") or "")
+    # the usual exec calls for nothing: a few substring tests decide that
+    if not argv or ("snakemake" not in exe and not any(".command.run" in a or "snakemake" in a for a in argv[:4])):
         return None
     cwd, env = rec.get("cwd"), rec.get("env") or {}
     pid, start, ppid = int(rec["pid"]), int(rec["start_time_ns"]), int(rec.get("ppid") or 0)
     wd = nextflow_workdir(argv, cwd, env)
     if wd is not None:
         return Want(KIND_NEXTFLOW_TASK, pid, start, ppid, (f"{wd}/.command.run",))
-    paths = snakefile_paths(str(rec.get("exe") or ""), argv, cwd)
+    paths = snakefile_paths(exe, argv, cwd)
     if paths:
         return Want(KIND_SNAKEFILE, pid, start, ppid, paths)
     return None

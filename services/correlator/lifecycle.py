@@ -47,7 +47,8 @@ class Lifecycle:
 
     def take_run_rows(self, out: Outputs) -> None:
         for r in self.changed_runs.values():
-            out.runs[r.run_id] = self.run_record(r, "COMPLETED" if r.done else "STARTED")
+            # by host too: one batch may hold several hosts' parts of one run (the database merges them)
+            out.runs[f"{self.host_id}|{r.run_id}"] = self.run_record(r, "COMPLETED" if r.done else "STARTED")
         self.changed_runs = {}
 
     def active_runs(self) -> list[str]:

@@ -105,3 +105,25 @@ def test_while_the_driver_runs_the_run_is_running_though_task_hosts_are_done(dat
 
     asyncio.run(write(_outputs(started), _outputs(_task_host("B", t0 + S, "501"))))
     assert query(database_url, "SELECT status, task_count, end_time FROM runs") == [("RUNNING", 1, None)]
+
+
+def test_one_worker_with_every_host_in_one_batch_writes_the_same_run(database_url: str) -> None:
+    """A worker holding all three hosts' partitions: their parts of the run come in one batch (one statement)."""
+    t0 = 1_700_000_000 * S
+    _, driver = _driver(t0)
+    out = Outputs()
+    for h in (driver, _task_host("B", t0 + S, "501"), _task_host("C", t0 + 2 * S, "502")):
+        tree = HostTree(h.host, TreeConfig(), load_rules([]).identify)
+        for i, (kind, rec) in enumerate(h.events):
+            tree.apply(kind, rec, "P", i, out)
+        tree.finish(out)
+    assert len(out.runs) == 3  # one part per host, though one run id
+    sink = Sink(database_url)
+
+    async def write() -> None:
+        await sink.write(out)
+        await sink.close()
+
+    asyncio.run(write())
+    assert query(database_url, "SELECT host_id, status, task_count FROM runs") == [("host-A", "SUCCEEDED", 2)]
+    assert query(database_url, "SELECT count(DISTINCT host_id) FROM run_lanes") == [(3,)]

@@ -182,7 +182,12 @@ def test_a_run_across_three_hosts_is_one_run_with_its_tasks_named_on_their_hosts
                     time.sleep(2)
                 assert list(mnt.iterdir()) == []
             host_ids = tuple(hosts.values())
-            assert runs == [("SUCCEEDED", 3)], runs
+            assert runs == [("SUCCEEDED", 3)], (runs, _query(
+                settings.database_url, "SELECT host_id, root_pid, status, task_count, process_count, start_time, "
+                "end_time FROM run_lanes"), _query(settings.database_url, "SELECT run_id, host_id, task, status "
+                                                                          "FROM tasks"),
+                _query(settings.database_url, "SELECT host_id, run_id, task, argv FROM processes "
+                                              "WHERE host_id = ANY(%s) ORDER BY start_time", list(host_ids)))
             # one run: every host's part is that run, no orphan run of a task's Slurm job
             assert _query(settings.database_url, "SELECT DISTINCT run_id FROM run_lanes WHERE host_id = ANY(%s)",
                           list(host_ids)) == [(run_id,)]
