@@ -45,13 +45,14 @@ def with_context(events: list[tuple[str, dict[str, Any]]], place: str = "after_e
                  reader: ContextReader | None = None) -> list[tuple[str, dict[str, Any]]]:
     """The stream with the ProcessContext records the collector's context reader makes of the files the
     execs name (read here, by the test: the correlator reads none). place: right after the exec, or
-    late: just before the process's exit (the collector's deferred read holds the exit back that long)."""
+    late: just before the process's exit (the collector's deferred read holds the exit back that long), or
+    at the end (after the exit: a hold that timed out)."""
     reader = reader or ContextReader("fixture", roots=lambda pid, ppid: ["/"], files_per_s=1e9, burst=10**9)
     out: list[tuple[str, dict[str, Any]]] = []
     late: dict[tuple[int, int], dict[str, Any]] = {}
     for kind, rec in events:
         key = (rec.get("pid", 0), rec.get("start_time_ns", 0))
-        if kind == "ProcessExit" and key in late:
+        if kind == "ProcessExit" and key in late and place != "end":
             out.append(("ProcessContext", late.pop(key)))
         out.append((kind, rec))
         want = wanted(rec) if kind == "ProcessExec" else None

@@ -107,7 +107,7 @@ def _stream(name: str, ns_pid: int, mnt: Path, place: str) -> list[tuple[str, di
     return fixture_streams.with_context(events, place, reader=reader)
 
 
-@pytest.mark.parametrize("place", ["after_exec", "before_exit"])
+@pytest.mark.parametrize("place", ["after_exec", "before_exit", "end"])
 def test_a_correlator_that_cannot_see_the_files_names_every_task(private_work: tuple[int, Path], place: str) -> None:
     ns_pid, mnt = private_work
     assert list(mnt.iterdir()) == []  # what the correlator's process sees of the pipelines' files: nothing
