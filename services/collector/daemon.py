@@ -26,6 +26,7 @@ from services.collector.btf import BtfError, task_offsets
 from services.collector.cgroups import read_cgroup_path
 from services.collector.conda_ownership import ExePackageStage, metrics_gauge, metrics_source
 from services.collector.container_runtime import ContainerContext, runtime_config
+from services.collector.context_files import ContextReader
 from services.collector.cpu_policy import CpuPolicy
 from services.collector.filters import ExecRateLimiter, Rules, RulesError, load_rules
 from services.collector.metrics import CollectorMetrics
@@ -132,6 +133,7 @@ class Collector:
         self.containers = ContainerContext(settings.host_id, runtime_config(
             settings.docker_sockets, settings.cri_sockets, settings.kubelet_pods_url,
             settings.container_lookups_per_s))
+        self.context = ContextReader(settings.host_id)  # context files, read off the exec path
 
     # ---- start-up --------------------------------------------------------------------------
 
@@ -229,6 +231,15 @@ class Collector:
         if name == "ProcessExec" and record.get("container_id"):
             self.containers.saw(record["container_id"], record.get("container_runtime"))
 
+    def _publish_drained(self, asm: Assembler) -> None:
+        """The assembler's records, with the context reads they call for (context_files) and the package
+        of each exec's executable (conda_ownership), in stream order; then the container records."""
+        records = [*self.context.on_records(asm.drain()), *self.context.drain()]
+        for name, rec in self.exe_packages.offer(records):
+            self.publish(name, rec)
+        for rec in self.containers.drain():
+            self.publish("ContainerInfo", rec)
+
     def status_record(self, interval_s: float, asm: Assembler) -> dict[str, Any]:
         rates = {k: (v - self._last_totals.get(k, 0)) / max(interval_s, 1e-9) for k, v in self.events_total.items()}
         self._last_totals = Counter(self.events_total)
@@ -250,6 +261,7 @@ class Collector:
         for k, v in metrics_source(self.exe_packages).items():
             self.conda_gauge.labels(k).set(v)
         self.metrics.update_containers(dict(self.containers.counts), dict(self.containers.failures))
+        self.metrics.context_files(self.context.counters.as_dict())
         return {
             "host_id": self.settings.host_id, "time_ns": time.time_ns(), "version": VERSION,
             "mode": "EBPF" if self.probes else "FALLBACK",
@@ -292,9 +304,9 @@ class Collector:
         log.info("collector started", extra={
             "mode": "EBPF" if self.probes else "FALLBACK", "seeded": seeded, "host_id": self.settings.host_id,
             "metrics_port": self.metrics_port, "pid": os.getpid()})
-        for name, rec in self.exe_packages.offer(asm.drain()):
-            self.publish(name, rec)
         self.containers.start()
+        self.context.start()
+        self._publish_drained(asm)
         rules_path = self.opts.rules_path
         rules = (Reloading(lambda: load_rules(rules_path), lambda: [rules_path], (RulesError,))
                  if rules_path is not None else None)
@@ -326,10 +338,7 @@ class Collector:
                     asm.on_taskstats(r, at)
             self.cpu.observe(lag)
             asm.tick(identity.boot_ns_now())
-            for name, rec in self.exe_packages.offer(asm.drain()):
-                self.publish(name, rec)
-            for rec in self.containers.drain():
-                self.publish("ContainerInfo", rec)
+            self._publish_drained(asm)
             mono = time.monotonic()
             if rules is not None and mono >= next_rules_check:
                 next_rules_check = mono + RULES_CHECK_S
@@ -381,7 +390,10 @@ class Collector:
             if not self.probes:
                 time.sleep(0.05)
         asm.flush_all()
-        for name, rec in [*self.exe_packages.offer(asm.drain()), *self.exe_packages.flush()]:
+        self._publish_drained(asm)
+        self.context.stop()
+        for name, rec in [*self.exe_packages.offer([*self.context.drain(), *self.context.flush_held()]),
+                          *self.exe_packages.flush()]:
             self.publish(name, rec)
         self.exe_packages.cache.close()
         self.containers.stop()

@@ -36,6 +36,14 @@ class CollectorMetrics:
                                         "Failed container runtime queries, by API (docker, cri, kubelet).",
                                         ["source"], registry=self.registry)
 
+        self.context = Gauge("execsight_collector_context_files_total",
+                             "Context files (services/collector/context_files.py), by outcome.",
+                             ["outcome"], registry=self.registry)
+
+    def context_files(self, counters: dict[str, int]) -> None:
+        for k, v in counters.items():
+            self.context.labels(k).set(v)
+
     def serve(self, port: int, addr: str = "127.0.0.1") -> int:
         server, _thread = start_http_server(port, addr=addr, registry=self.registry)
         return int(server.server_port)

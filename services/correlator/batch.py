@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from execsight.settings import Settings
 from schemas.codec import Codec, CodecError
 from schemas.topics import RAW_HOST, RAW_PROCESS, load_topics
-from services.correlator import context, validation
+from services.correlator import validation
 from services.correlator.checkpoint import Checkpoint, Dead, PublishCounts, Publisher, RecordSink
 from services.correlator.partition_cursor import InSequence, OffsetGapError, PartitionCursor, RawMessage
 from services.correlator.process_tree import HostTree, Outputs, TreeConfig
@@ -92,7 +92,6 @@ class BatchProcessor:
         publisher: Publisher,
         rules: ReloadingRules,
         codec: Codec,
-        read: context.FileReader = context.read_local_file,
     ) -> None:
         self.settings = settings
         self.state = state
@@ -100,7 +99,6 @@ class BatchProcessor:
         self.publisher = publisher
         self.rules = rules
         self.codec = codec
-        self.read = read
         self.cfg = TreeConfig.from_settings(settings)
         self.hosts: dict[str, HostTree] = {}
         self.host_partition: dict[str, int] = {}
@@ -119,7 +117,7 @@ class BatchProcessor:
     def _tree(self, host_id: str) -> HostTree:
         tree = self.hosts.get(host_id)
         if tree is None:
-            tree = HostTree(host_id, self.cfg, self.rules.identify, self.read)
+            tree = HostTree(host_id, self.cfg, self.rules.identify)
             tree.load(self.state.host_items(host_id))
             self.hosts[host_id] = tree
         return tree

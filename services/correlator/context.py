@@ -1,4 +1,4 @@
-"""Pipeline, run and task context of a process at exec (pure; file reads are injected).
+"""Pipeline, run and task context of a process at exec (pure; the files it names come from the stream).
 
 Run level, first that applies: explicit labels (EXECSIGHT_RUN_ID, EXECSIGHT_PIPELINE) ->
 the parent's run -> scheduler ids (AWS_BATCH_JOB_ID, SLURM_JOB_ID) -> a workflow engine's
@@ -9,6 +9,11 @@ a workflow engine's task (Nextflow .command.run in a work dir; a Snakemake job) 
 scheduler job -> a direct child of a generic root.
 Children inherit their parent's context; ids are derived deterministically from the
 process identity, so a replay derives the same ids.
+
+The correlator reads no file: a Nextflow task header or a Snakefile is what the collector shipped in a
+ProcessContext record (``read`` looks it up; it may arrive after the exec, and the process tree then
+names the task). Run ids hold no host where the run may span hosts (a Nextflow work dir, a scheduler
+job or array, an explicit label), so each worker derives the same id for its host's part.
 
 Each engine and scheduler is a detector in services.correlator.engines; derive() runs them in
 order. The names below are re-exported for the process tree and tests.
@@ -76,20 +81,11 @@ __all__ = [
     "no_files",
     "parent_roots_tasks",
     "parse_snakefile",
-    "read_local_file",
     "session_launcher",
     "short_id",
     "snakemake_driver",
     "snakemake_job",
 ]
-
-
-def read_local_file(path: str, limit: int = 65536) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read(limit)
-    except OSError:
-        return None
 
 
 def derive(

@@ -8,6 +8,7 @@ or exec and leave at exit, or before it when an exec moves them into another con
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 from services.correlator import concurrent_peak
@@ -17,6 +18,8 @@ from services.correlator.outputs import Outputs
 from services.correlator.process_table import ProcessTable
 from services.correlator.projections import Container, run_record, task_record
 from services.correlator.tree_state import EventGate, Json, Proc, Run, Task
+
+COMPLETED_KEEP = 1024  # completed tasks a late context record can still rename (in memory only)
 
 
 class Lifecycle:
@@ -33,6 +36,8 @@ class Lifecycle:
         self.tasks: dict[tuple[str, str], Task] = {}
         self.runs: dict[str, Run] = {}
         self.changed_runs: dict[str, Run] = {}  # runs whose row this batch must write
+        # rows of tasks completed lately: a context record that comes after its task completed renames it
+        self.completed: OrderedDict[tuple[str, str], Json] = OrderedDict()
 
     # ------------------------------------------------------------------ records
 
@@ -42,7 +47,8 @@ class Lifecycle:
 
     def take_run_rows(self, out: Outputs) -> None:
         for r in self.changed_runs.values():
-            out.runs[r.run_id] = self.run_record(r, "COMPLETED" if r.done else "STARTED")
+            # by host too: one batch may hold several hosts' parts of one run (the database merges them)
+            out.runs[f"{self.host_id}|{r.run_id}"] = self.run_record(r, "COMPLETED" if r.done else "STARTED")
         self.changed_runs = {}
 
     def active_runs(self) -> list[str]:
@@ -193,6 +199,22 @@ class Lifecycle:
             task.name, task.named_at_exec = name, False
             self.log.touch(task)
 
+    def rename_completed(self, task_id: str, name: str, cpus: float | None, mem: int | None,
+                         runs: set[str] | None, out: Outputs) -> None:
+        """A task that completed before its name arrived: its row and enriched record again, named (the
+        database row is an upsert by run and task id; the enriched topic gets the corrected record)."""
+        for key, rec in list(self.completed.items()):
+            if key[1] != task_id or (runs is not None and key[0] not in runs) or rec.get("task") == name:
+                continue
+            fixed = {**rec, "task": name}
+            if cpus is not None:
+                fixed["requested_cpus"] = cpus
+            if mem is not None:
+                fixed["requested_memory_bytes"] = mem
+            self.completed[key] = fixed
+            out.tasks[key] = fixed
+            out.enriched_task.append(fixed)
+
     def exit_task(self, p: Proc, end: int, out: Outputs) -> None:
         task = self.tasks.get((p.run_id or "", p.task_id or ""))
         if task is None or not self.gate.ok(task):
@@ -229,6 +251,9 @@ class Lifecycle:
         rec = task_record(self.host_id, task, self.activity.info, container)
         out.tasks[(task.run_id, task.task_id)] = rec
         out.enriched_task.append(rec)
+        self.completed[(task.run_id, task.task_id)] = rec
+        while len(self.completed) > COMPLETED_KEEP:
+            self.completed.popitem(last=False)
         del self.tasks[(task.run_id, task.task_id)]
         self.log.remove(task)
         r = self.runs.get(task.run_id)

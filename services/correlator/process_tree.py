@@ -16,6 +16,7 @@ it has not also replayed.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from services.correlator.changelog import ChangeLog
 from services.correlator.containers import KEY_PREFIX as CONTAINER_KEY
 from services.correlator.containers import HostContainers
 from services.correlator.context import Context, Parent
+from services.correlator.engines import nextflow, snakemake
 from services.correlator.engines.base import DEFAULT_GENERIC, GenericPolicy, base_name, first_name
 from services.correlator.host_activity import Activity
 from services.correlator.host_clock import HostClock
@@ -34,12 +36,25 @@ from services.correlator.outputs import Outputs
 from services.correlator.process_table import ProcessTable
 from services.correlator.projections import Container, process_record
 from services.correlator.tool_rules import Recognition
-from services.correlator.tree_state import EventGate, HostActivity, HostInfo, Json, Proc, Run, Task, decode
+from services.correlator.tree_state import (
+    EventGate,
+    HostActivity,
+    HostInfo,
+    Json,
+    Proc,
+    Run,
+    SnakefileRules,
+    Task,
+    decode,
+)
 from services.correlator.validation import InvalidRecord
 
 __all__ = ["HostTree", "Outputs", "TreeConfig"]
 
 D = dict[str, Any]
+# ProcessContext kinds (services/collector/context_files.py)
+KIND_NEXTFLOW_TASK, KIND_NEXTFLOW_EXIT, KIND_SNAKEFILE = "nextflow_task", "nextflow_exit", "snakefile"
+TEXTS_MAX = 4096  # task headers kept by path (a few hundred bytes each)
 Identify = Callable[[str, Sequence[str], str | None, str | None], Recognition]  # (exe, argv, image, exe_package)
 
 
@@ -85,12 +100,15 @@ class HostTree:
         host_id: str,
         cfg: TreeConfig,
         identify: Identify,
-        read: context.FileReader = context.no_files,
     ) -> None:
         self.host_id = host_id
         self.cfg = cfg
         self.identify = identify
-        self.read = read
+        # headers the collector shipped (ProcessContext), by path: a task exec'd after its header arrived
+        self.texts: OrderedDict[str, str] = OrderedDict()
+        self.nf_exit_codes: dict[tuple[int, int], int] = {}  # .exitcode of task wrappers, until their exit
+        # Snakemake jobs that exited before their Snakefile arrived: (run, task) -> the job's command line
+        self.unnamed_jobs: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
         self.gate = EventGate()
         self.log = ChangeLog()
         self.containers = HostContainers(self.gate, self.log)  # from this host's ContainerInfo records
@@ -100,6 +118,7 @@ class HostTree:
         self.life = Lifecycle(host_id, cfg.run_timeout_ns, cfg.generic.idle_ns, self.table, self.activity,
                               self.gate, self.log, self.container_info)
         self.snakefiles: dict[str, list[context.SnakefileRule]] = {}
+        self.snakefile_state: dict[str, SnakefileRules] = {}
         self._rows: dict[tuple[int, int], Proc] = {}  # processes whose row this batch must write
         self.clock = HostClock()  # process-event time: closes idle runs
 
@@ -129,8 +148,6 @@ class HostTree:
             state = decode(key, value)
             if isinstance(state, Proc):
                 self.table.add(state)
-                if state.role == context.ROLE_SMK_DRIVER and state.snakefile:
-                    self._load_snakefile(state.snakefile)
             elif isinstance(state, Task):
                 self.life.tasks[(state.run_id, state.task_id)] = state
             elif isinstance(state, Run):
@@ -139,6 +156,10 @@ class HostTree:
                 self.activity.info = state
             elif isinstance(state, HostActivity):
                 self.activity.act = state
+            elif isinstance(state, SnakefileRules):
+                self.snakefile_state[state.path] = state
+                self.snakefiles[state.path] = [
+                    context.SnakefileRule(r[0], r[1], r[2], tuple(r[3])) for r in state.rules]
         self.clock.reset(max((r.last for r in self.life.runs.values()), default=0))
 
     def changes(self) -> list[tuple[str, Json | None]]:
@@ -160,6 +181,8 @@ class HostTree:
             self._sample(rec, out)
         elif kind == "ProcessThrottle":
             out.throttled_execs += int(rec.get("suppressed_execs", 0))
+        elif kind == "ProcessContext":
+            self._context(rec, out)
         elif kind == "HostSample":
             self.activity.host_sample(rec, out)
         elif kind == "CollectorStatus":
@@ -283,7 +306,7 @@ class HostTree:
         old_run, old_tid = p.run_id, p.task_id
         ctx: Context | None = context.derive(
             self.host_id, pid, start, exe, argv, cwd, env, p.cgroup, _parent_view(parent),
-            read=self.read, snakefiles=self.snakefiles, tool=tool, policy=self.cfg.generic,
+            read=self.texts.get, snakefiles=self.snakefiles, tool=tool, policy=self.cfg.generic,
         )
         if parent is None and old_run and ctx is not None and ctx.run_id is None:
             ctx = None  # parent gone: keep what the fork gave it
@@ -303,9 +326,8 @@ class HostTree:
                 self.life.rename_task(str(old_run), str(old_tid), name)
         if ctx is not None and ctx.role == context.ROLE_SMK_DRIVER:
             drv = context.snakemake_driver(exe, argv, cwd)
-            if drv and drv[1]:
-                p.snakefile = drv[1]
-                self._load_snakefile(drv[1])
+            if drv and drv[1] and not p.snakefile:
+                p.snakefile = drv[1]  # until the collector's ProcessContext names the file it read
         if ctx is not None:
             moved = (ctx.run_id, ctx.task_id) != (old_run, old_tid)
             if moved and not is_new:
@@ -327,11 +349,107 @@ class HostTree:
         self.log.touch(p)
         self._rows[(pid, start)] = p
 
-    def _load_snakefile(self, path: str) -> None:
-        if path in self.snakefiles:
+    # ------------------------------------------------------------------ context files (ProcessContext)
+
+    def _context(self, rec: D, out: Outputs) -> None:
+        """A file the collector read for a process: it may come after the exec (the collector reads off the
+        exec path), so what it names is applied to the task and processes already there; a task already
+        complete has its row written again (rows are upserts). Replayed, it sets the same names again."""
+        kind, path, text = rec.get("kind"), str(rec.get("path") or ""), rec.get("text")
+        key = (int(rec["pid"]), int(rec["start_time_ns"]))
+        p = self.table.get(*key)
+        if kind == KIND_NEXTFLOW_TASK:
+            if text:
+                self.texts[path] = text
+                self.texts.move_to_end(path)
+                while len(self.texts) > TEXTS_MAX:
+                    self.texts.popitem(last=False)
+            self._name_nextflow_task(path, text, p, out)
+        elif kind == KIND_SNAKEFILE:
+            self._snakefile(path, text, p, out)
+        elif kind == KIND_NEXTFLOW_EXIT and rec.get("exit_code") is not None and p is not None:
+            self.nf_exit_codes[key] = int(rec["exit_code"])
+        # another kind: a newer collector's; nothing here uses it
+
+    def _name_nextflow_task(self, path: str, text: str | None, p: Proc | None, out: Outputs) -> None:
+        nf = context.nextflow_task(["bash", path], None, {})
+        name = nextflow.header_name(text)
+        if nf is None or name is None:
+            return  # unreadable or unnamed: the task keeps its hash
+        task_hash = nf[1]
+        cpus, mem = nextflow.header_requests(text)
+        runs = {p.run_id} if p is not None and p.task_id == task_hash and p.run_id else None
+        for (run_id, tid), task in list(self.life.tasks.items()):
+            if tid != task_hash or task.engine != "nextflow" or (runs is not None and run_id not in runs):
+                continue
+            self._rename(task, name, cpus, mem)
+        self.life.rename_completed(task_hash, name, cpus, mem, runs, out)
+
+    def _rename(self, task: Task, name: str, cpus: float | None, mem: int | None) -> None:
+        """The task and its live processes take the name (and requests) its context gave."""
+        if not self.gate.ok(task):
             return
-        text = self.read(path)
-        self.snakefiles[path] = context.parse_snakefile(text) if text else []
+        task.name = name
+        task.named_at_exec = False
+        task.requested_cpus = cpus if cpus is not None else task.requested_cpus
+        task.requested_memory_bytes = mem if mem is not None else task.requested_memory_bytes
+        self.log.touch(task)
+        for q in self.table.of_run(task.run_id):
+            if q.task_id == task.task_id and self.gate.ok(q):
+                q.task = name
+                q.requested_cpus, q.requested_memory_bytes = task.requested_cpus, task.requested_memory_bytes
+                self.log.touch(q)
+                self._rows[(q.pid, q.start)] = q
+
+    def _snakefile(self, path: str, text: str | None, p: Proc | None, out: Outputs) -> None:
+        rules = context.parse_snakefile(text) if text else []
+        if p is not None and p.role == context.ROLE_SMK_DRIVER and self.gate.ok(p):
+            p.snakefile = path
+            self.log.touch(p)
+        if not rules:
+            return
+        self.snakefiles[path] = rules
+        state = self.snakefile_state.get(path)
+        if state is None:
+            state = SnakefileRules(path=path)
+            self.snakefile_state[path] = state
+            self.log.new(state)
+        if self.gate.ok(state):
+            state.rules = [[r.name, r.shell, r.script, list(r.patterns)] for r in rules]
+            self.log.touch(state)
+        # jobs that started before the Snakefile arrived: named by their rule now
+        for task in list(self.life.tasks.values()):
+            if task.engine != "snakemake" or (p is not None and task.run_id != p.run_id):
+                continue
+            root = self.table.get(task.root_pid, task.root_start)
+            job = snakemake.snakemake_job(root.argv, {}) if root is not None else None
+            if job is None:
+                continue
+            found = snakemake.match_snakefile_job(rules, job)
+            if found is None:
+                continue
+            named = snakemake.task_name(found[0], job.wildcards or found[1])
+            if task.name in ("snakemake_job", found[0]) and named != task.name:
+                self._rename(task, named, None, None)
+        for key, argv in list(self.unnamed_jobs.items()):
+            if p is not None and key[0] != p.run_id:
+                continue
+            job = snakemake.snakemake_job(argv, {})
+            found = snakemake.match_snakefile_job(rules, job) if job is not None else None
+            if job is not None and found is not None:
+                del self.unnamed_jobs[key]
+                self.life.rename_completed(key[1], snakemake.task_name(found[0], job.wildcards or found[1]),
+                                           None, None, {key[0]}, out)
+
+    def _drop_snakefile(self, p: Proc) -> None:
+        """A driver exited: its Snakefile's rules leave the state once no live driver uses them."""
+        path = p.snakefile
+        if not path or any(q.snakefile == path and q is not p for q in self.table.procs.values()):
+            return
+        self.snakefiles.pop(path, None)
+        state = self.snakefile_state.pop(path, None)
+        if state is not None:
+            self.log.remove(state)
 
     def _container(self, p: Proc, t: int, out: Outputs) -> None:
         cid = p.container_id or ""
@@ -403,10 +521,13 @@ class HostTree:
         elif not self.gate.ok(p):
             return
         end = rec["time_ns"]
+        wrote = self.nf_exit_codes.pop((pid, start), None)
         acc = rec.get("accounting") or {}
         ker = rec.get("kernel") or {}
         p.end = end
         p.code, p.sig = rec.get("exit_code"), rec.get("signal")
+        if wrote is not None and p.sig is None:
+            p.code = wrote  # the status the Nextflow wrapper recorded for its task (.exitcode)
         p.oom = bool(rec.get("oom_killed"))
         wall = end - start
         # BPF totals are exact per scheduling event; taskstats CPU is tick-sampled, so kernel totals win
@@ -439,6 +560,12 @@ class HostTree:
         out.processes[(self.host_id, pid, start)] = record
         self.table.drop(p)
         self.log.remove(p)
+        if p.role == context.ROLE_SMK_DRIVER:
+            self._drop_snakefile(p)
+        elif p.task_root and p.engine == "snakemake" and p.task == "snakemake_job" and p.run_id and p.task_id:
+            self.unnamed_jobs[(p.run_id, p.task_id)] = list(p.argv)
+            while len(self.unnamed_jobs) > TEXTS_MAX:
+                self.unnamed_jobs.popitem(last=False)
         if p.unknown:
             return
         self.life.exit_task(p, end, out)

@@ -330,7 +330,27 @@ class HostActivity(Marked):
                    last_run_id=d.get("lrun"), last_run_end=d.get("lend"))
 
 
-State = Proc | Task | Run | HostInfo | HostActivity
+@dataclass(slots=True, eq=False)
+class SnakefileRules(Marked):
+    """The rules of a Snakefile the collector shipped (ProcessContext), kept while its driver runs: the
+    correlator reads no files, so after a restart they come from here."""
+
+    path: str = ""
+    rules: list[list[Any]] = field(default_factory=list)  # [name, shell, script, [patterns]]
+
+    @property
+    def key(self) -> str:
+        return f"s|{self.path}"
+
+    def to_json(self) -> Json:
+        return _put_marks({"path": self.path, "rules": self.rules}, self.marks)
+
+    @classmethod
+    def from_json(cls, d: Json) -> SnakefileRules:
+        return cls(marks=_marks(d), path=d["path"], rules=[list(r) for r in d.get("rules") or []])
+
+
+State = Proc | Task | Run | HostInfo | HostActivity | SnakefileRules
 
 
 def decode(key: str, value: Json) -> State | None:
@@ -342,6 +362,8 @@ def decode(key: str, value: Json) -> State | None:
         return Task.from_json(value)
     if kind == "r|":
         return Run.from_json(value)
+    if kind == "s|":
+        return SnakefileRules.from_json(value)
     if key == "hi":
         return HostInfo.from_json(value)
     if key == "ha":

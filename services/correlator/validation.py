@@ -252,6 +252,29 @@ def _throttle(f: _Fixer, now_ns: int) -> None:
     f.text("cgroup_path", rb.PATH_MAX_CHARS, required=False)
 
 
+CONTEXT_TEXT_MAX_CHARS = 65536  # what the collector ships at most (services/collector/context_files.py)
+
+
+def _context(f: _Fixer, now_ns: int) -> None:
+    """A context file: text cleaned and bounded (it becomes a task name and parsed rules, never SQL text
+    as is), an exit code the kernel cannot give dropped."""
+    t = _time(f, now_ns)
+    f.int_in("pid", 1, PID_MAX)
+    start = f.rec.get("start_time_ns")
+    if not isinstance(start, int) or start < MIN_TIME_NS:
+        raise Invalid(f"start_time_ns {start!r} is before 2001-09-09")
+    if start > t + START_SLACK_NS:
+        raise Invalid(f"start_time_ns {start} is after the read time {t}: no process reads before it starts")
+    f.text("kind", rb.NAME_MAX_CHARS)
+    f.text("path", rb.PATH_MAX_CHARS)
+    f.text("text", CONTEXT_TEXT_MAX_CHARS, required=False)
+    f.text("error", rb.NAME_MAX_CHARS, required=False)
+    code = f.rec.get("exit_code")
+    if code is not None and (not isinstance(code, int) or isinstance(code, bool) or not 0 <= code <= 255):
+        f.rec["exit_code"] = None
+        f.fixes.append(f"exit_code {code!r} out of range [0, 255]")
+
+
 HOST_COUNTERS = ("interval_ns", "mem_total_bytes", "mem_available_bytes", "swap_used_bytes", "disk_read_bytes",
                  "disk_write_bytes", "net_rx_bytes", "net_tx_bytes", "gpu_mem_used_bytes")
 HOST_TEXT = ("hostname", "collector_version", "cloud_provider", "instance_id", "instance_type", "region")
@@ -327,8 +350,8 @@ def _container_info(f: _Fixer, now_ns: int) -> None:
 
 CHECKS: dict[str, Callable[[_Fixer, int], None]] = {
     "ProcessExec": _exec, "ProcessFork": _fork, "ProcessExit": _exit, "ProcessSample": _sample,
-    "ProcessThrottle": _throttle, "HostSample": _host_sample, "CollectorStatus": _collector_status,
-    "ContainerInfo": _container_info,
+    "ProcessThrottle": _throttle, "ProcessContext": _context, "HostSample": _host_sample,
+    "CollectorStatus": _collector_status, "ContainerInfo": _container_info,
 }
 
 

@@ -119,6 +119,15 @@ def run_tasks(conn: Conn, run_id: str) -> pd.DataFrame:
         FROM task_overview WHERE run_id = %(run_id)s ORDER BY start_time, task_id""", {"run_id": run_id})
 
 
+def run_host_lanes(conn: Conn, run_id: str) -> pd.DataFrame:
+    """The hosts a run ran on (a driver on one, its tasks on others): one lane per host (migration 0010)."""
+    return frame(conn, """
+        SELECT l.host_id, h.hostname, h.instance_type, l.start_time, l.end_time, l.status, l.parts, l.task_count,
+               l.failed_task_count, l.process_count, l.cpu_ns, l.peak_rss_bytes
+        FROM run_host_lanes l LEFT JOIN hosts h USING (host_id)
+        WHERE l.run_id = %(run_id)s ORDER BY l.start_time, l.host_id""", {"run_id": run_id})
+
+
 def run_processes(conn: Conn, run_id: str, limit: int = 400) -> pd.DataFrame:
     """The run's longest processes (the Gantt's lower lanes); short helpers are summarised per task."""
     return frame(conn, """

@@ -44,8 +44,7 @@ def build(tmp_path: Path, log: list[str], sink: MemorySink | None = None,
           room: int = 1 << 30) -> tuple[BatchProcessor, MemoryPublisher, MemoryState]:
     settings = load_settings({"EXECSIGHT_STATE_DIR": str(tmp_path), "EXECSIGHT_TOPIC_PREFIX": "x."})
     state, publisher = MemoryState(log), MemoryPublisher(log, room)
-    proc = BatchProcessor(settings, state, sink or MemorySink(log), publisher, ReloadingRules([]), default_codec(),
-                          read=lambda path: None)
+    proc = BatchProcessor(settings, state, sink or MemorySink(log), publisher, ReloadingRules([]), default_codec())
     return proc, publisher, state
 
 

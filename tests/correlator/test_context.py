@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.correlator import context
 from services.correlator.context import Parent, derive
+from services.correlator.engines import nextflow
 
 H = "host-a"
 
@@ -121,5 +122,7 @@ def test_detectors_in_order_an_engine_task_inside_a_scheduler_job_is_the_engine_
     ctx = derive(H, 60, 8, "/bin/bash", ["/bin/bash", "-ue", ".command.run"], work,
                  {"SLURM_JOB_ID": "991", "SLURM_JOB_NAME": "nf-ALIGN_(s1)"}, None, parent(comm="slurmstepd"),
                  read=files.get)
-    assert (ctx.run_id, ctx.engine, ctx.task, ctx.task_id) == ("slurm-991", "nextflow", "ALIGN (s1)",
-                                                               "3f/a94c1d2be84b9c0e7d6f5a4c3b2a19")
+    # a task in a Slurm job of its own (Nextflow's slurm executor) is in its work dir's run, not slurm-991:
+    # the driver, on another node, derives the same id from its work dir (issue 15)
+    assert (ctx.run_id, ctx.engine, ctx.task, ctx.task_id) == (nextflow.run_id_of("/scratch/work"), "nextflow",
+                                                               "ALIGN (s1)", "3f/a94c1d2be84b9c0e7d6f5a4c3b2a19")

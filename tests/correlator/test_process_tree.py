@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from services.correlator import concurrent_peak
-from services.correlator.context import read_local_file
 from services.correlator.process_tree import HostTree, Outputs, TreeConfig
 from services.correlator.tool_rules import load_rules
 
@@ -21,7 +20,7 @@ RULES = load_rules([])
 
 def run_events(events: list[tuple[str, dict[str, Any]]], tree: HostTree | None = None, first_offset: int = 0,
                cfg: TreeConfig | None = None) -> tuple[HostTree, Outputs]:
-    tree = tree or HostTree(events[0][1]["host_id"], cfg or TreeConfig(), RULES.identify, read_local_file)
+    tree = tree or HostTree(events[0][1]["host_id"], cfg or TreeConfig(), RULES.identify)
     out = Outputs()
     for i, (kind, rec) in enumerate(events, start=first_offset):
         tree.apply(kind, rec, "H" if kind in ("HostSample", "CollectorStatus") else "P", i, out)

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from services.correlator.context import read_local_file
 from services.correlator.process_tree import HostTree, Outputs, TreeConfig
 from services.correlator.tool_rules import load_rules
 
@@ -179,7 +178,7 @@ def test_recorded_streams_task_peaks_equal_the_sweep_of_their_processes(name: st
     """Streams recorded from the real collector: each task's peak is the sweep over its processes (fork or
     exec to exit, peak at exit); before, Nextflow GZIP/STATS reported the plain sum of their processes."""
     events = fixture_streams.load(name)
-    tree = HostTree(events[0][1]["host_id"], TreeConfig(), RULES.identify, read_local_file)
+    tree = HostTree(events[0][1]["host_id"], TreeConfig(), RULES.identify)
     out = Outputs()
     for i, (kind, rec) in enumerate(events):
         tree.apply(kind, rec, "H" if kind in ("HostSample", "CollectorStatus") else "P", i, out)

@@ -16,7 +16,8 @@ from typing import Any
 
 from execsight.settings import GENERIC_RUN_MODES
 
-# Reads the first bytes of a file on the correlator's host, or None (missing, unreadable, remote).
+# The text the collector shipped for a path (a ProcessContext record), or None when none has arrived (yet).
+# The correlator reads no files: this is a lookup in what the stream brought.
 FileReader = Callable[[str], str | None]
 
 

@@ -1,16 +1,41 @@
 """Nextflow: the launcher (java nextflow.cli.Launcher / nextflow run) is a run's driver; a process
-running a task wrapper (.command.run in a work dir) roots the task, named from the wrapper's header."""
+running a task wrapper (.command.run in a work dir) roots the task, named from the wrapper's header.
+
+The header is what the collector shipped (a ProcessContext record, services/collector/context_files.py):
+the correlator reads no files. A run's id is derived from its work-dir root (a task dir minus its two
+hash levels; the driver's -w / NXF_WORK / <cwd>/work), with no host in it: a driver on host A and its
+tasks on hosts B and C (AWS Batch, Kubernetes, Slurm executors) derive the same id, in whichever worker
+their host's partition is, and on a replay."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
 
-from services.correlator.engines.base import ROLE_NF_DRIVER, Context, Detector, Exec, FileReader, base_name, short_id
+from services.correlator.engines.base import (
+    ROLE_NF_DRIVER,
+    Context,
+    Detector,
+    Exec,
+    FileReader,
+    base_name,
+    short_id,
+)
+
+SCHEDULER_ENGINES = ("aws_batch", "slurm")
 
 NF_WORKDIR = re.compile(r"(?P<root>.*/work)/(?P<h1>[0-9a-f]{2})/(?P<h2>[0-9a-f]{30})(?:/|$)")
 NF_HEADER_OLD = re.compile(r"^# NEXTFLOW TASK: (?P<name>.+?)\s*$", re.M)
 NF_HEADER_NEW = re.compile(r"^### name: '(?P<name>(?:[^'\\]|\\.)*)'\s*$", re.M)
+NF_CPUS = re.compile(r"^### cpus: (?P<n>\d+(?:\.\d+)?)\s*$", re.M)
+NF_MEMORY = re.compile(r"^### memory: '?(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?B)'?\s*$", re.M | re.I)
+SBATCH_CPUS = re.compile(r"^#SBATCH\s+(?:-c\s*|--cpus-per-task[= ])(?P<n>\d+)\s*$", re.M)
+SBATCH_MEM = re.compile(r"^#SBATCH\s+--mem[= ](?P<n>\d+)(?P<unit>[KMGT]?)B?\s*$", re.M | re.I)
+PBS_CPUS = re.compile(r"^#PBS\s+-l\s+.*?\b(?:ppn|ncpus)=(?P<n>\d+)", re.M)
+PBS_MEM = re.compile(r"^#PBS\s+-l\s+.*?\bmem=(?P<n>\d+)(?P<unit>[kmgt]?)b?\b", re.M | re.I)
+SGE_CPUS = re.compile(r"^#\$\s+-pe\s+\S+\s+(?P<n>\d+)", re.M)
+_UNITS = {"": 1 << 20, "B": 1, "K": 1 << 10, "KB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "G": 1 << 30, "GB": 1 << 30,
+          "T": 1 << 40, "TB": 1 << 40}
 
 
 def nextflow_driver(exe: str, argv: Sequence[str]) -> str | None:
@@ -57,13 +82,66 @@ def nextflow_task(argv: Sequence[str], cwd: str | None, env: Mapping[str, str]) 
     return None
 
 
-def nextflow_task_name(workdir: str, read: FileReader) -> str | None:
-    text = read(workdir + "/.command.run")
-    if not text:
+def header_name(header: str | None) -> str | None:
+    """The task name in a .command.run header (### name: '...', or the older # NEXTFLOW TASK: ...)."""
+    if not header:
         return None
-    head = text[:8192]
+    head = header[:8192]
     m = NF_HEADER_NEW.search(head) or NF_HEADER_OLD.search(head)
     return m["name"].replace("\\'", "'") if m else None
+
+
+def _bytes(n: str, unit: str) -> int:
+    return int(float(n) * _UNITS.get(unit.upper(), 1 << 20))
+
+
+def header_requests(header: str | None) -> tuple[float | None, int | None]:
+    """(cpus, memory bytes) the task asked for: Nextflow's ### cpus/memory lines, else the executor's
+    directives (#SBATCH -c/--mem, #PBS -l ppn/ncpus/mem, #$ -pe)."""
+    if not header:
+        return None, None
+    cpus: float | None = None
+    mem: int | None = None
+    for rx in (NF_CPUS, SBATCH_CPUS, PBS_CPUS, SGE_CPUS):
+        m = rx.search(header)
+        if m:
+            cpus = float(m["n"])
+            break
+    for rx in (NF_MEMORY, SBATCH_MEM, PBS_MEM):
+        m = rx.search(header)
+        if m:
+            mem = _bytes(m["n"], m["unit"])
+            break
+    return cpus, mem
+
+
+def nextflow_task_name(workdir: str, read: FileReader) -> str | None:
+    """The name in the header the collector shipped for this work dir, when it is known yet."""
+    return header_name(read(workdir + "/.command.run"))
+
+
+def work_root(task_dir: str) -> str:
+    """A task dir minus its two hash levels: the run's work dir."""
+    return task_dir.rsplit("/", 2)[0] if task_dir.count("/") >= 2 else task_dir
+
+
+def driver_work_root(argv: Sequence[str], cwd: str | None, env: Mapping[str, str]) -> str | None:
+    """The work dir a Nextflow launcher runs its tasks in: -w/-work-dir, NXF_WORK, else <cwd>/work."""
+    wd: str | None = None
+    for i, arg in enumerate(argv):
+        if arg in ("-w", "-work-dir") and i + 1 < len(argv):
+            wd = argv[i + 1]
+        elif arg.startswith("-work-dir="):
+            wd = arg.split("=", 1)[1]
+    wd = wd or env.get("NXF_WORK") or (f"{cwd}/work" if cwd else None)
+    if wd and not wd.startswith("/") and cwd:
+        wd = f"{cwd}/{wd}"
+    return wd.rstrip("/") if wd else None
+
+
+def run_id_of(root: str) -> str:
+    """The run id of a Nextflow work-dir root (host-independent)."""
+    return f"nextflow-{short_id(root)}"
 
 
 def _pipeline_from_nxf_env(env: Mapping[str, str]) -> str | None:
@@ -80,8 +158,11 @@ def driver(ex: Exec, ctx: Context) -> bool:
     if pipeline is None:
         return False
     ctx.role = ROLE_NF_DRIVER
-    if ctx.run_id is None:
-        ctx.run_id = f"nextflow-{short_id(ex.host_id, ex.pid, ex.start_ns)}"
+    if ctx.run_id is None or ctx.engine in SCHEDULER_ENGINES:
+        # a driver in a scheduler job of its own takes its work dir's run too: its tasks' jobs derive that
+        root = driver_work_root(ex.argv, ex.cwd, ex.env)
+        ctx.run_id = run_id_of(root) if root else f"nextflow-{short_id(ex.host_id, ex.pid, ex.start_ns)}"
+        ctx.pipeline = ex.env.get("EXECSIGHT_PIPELINE") or pipeline or None
         ctx.engine = "nextflow"
         ctx.run_root = True
     ctx.pipeline = ctx.pipeline or pipeline or None
@@ -93,15 +174,20 @@ def task(ex: Exec, ctx: Context) -> bool:
     if nf is None:
         return False
     workdir, task_hash = nf
-    if ctx.run_id is None:
-        root = workdir.rsplit("/", 2)[0] if workdir.count("/") >= 2 else workdir
-        ctx.run_id = f"nextflow-{short_id(ex.host_id, root)}"
+    if ctx.run_id is None or (ctx.engine in SCHEDULER_ENGINES and ex.parent_task(ctx) is None):
+        # a task without its driver here (another host, or a scheduler job of its own): the run of its
+        # work dir, not one run per task job
+        ctx.run_id = run_id_of(work_root(workdir))
         ctx.engine = "nextflow"
         ctx.run_root = True
-        ctx.pipeline = ctx.pipeline or _pipeline_from_nxf_env(ex.env)
+        ctx.pipeline = ex.env.get("EXECSIGHT_PIPELINE") or _pipeline_from_nxf_env(ex.env)
     ctx.engine = "nextflow"
     ctx.task_id = task_hash
-    ctx.task = nextflow_task_name(workdir, ex.read) or task_hash
+    header = ex.read(workdir + "/.command.run")
+    ctx.task = header_name(header) or task_hash
+    cpus, mem = header_requests(header)
+    ctx.requested_cpus = cpus if cpus is not None else ctx.requested_cpus
+    ctx.requested_memory_bytes = mem if mem is not None else ctx.requested_memory_bytes
     ctx.task_root = True
     return True
 

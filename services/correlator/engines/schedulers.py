@@ -1,6 +1,10 @@
-"""Batch schedulers: an AWS Batch or Slurm job is a run, and its first process the job's task."""
+"""Batch schedulers: an AWS Batch or Slurm job (or job array) is a run, and its first process the job's task.
+
+The run id is the job's (or array's) id without the host: array elements on many hosts are one run."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from services.correlator.engines.base import Context, Detector, Exec, base_name, first_name
 
@@ -12,12 +16,22 @@ SCHEDULERS = (
 _JOB_NAME = {engine: name_var for engine, _, name_var, _ in SCHEDULERS}
 
 
+def job_run_key(engine: str, job: str, env: Mapping[str, str]) -> str:
+    """The job an element belongs to: an AWS Batch array child (`parent:index`) or a Slurm array task
+    (SLURM_ARRAY_JOB_ID) is its array's run, on whichever host it runs."""
+    if engine == "aws_batch" and ":" in job:
+        return job.split(":", 1)[0]
+    if engine == "slurm" and env.get("SLURM_ARRAY_JOB_ID"):
+        return env["SLURM_ARRAY_JOB_ID"]
+    return job
+
+
 def run(ex: Exec, ctx: Context) -> bool:
     env = ex.env
     for engine, id_var, name_var, prefix in SCHEDULERS:
         job = env.get(id_var)
         if job:
-            ctx.run_id = f"{prefix}-{job}"
+            ctx.run_id = f"{prefix}-{job_run_key(engine, job, env)}"
             ctx.pipeline = env.get("EXECSIGHT_PIPELINE") or env.get(name_var)
             ctx.engine = engine
             ctx.run_root = True

@@ -1,0 +1,78 @@
+"""The collector's context files (services/collector/context_files.py): which execs call for a file, what
+is shipped (header only, redacted, bounded), and the reader thread's order: a context before its exit."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from services.collector import context_files as cf
+
+WORK = "/data/work/3f/a94c1d2be84b9c0e7d6f5a4c3b2a19"
+HEADER = ("#!/bin/bash\n#SBATCH -J nf-ALIGN\n#SBATCH --comment token=s3cr3tvalue123\n### name: 'ALIGN (s1)'\n"
+          "### cpus: 4\nset -e\nexport AWS_SECRET_ACCESS_KEY=abc\nnxf_main\n")
+
+
+def _exec(pid: int, argv: list[str], cwd: str | None, env: dict[str, str] | None = None) -> dict[str, object]:
+    return {"pid": pid, "start_time_ns": pid * 10, "ppid": 1, "argv": argv, "cwd": cwd, "env": env or {},
+            "exe": argv[0]}
+
+
+def test_which_execs_call_for_a_file() -> None:
+    want = cf.wanted(_exec(5, ["/bin/bash", "-ue", ".command.run"], WORK))
+    assert want is not None and (want.kind, want.paths) == (cf.KIND_NEXTFLOW_TASK, (f"{WORK}/.command.run",))
+    want = cf.wanted(_exec(6, ["bash", f"{WORK}/.command.run"], "/elsewhere"))
+    assert want is not None and want.paths == (f"{WORK}/.command.run",)
+    smk = cf.wanted(_exec(7, ["/venv/bin/python", "/venv/bin/snakemake", "-s", "wf/Snakefile", "-c", "2"], "/p"))
+    assert smk is not None and (smk.kind, smk.paths) == (cf.KIND_SNAKEFILE, ("/p/wf/Snakefile",))
+    dflt = cf.wanted(_exec(8, ["snakemake", "-d", "/runs/a"], "/p"))
+    assert dflt is not None and dflt.paths[0] == "/runs/a/Snakefile" and len(dflt.paths) == 4
+    assert cf.wanted(_exec(9, ["snakemake", "--target-jobs", "a:s=1"], "/p")) is None  # a job, not the driver
+    assert cf.wanted(_exec(10, ["bwa", "mem", "ref.fa"], WORK)) is None
+
+
+def test_a_wrapper_ships_its_header_only_redacted() -> None:
+    want = cf.Want(cf.KIND_NEXTFLOW_TASK, 1, 1, 0, ("x",))
+    text = cf.content_of(want, HEADER)
+    assert "### name: 'ALIGN (s1)'" in text and "### cpus: 4" in text and "#SBATCH -J nf-ALIGN" in text
+    assert "set -e" not in text and "AWS_SECRET" not in text  # the body is not shipped
+    assert "s3cr3tvalue123" not in text and cf.redact_text("x PGPASSWORD=hunter2") == "x PGPASSWORD=<redacted>"
+
+
+def test_reads_are_bounded_cached_and_a_context_precedes_its_held_exit(tmp_path: Path) -> None:
+    wd = tmp_path / "work" / "3f" / "a94c1d2be84b9c0e7d6f5a4c3b2a19"
+    wd.mkdir(parents=True)
+    (wd / ".command.run").write_text(HEADER + "# padding\n" * 2000)
+    (wd / ".exitcode").write_text("3")
+    reader = cf.ContextReader("h", roots=lambda pid, ppid: ["/proc/self/root"], files_per_s=1000, burst=10)
+    reader.start()
+    try:
+        execs = [("ProcessExec", _exec(pid, ["/bin/bash", "-ue", ".command.run"], str(wd))) for pid in (11, 12)]
+        assert reader.on_records(execs) == execs  # execs pass at once: nothing waits on the exec path
+        exit_ = {"pid": 11, "start_time_ns": 110}
+        assert reader.on_records([("ProcessExit", exit_)]) in ([], [("ProcessExit", exit_)])
+        got: list[tuple[str, dict[str, object]]] = []
+        deadline = time.monotonic() + 5
+        while len(got) < 4 and time.monotonic() < deadline:
+            got += reader.drain()
+            time.sleep(0.01)
+    finally:
+        reader.stop()
+    kinds = [(n, r.get("kind"), r["pid"]) for n, r in got]
+    assert ("ProcessExit", None, 11) in kinds
+    first_ctx = kinds.index(("ProcessContext", cf.KIND_NEXTFLOW_TASK, 11))
+    assert first_ctx < kinds.index(("ProcessExit", None, 11))  # the header came before the exit
+    contexts = [r for n, r in got if n == "ProcessContext" and r["kind"] == cf.KIND_NEXTFLOW_TASK]
+    assert [c["cached"] for c in contexts] == [False, True]  # one read per work dir
+    assert all(len(str(c["text"])) <= cf.HEADER_MAX_BYTES and "### name: 'ALIGN (s1)'" in str(c["text"])
+               for c in contexts)
+    assert contexts[0]["truncated"] is True  # longer than the bound
+    codes = [r for n, r in got if n == "ProcessContext" and r["kind"] == cf.KIND_NEXTFLOW_EXIT]
+    assert [c["exit_code"] for c in codes] == [3]
+    assert reader.counters.files_read == 2 and reader.counters.cache_hits == 1
+
+
+def test_a_missing_file_is_a_record_with_the_reason() -> None:
+    reader = cf.ContextReader("h", roots=lambda pid, ppid: ["/proc/self/root"])
+    rec = reader.read_now(cf.Want(cf.KIND_SNAKEFILE, 1, 1, 0, ("/nonexistent/Snakefile",)))
+    assert rec is not None and rec["text"] is None and rec["error"] == "No such file or directory"
