@@ -352,7 +352,9 @@ def refusal(sec: KafkaSecurity, code: int, text: str) -> str | None:
     if code in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
         return (f"kafka refused the SASL {sec.sasl_mechanism} login of user {sec.sasl_username!r}: check "
                 f"{sec.where('sasl.password')} and {sec.where('sasl.username')}")
-    if code == KafkaError._SSL:
+    # a broker that rejects the client's certificate (or its absence) shows as a transport error with a TLS alert
+    tls_alert = code == KafkaError._TRANSPORT and "SSL" in text and ("alert" in text or "certificate" in text)
+    if code == KafkaError._SSL or tls_alert:
         if "verify" in text:  # the broker's certificate is not trusted, or its name does not match
             hint = f"{sec.where('ssl.ca.location')} (or {sec.where('ssl.endpoint.identification.algorithm')})"
         elif "certificate" in text or sec.ssl_certificate_location:  # the broker wants a client certificate
