@@ -207,7 +207,7 @@ def test_each_sasl_mechanism_and_mtls_connect_and_bad_credentials_are_named(secu
 
 def test_aiokafka_clients_use_the_same_settings(secure_broker: SecureBroker) -> None:
     """What Faust's consumer and producer get (aiokafka): SCRAM over SASL_SSL, and mTLS."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
 
     topic = f"aio-{uuid.uuid4().hex[:8]}"
     mtls = load_security({"EXECSIGHT_KAFKA_SECURITY_PROTOCOL": "SSL",
