@@ -164,7 +164,7 @@ def parse_jaas(value: str, where: str) -> dict[str, str]:
     if m is None or m.group(1) not in _JAAS_MODULES:
         raise KafkaSecurityError(f"{where}: sasl.jaas.config: expected '<PlainLoginModule|ScramLoginModule> "
                                  "required username=\"...\" password=\"...\";'")
-    opts = {k: a if a is not None else b for k, a, b in re.findall(r"(\w+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')",
+    opts = {k: a or b for k, a, b in re.findall(r"(\w+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')",
                                                                      m.group(2))}
     missing = [k for k in ("username", "password") if k not in opts]
     if missing:
