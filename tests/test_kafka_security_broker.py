@@ -320,15 +320,20 @@ SERVICES = {
     "correlator": ["correlator", "--no-metrics"],  # supervised: a refused login must not be retried forever
     "tune": ["tune"],
     "sweep": ["sweep"],
+    "notify": ["notify", "--routes", "{routes}"],
 }
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_a_wrong_password_stops_start_up_naming_the_setting(secure_broker: SecureBroker, secure_settings: Settings,
-                                                            service: str) -> None:
+                                                            service: str, tmp_path: Path) -> None:
     env = _service_env(secure_broker, secure_settings, "SCRAM-SHA-256", password="not-the-password")
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("routes:\n  - {name: all, url_env: TEST_HOOK_URL, format: json}\n")
+    env["TEST_HOOK_URL"] = "http://127.0.0.1:9/hook"
+    argv = [a.format(routes=routes) for a in SERVICES[service]]
     started = time.monotonic()
-    res = subprocess.run([sys.executable, "-m", "execsight.cli", *SERVICES[service]], env=env, cwd=REPO_ROOT,
+    res = subprocess.run([sys.executable, "-m", "execsight.cli", *argv], env=env, cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=120, check=False)
     took = time.monotonic() - started
     assert res.returncode == 2, (res.returncode, res.stderr[-3000:])
@@ -354,9 +359,32 @@ def test_a_wrong_password_in_the_properties_file_names_its_line(secure_broker: S
 def test_settings_of_a_secure_worker_reach_the_correlator_lag_gauge(secure_broker: SecureBroker,
                                                                     secure_settings: Settings) -> None:
     """The lag gauge's admin client (services/correlator/metrics.py) over SASL_SSL."""
+    from confluent_kafka import KafkaException
+
     from services.correlator.metrics import broker_offsets
 
     topic = secure_settings.topic(RAW_PROCESS)
-    ends, committed = broker_offsets(secure_settings.kafka_bootstrap, "nobody", [(topic, 0)],
-                                     security=secure_settings.kafka_security)
+    deadline = time.monotonic() + 60
+    while True:  # the topic was just created: its leader may not be elected yet
+        try:
+            ends, committed = broker_offsets(secure_settings.kafka_bootstrap, "nobody", [(topic, 0)],
+                                             security=secure_settings.kafka_security)
+            break
+        except (KafkaException, TimeoutError):
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
     assert ends == {(topic, 0): 0} and committed == {}
+
+
+def test_status_admin_calls_take_the_settings_from_the_environment(secure_broker: SecureBroker,
+                                                                   secure_settings: Settings,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`execsight status` and the stack's checks call execsight.kafka_admin with a bootstrap address only."""
+    from execsight import kafka_admin
+
+    assert not kafka_admin.metadata_ok(secure_broker.sasl_ssl, timeout_s=3.0)  # PLAINTEXT to a SASL_SSL port
+    for key, value in secure_broker.env("SCRAM-SHA-512").items():
+        monkeypatch.setenv(key, value)
+    assert kafka_admin.metadata_ok(secure_broker.sasl_ssl, timeout_s=10.0)
+    assert secure_settings.topic(RAW_PROCESS) in kafka_admin.existing_topics(secure_broker.sasl_ssl)
+    assert isinstance(kafka_admin.consumer_group_lag(secure_broker.sasl_ssl), list)
