@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -133,6 +134,7 @@ def run_case(workers: int, args: argparse.Namespace, bootstrap: str, server: str
                 p.kill()
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'.encode())
+        shutil.rmtree(state, ignore_errors=True)
         names = [t.topic for t in topics] + [f"{prefix}execsight-correlator-state-changelog"]
         for fut in admin.delete_topics(names).values():
             with contextlib.suppress(Exception):
@@ -182,6 +184,7 @@ def collector_rate(args: argparse.Namespace) -> dict[str, Any]:
             coll.wait(timeout=30)
         except subprocess.TimeoutExpired:
             coll.kill()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def main(argv: list[str]) -> int:
