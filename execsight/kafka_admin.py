@@ -9,26 +9,30 @@ from typing import Any
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
+from execsight.kafka_security import KafkaSecurity, from_environment, librdkafka_config
+
 log = logging.getLogger(__name__)
 
 
-def admin(bootstrap: str) -> Any:
+def admin(bootstrap: str, security: KafkaSecurity | None = None) -> Any:
+    """TLS/SASL from ``security``, else from this process's EXECSIGHT_KAFKA_* settings."""
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "socket.timeout.ms": 3000,
+                            **librdkafka_config(from_environment() if security is None else security),
                             "log_level": 0, "logger": logging.getLogger("librdkafka.admin")}
     return AdminClient(conf)
 
 
-def metadata_ok(bootstrap: str, timeout_s: float = 3.0) -> bool:
+def metadata_ok(bootstrap: str, timeout_s: float = 3.0, security: KafkaSecurity | None = None) -> bool:
     """True when a broker answers a metadata request with at least one broker listed."""
     try:
-        md = admin(bootstrap).list_topics(timeout=timeout_s)
+        md = admin(bootstrap, security).list_topics(timeout=timeout_s)
     except KafkaException:
         return False
     return bool(md.brokers)
 
 
-def existing_topics(bootstrap: str, timeout_s: float = 10.0) -> set[str]:
-    md = admin(bootstrap).list_topics(timeout=timeout_s)
+def existing_topics(bootstrap: str, timeout_s: float = 10.0, security: KafkaSecurity | None = None) -> set[str]:
+    md = admin(bootstrap, security).list_topics(timeout=timeout_s)
     return set(md.topics)
 
 
@@ -40,9 +44,10 @@ class GroupLag:
     topics: tuple[str, ...]
 
 
-def consumer_group_lag(bootstrap: str, timeout_s: float = 10.0) -> list[GroupLag]:
+def consumer_group_lag(bootstrap: str, timeout_s: float = 10.0,
+                       security: KafkaSecurity | None = None) -> list[GroupLag]:
     """Committed offsets of every consumer group against the partitions' end offsets."""
-    client = admin(bootstrap)
+    client = admin(bootstrap, security)
     listing = client.list_consumer_groups(request_timeout=timeout_s).result(timeout=timeout_s)
     result: list[GroupLag] = []
     for g in sorted(listing.valid, key=lambda g: g.group_id):

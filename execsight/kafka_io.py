@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
@@ -16,15 +17,29 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     NewTopic,
 )
 
+from execsight.kafka_security import (
+    KafkaCredentialsError,
+    KafkaSecurity,
+    check_broker,
+    from_environment,
+    librdkafka_config,
+)
 from execsight.settings import Settings
 from schemas.topics import DEADLETTER, Topic, load_topics
 
 log = logging.getLogger(__name__)
 
 
+def admin_client(bootstrap: str, security: KafkaSecurity | None = None, **overrides: Any) -> AdminClient:
+    """An AdminClient with the TLS/SASL settings (default: this process's EXECSIGHT_KAFKA_* settings)."""
+    sec = from_environment() if security is None else security
+    return AdminClient({"bootstrap.servers": bootstrap, **librdkafka_config(sec), **overrides})
+
+
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap,
+        **librdkafka_config(settings.kafka_security),
         "enable.idempotence": True,
         "acks": "all",
         "compression.type": "zstd",
@@ -40,6 +55,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
 def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap,
+        **librdkafka_config(settings.kafka_security),
         "group.id": f"{settings.topic_prefix}{group_id}",
         "enable.auto.commit": False,  # offsets are committed after the database commit
         "auto.offset.reset": "earliest",
@@ -99,28 +115,42 @@ def send_to_deadletter(
 
 
 def wait_for_broker(settings: Settings, timeout_s: float = 0, interval_s: float = 2.0) -> None:
-    """Blocks until the broker answers metadata (forever when timeout_s is 0), logging each retry."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    """Blocks until the broker answers metadata (forever when timeout_s is 0), logging each retry.
+
+    Credentials or TLS the broker refuses stop the service at once (exit 2, the message names the setting):
+    waiting would never help.
+    """
     deadline = time.monotonic() + timeout_s if timeout_s else None
+    log.info("connecting to kafka", extra={"bootstrap": settings.kafka_bootstrap,
+                                           **settings.kafka_security.describe()})
     while True:
         try:
-            admin.list_topics(timeout=5)
-            return
-        except KafkaException as exc:
-            if deadline is not None and time.monotonic() > deadline:
-                raise
-            log.warning("kafka not reachable, retrying", extra={"error": str(exc)})
-            time.sleep(interval_s)
+            if check_broker(settings.kafka_bootstrap, settings.kafka_security, timeout_s=5.0):
+                return
+        except KafkaCredentialsError as exc:
+            exit_refused(exc)
+        if deadline is not None and time.monotonic() > deadline:
+            raise KafkaException(f"kafka at {settings.kafka_bootstrap} not reachable in {timeout_s:g} s")
+        log.warning("kafka not reachable, retrying", extra={"bootstrap": settings.kafka_bootstrap})
+        time.sleep(interval_s)
+
+
+def exit_refused(exc: KafkaCredentialsError) -> NoReturn:
+    """Stops start-up: the broker refused the settings (exit status 2, as for any bad setting)."""
+    log.error("kafka refused this client's settings", extra={"error": str(exc)})
+    print(f"execsight: {exc}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def create_topics(
-    bootstrap: str, prefix: str = "", topics: Mapping[str, Topic] | None = None, timeout_s: float = 30.0
+    bootstrap: str, prefix: str = "", topics: Mapping[str, Topic] | None = None, timeout_s: float = 30.0,
+    security: KafkaSecurity | None = None,
 ) -> list[str]:
     """Creates the topics of schemas/topics.yaml that do not exist yet (name = prefix + name).
 
     Existing topics are left alone, so every writer can call this at start.
     """
-    client = AdminClient({"bootstrap.servers": bootstrap})
+    client = admin_client(bootstrap, security)
     topics = load_topics() if topics is None else topics
     have = set(client.list_topics(timeout=timeout_s).topics)
     wanted = [
@@ -150,13 +180,14 @@ def config_differences(have: Mapping[str, str | None], want: Mapping[str, str]) 
 
 
 def ensure_topic(
-    bootstrap: str, name: str, partitions: int, config: Mapping[str, str], timeout_s: float = 30.0
+    bootstrap: str, name: str, partitions: int, config: Mapping[str, str], timeout_s: float = 30.0,
+    security: KafkaSecurity | None = None,
 ) -> dict[str, str]:
     """Creates topic ``name`` with ``config``, or, when it exists, sets the entries of ``config`` it differs in
     (an incremental alter: configs not named are left as they are). Returns what was changed: key -> old value
     (``""`` for each key of a topic just created). For topics whose settings must reach existing deployments,
     e.g. the changelogs' compaction (topics.yaml: changelog_config)."""
-    client = AdminClient({"bootstrap.servers": bootstrap})
+    client = admin_client(bootstrap, security)
     if name not in client.list_topics(timeout=timeout_s).topics:
         fut = client.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
                                              config=dict(config))], operation_timeout=timeout_s)[name]

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from execsight import kafka_security
+from execsight.kafka_security import KafkaSecurity
 from execsight.machine_id import default_host_id
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +37,8 @@ class Var:
 # One row per variable: (name, default, meaning). The README table is generated from this.
 SETTINGS_DOC: tuple[Var, ...] = (
     Var("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Kafka bootstrap servers."),
+    # Kafka TLS/SASL (execsight/kafka_security.py; README "Secure transport")
+    *(Var(env, default, doc) for env, default, doc in kafka_security.SETTINGS_ROWS),
     Var("EXECSIGHT_TOPIC_PREFIX", "", "Prefix put before every topic name (isolates tests and tenants)."),
     Var("EXECSIGHT_DATABASE_URL", "postgresql://execsight:execsight@127.0.0.1:5432/execsight",
         "PostgreSQL/TimescaleDB DSN for writers."),
@@ -191,6 +195,7 @@ class Settings:
     cri_sockets: tuple[str, ...] = ("/run/containerd/containerd.sock", "/var/run/crio/crio.sock")
     kubelet_pods_url: str = "http://127.0.0.1:10255/pods"
     container_lookups_per_s: float = 5.0
+    kafka_security: KafkaSecurity = kafka_security.PLAINTEXT
 
     def topic(self, name: str) -> str:
         """The broker-side name of a topic from schemas/topics.yaml."""
@@ -282,7 +287,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         cri_sockets=_sockets(e, "EXECSIGHT_CRI_SOCKETS"),
         kubelet_pods_url=_kubelet_url(e),
         container_lookups_per_s=_float(e, "EXECSIGHT_CONTAINER_LOOKUPS_PER_S"),
+        kafka_security=_kafka_security(e),
     )
+
+
+def _kafka_security(e: Mapping[str, str]) -> KafkaSecurity:
+    try:
+        return kafka_security.load_security(e)
+    except kafka_security.KafkaSecurityError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 # generic runs (untagged process trees): which count, when an idle one closes, more known daemons

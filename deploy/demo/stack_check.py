@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import psycopg
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
+from execsight.kafka_io import admin_client
 from execsight.settings import Settings
 
 HEARTBEAT_FRESH_S = 120
@@ -34,7 +34,7 @@ def check_stack(settings: Settings, timeout_s: float = 5.0) -> StackState:
     problems: list[str] = []
     warnings: list[str] = []
     try:
-        AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=timeout_s)
+        admin_client(settings.kafka_bootstrap, settings.kafka_security).list_topics(timeout=timeout_s)
     except KafkaException as exc:
         problems.append(f"Kafka does not answer at {settings.kafka_bootstrap} ({exc})")
     try:

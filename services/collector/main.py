@@ -68,8 +68,15 @@ def main(argv: list[str]) -> int:
             return 2
         sink = JsonlSink(args.output[1])
     elif kind == "kafka" and len(args.output) == 1:
+        from execsight.kafka_security import KafkaCredentialsError, check_broker
+
+        try:  # a broker that refuses the login stops start-up; one not reachable yet is spooled for
+            check_broker(settings.kafka_bootstrap, settings.kafka_security, timeout_s=5.0)
+        except KafkaCredentialsError as exc:
+            print(f"execsight collector: {exc}", file=sys.stderr)
+            return 2
         spool = Spool(args.spool_dir or settings.spool_dir, settings.spool_max_bytes)
-        sink = KafkaSink(settings.kafka_bootstrap, spool)
+        sink = KafkaSink(settings.kafka_bootstrap, spool, security=settings.kafka_security)
     else:
         print(f"execsight collector: unknown --output {' '.join(args.output)}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from execsight.kafka_security import PLAINTEXT, KafkaSecurity, librdkafka_config, refusal
 from services.collector.spool import Spool, SpoolRecord
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,11 @@ class Sink(Protocol):
     def stats(self) -> dict[str, int]: ...
 
 
-def producer_config(bootstrap: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def producer_config(bootstrap: str, extra: dict[str, Any] | None = None,
+                    security: KafkaSecurity = PLAINTEXT) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
+        **librdkafka_config(security),  # TLS/SASL: execsight/kafka_security.py
         "enable.idempotence": True,
         "acks": "all",
         "compression.type": "lz4",
@@ -81,6 +84,7 @@ class KafkaSink:
     bootstrap: str
     spool: Spool
     extra_config: dict[str, Any] = field(default_factory=dict)
+    security: KafkaSecurity = PLAINTEXT
     delivered: int = 0
     delivery_errors: int = 0
     down: bool = False
@@ -96,7 +100,7 @@ class KafkaSink:
     def __post_init__(self) -> None:
         from confluent_kafka import Producer
 
-        cfg = producer_config(self.bootstrap, {"error_cb": self._on_error, **self.extra_config})
+        cfg = producer_config(self.bootstrap, {"error_cb": self._on_error, **self.extra_config}, self.security)
         self.max_message_bytes = int(cfg.get("message.max.bytes", MAX_MESSAGE_BYTES))
         self._producer = Producer(cfg)
         self.down = len(self.spool) > 0
@@ -104,7 +108,11 @@ class KafkaSink:
     def _on_error(self, err: Any) -> None:
         from confluent_kafka import KafkaError
 
-        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
+        refused = refusal(self.security, err.code(), err.str())
+        if refused is not None and not self._errors[str(err.code())]:  # credentials changed under us: say which
+            log.error("kafka refused this collector's settings; spooling", extra={"error": refused})
+        if refused is not None or err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT,
+                                                 KafkaError._RESOLVE):
             if not self.down:
                 log.warning("kafka unreachable, spooling", extra={"error": str(err)})
             self.down = True

@@ -30,6 +30,7 @@ from typing import Any
 import faust
 
 from execsight.kafka_io import ensure_topic
+from execsight.kafka_security import faust_credentials
 from execsight.settings import Settings
 from schemas.codec import default_codec
 from schemas.topics import RAW_HOST, RAW_PROCESS, load_changelog_config, load_topics
@@ -122,6 +123,7 @@ def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics |
         producer_acks=-1,
         broker_max_poll_records=options.batch_size,
         datadir=str(datadir),
+        broker_credentials=faust_credentials(settings.kafka_security),  # TLS/SASL: execsight/kafka_security.py
     )
     raw = app.topic(
         settings.topic(RAW_PROCESS),
@@ -138,7 +140,8 @@ def build_app(settings: Settings, options: Options, metrics: CorrelatorMetrics |
     )
     # Faust leaves an existing changelog as it is: one made before these settings (or by hand) gets them here,
     # else it is never compacted and recovery grows with its whole history (issue #19.6).
-    ensure_topic(settings.kafka_bootstrap, table.changelog_topic.get_topic_name(), partitions, changelog_config)
+    ensure_topic(settings.kafka_bootstrap, table.changelog_topic.get_topic_name(), partitions, changelog_config,
+                 security=settings.kafka_security)
     rules = ReloadingRules(settings.tool_rules)
     processor = BatchProcessor(
         settings, FaustState(table), Sink(settings.database_url), KafkaPublisher(settings), rules, default_codec(),

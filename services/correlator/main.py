@@ -16,6 +16,7 @@ from execsight.logs import setup_logging
 from execsight.settings import Settings
 
 log = logging.getLogger(__name__)
+EXIT_BAD_SETTING = 2  # settings_or_exit, kafka_io.exit_refused
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +68,9 @@ def supervise(argv: list[str]) -> int:
         code = child.wait()
         if stopping.is_set():  # stopped as asked: a worker ended by the signal passed on stopped cleanly
             return 0 if code in (-signal.SIGTERM, -signal.SIGINT) else (code if code >= 0 else 128 - code)
+        if code == EXIT_BAD_SETTING:  # a setting refused (by the worker or the broker): a restart cannot help
+            log.error("worker refused its settings; not starting it again", extra={"exit": describe_exit(code)})
+            return code
         restarts += 1
         in_a_row = failures_in_a_row(in_a_row, time.monotonic() - started)
         delay = restart_delay_s(in_a_row)
@@ -122,7 +126,7 @@ def main(argv: list[str]) -> int:
         # first, so that a port held by another stack stops the worker at once, not after start-up
         metrics.serve(port, settings.metrics_address)
     wait_for_broker(settings)
-    for topic in create_topics(settings.kafka_bootstrap, settings.topic_prefix):
+    for topic in create_topics(settings.kafka_bootstrap, settings.topic_prefix, security=settings.kafka_security):
         log.info("topic created", extra={"topic": topic})
     _migrate(settings)
     options = Options(
@@ -130,7 +134,8 @@ def main(argv: list[str]) -> int:
         app_id=args.app_id,
     )
     app = build_app(settings, options, metrics)
-    metrics.watch_lag(settings.kafka_bootstrap, f"{settings.topic_prefix}{options.app_id}")
+    metrics.watch_lag(settings.kafka_bootstrap, f"{settings.topic_prefix}{options.app_id}",
+                      security=settings.kafka_security)
     worker = _worker_class(faust.Worker, settings)(
         app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False
     )

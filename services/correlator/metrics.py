@@ -15,6 +15,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from execsight.kafka_security import KafkaSecurity
+
 log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 5.0
 RAW_SUFFIXES = ("raw.process", "raw.host")
@@ -28,15 +30,20 @@ def partition_lag(end: int, position: int | None, committed: int | None) -> int:
 
 
 def broker_offsets(bootstrap: str, group: str, partitions: Iterable[tuple[str, int]],
-                   timeout_s: float = 5.0) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
-    """End offsets and the group's committed offsets of partitions, asked of the broker."""
+                   timeout_s: float = 5.0, security: KafkaSecurity | None = None,
+                   ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+    """End offsets and the group's committed offsets of partitions, asked of the broker (TLS/SASL: security, else
+    this process's EXECSIGHT_KAFKA_* settings)."""
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
     from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+
+    from execsight.kafka_security import from_environment, librdkafka_config
 
     tps = [TopicPartition(t, p) for t, p in partitions]
     if not tps:
         return {}, {}
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000),
+                            **librdkafka_config(from_environment() if security is None else security),
                             "log_level": 0, "logger": logging.getLogger("librdkafka.lag")}
     client = AdminClient(conf)
     latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
@@ -144,21 +151,22 @@ class CorrelatorMetrics:
         self._lag_at = time.time()
         return total
 
-    def measure_lag(self, bootstrap: str, group: str) -> int | None:
+    def measure_lag(self, bootstrap: str, group: str, security: KafkaSecurity | None = None) -> int | None:
         """One measurement against the broker; None when nothing is assigned yet."""
         assigned = dict(self._assigned)
         if not assigned or self._processor is None:
             return None
-        ends, committed = broker_offsets(bootstrap, group, assigned)
+        ends, committed = broker_offsets(bootstrap, group, assigned, security=security)
         return self.set_lag(ends, committed, assigned, dict(self._processor.stats.positions))
 
-    def watch_lag(self, bootstrap: str, group: str, interval_s: float = LAG_INTERVAL_S) -> threading.Thread:
+    def watch_lag(self, bootstrap: str, group: str, interval_s: float = LAG_INTERVAL_S,
+                  security: KafkaSecurity | None = None) -> threading.Thread:
         """Measures lag every interval_s in a daemon thread, whatever the event loop is doing."""
 
         def loop() -> None:
             while True:
                 try:
-                    self.measure_lag(bootstrap, group)
+                    self.measure_lag(bootstrap, group, security)
                 except Exception as exc:  # broker unreachable: the age gauge shows the lag is stale
                     log.warning("consumer lag not measured", extra={"error": str(exc)[:300]})
                 time.sleep(interval_s)

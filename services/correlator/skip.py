@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from execsight.kafka_security import librdkafka_config
 from execsight.lifecycle import settings_or_exit
 from execsight.settings import Settings
 from schemas.topics import DEADLETTER, RAW_HOST, RAW_PROCESS
@@ -47,7 +48,8 @@ def skip(settings: Settings, topic_name: str, partition: int, offset: int, app_i
 
     raw_topic, source = SOURCES[topic_name]
     topic = settings.topic(raw_topic)
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"{app_id}-skip",
+    tls_sasl = librdkafka_config(settings.kafka_security)
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, **tls_sasl, "group.id": f"{app_id}-skip",
                          "enable.auto.commit": False})
     try:
         consumer.assign([TopicPartition(topic, partition, offset)])
@@ -60,8 +62,8 @@ def skip(settings: Settings, topic_name: str, partition: int, offset: int, app_i
             raise SystemExit(f"execsight correlator skip: no message at {topic}[{partition}]@{offset}")
     finally:
         consumer.close()
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all", "enable.idempotence": True,
-                         "compression.type": "zstd", "message.max.bytes": 20_000_000})
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, **tls_sasl, "acks": "all",
+                         "enable.idempotence": True, "compression.type": "zstd", "message.max.bytes": 20_000_000})
     value = msg.value() or b""
     headers: list[tuple[str, str | bytes | None]] = [
         ("execsight.reason", b"skipped by operator (execsight correlator skip)"), ("execsight.origin", b"correlator"),

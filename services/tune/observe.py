@@ -217,7 +217,8 @@ def group_lags(settings: Settings) -> dict[str, int]:
     wanted = {f"{settings.topic_prefix}{TUNE_GROUP}": "tune worker", CORRELATOR_GROUP: "correlator",
               f"{settings.topic_prefix}{CORRELATOR_GROUP}": "correlator"}
     try:
-        lags = kafka_admin.consumer_group_lag(settings.kafka_bootstrap, timeout_s=5.0)
+        lags = kafka_admin.consumer_group_lag(settings.kafka_bootstrap, timeout_s=5.0,
+                                               security=settings.kafka_security)
     except Exception:  # informative only: the timeout message is still given without it
         return {}
     return {wanted[g.group]: g.lag for g in lags if g.group in wanted}
