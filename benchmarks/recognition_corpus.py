@@ -8,9 +8,9 @@ packages of its environment.yaml accepted for a helper it runs (curl, bcftools),
 ``--kind galaxy``: a Galaxy tool repository (bgruening/galaxytools) -> galaxy_tools.jsonl, the first tool
 command of each tool XML's ``<command>`` block with the Cheetah directives stripped and its variables
 replaced, run from the environment Galaxy's conda resolver builds (``_conda/envs/__<pkg>@<ver>`` for one
-requirement, ``mulled-v1-<hash>`` for several) or the ``<container>`` it names; the expected answer is
-its first package requirement (the others are accepted too), else its tool directory. Scripts of the
-tool's own directory (``$__tool_directory__``) lie where the Tool Shed installs it
+requirement, ``mulled-v1-<hash>`` for several; ``/usr/local/bin`` for none) or the ``<container>`` it names;
+the expected answer is its first package requirement (the others are accepted too), else its tool
+directory. Scripts of the tool's own directory (``$__tool_directory__``) lie where the Tool Shed installs it
 (``shed_tools/<shed>/repos/<owner>/<repo>/<changeset>/<repo>``, the repository named by .shed.yml);
 that repository is recorded per line and accepted as the package of such a script.
 
@@ -286,7 +286,9 @@ def galaxy_rows(repo: Path) -> list[dict[str, object]]:
             continue
         container = _CONTAINER_REQ.search(xml + macros)
         image = _expand(container.group(1), tokens) if container else None
-        if len(reqs) == 1:
+        if not reqs:
+            env = "/usr/local"  # no requirement: no conda env, the tool runs what the PATH (or its container) has
+        elif len(reqs) == 1:
             env = f"/galaxy/database/dependencies/_conda/envs/__{reqs[0][0]}@{reqs[0][1]}"
         else:
             env = f"/galaxy/database/dependencies/_conda/envs/mulled-v1-{_hash(repr(reqs), 40)}"
