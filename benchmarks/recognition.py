@@ -80,14 +80,16 @@ def is_right(rec: Recognition, row: dict[str, Any]) -> bool:
 
 def needs_conda_meta(row: dict[str, Any]) -> bool:
     """The line runs from an env of several packages whose name is a hash (Galaxy's mulled-v1, Snakemake's):
-    only conda-meta (ProcessExec.exe_package, which the corpus cannot simulate) says which package owns the
-    executable, and nothing says which package a temporary or generic script belongs to."""
+    only conda-meta (ProcessExec.exe_package) says which package owns the executable. A line whose owner the
+    corpus simulated from public recipes (its ``exe_package``) is not counted here."""
     env = re.search(r"/envs/(mulled-v\d+-[0-9a-f]+)/bin/|/\.snakemake/conda/[0-9a-f]+_/bin/", row["exe"])
     own = row["module"].split("/")[1] if "/" in row["module"] else row["module"]
     several = len([p for p in row.get("also") or () if p != own]) >= 1
     # conda-meta names the owner of an executable, not of a script an interpreter runs
     program = parse_invocation(row["exe"], row["argv"])
-    return env is not None and several and program.kind == "plain" and not INTERPRETERS.match(program.exe_name)
+    simulated = bool(row.get("exe_package"))
+    executable = program.kind == "plain" and not INTERPRETERS.match(program.exe_name)
+    return env is not None and several and not simulated and executable
 
 
 def main() -> int:
@@ -139,7 +141,7 @@ def report(path: Path, repeat: int, show_wrong: bool) -> dict[str, Any]:
     norule_n = norule_right = renamed = norule_meta = 0
     wrong: list[tuple[dict[str, Any], Recognition]] = []
     for r in rows:
-        rec = rules.identify(r["exe"], r["argv"], r["image"])
+        rec = rules.identify(r["exe"], r["argv"], r["image"], r.get("exe_package"))
         named += rec.tool is not None
         with_pkg += rec.package is not None
         if rec.method:
@@ -164,7 +166,7 @@ def report(path: Path, repeat: int, show_wrong: bool) -> dict[str, Any]:
     for _ in range(max(1, repeat // n)):
         for r in rows:
             t0 = time.perf_counter_ns()
-            rules.identify(r["exe"], r["argv"], r["image"])
+            rules.identify(r["exe"], r["argv"], r["image"], r.get("exe_package"))
             samples.append(time.perf_counter_ns() - t0)
     return {
         "name": path.stem.replace("_commands", "").removesuffix("_tools"), "source": meta["source"],

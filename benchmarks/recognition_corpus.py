@@ -259,6 +259,12 @@ _GALAXY_HELPERS = frozenset({"python", "r-base", "perl", "openjdk", "bash", "cor
                              "r-getopt", "r-optparse", "pyyaml", "jq", "xz", "bzip2"})
 
 
+# the executables bioconda recipes test (recipes/<pkg>/meta.yaml, commit per package in the file)
+_RECIPE_EXECUTABLES: dict[str, tuple[str, ...]] = {
+    name: tuple(p["executables"]) for name, p in json.loads(
+        (Path(__file__).resolve().parent / "data" / "bioconda_executables.json").read_text())["packages"].items()}
+
+
 def _expand(text: str, tokens: dict[str, str]) -> str:
     return re.sub(r"@\w+@", lambda t: tokens.get(t.group(0), "1.0"), text)
 
@@ -298,7 +304,13 @@ def galaxy_rows(repo: Path) -> list[dict[str, object]]:
         named = [n for n in names if re.sub(r"[-_.]", "", n.lower()) in re.sub(r"[-_.]", "", path.lower())]
         main = [n for n in names if n.lower() not in _GALAXY_HELPERS]
         expected = (named or main or names or [top])[0]
-        rows.append({"module": path.rsplit(".", 1)[0], "expected": expected,
+        row: dict[str, object] = {}
+        if env.rsplit("/", 1)[-1].startswith("mulled-") and not argv[0].startswith("/"):
+            # conda-meta would name the executable's owner; public recipes say it where they test the executable
+            owners = [n for n in names if argv[0] in _RECIPE_EXECUTABLES.get(n, ())]
+            if len(owners) == 1:
+                row["exe_package"] = owners[0]
+        rows.append({**row, "module": path.rsplit(".", 1)[0], "expected": expected,
                      "also": [n for n in names if n != expected] + [top],
                      "repository": shed.rsplit("/", 1)[-1], "image": None if reqs else image,
                      "exe": argv[0] if argv[0].startswith("/") else f"{env}/bin/{argv[0]}", "argv": argv})

@@ -119,3 +119,15 @@ def test_needs_conda_meta_only_for_an_executable_in_a_hashed_multi_package_env()
     assert not recognition.needs_conda_meta({**row, "exe": f"{env}/python", "argv": ["python", "zqx.py"]})
     assert not recognition.needs_conda_meta({**row, "also": ["zqx"]})
     assert not recognition.needs_conda_meta({**row, "exe": "/g/_conda/envs/__zqx@1.0/bin/zqxtool"})
+
+
+def test_simulated_conda_meta_owners_come_from_recorded_recipes_and_only_for_several_package_envs() -> None:
+    table = json.loads((BENCHMARKS / "data" / "bioconda_executables.json").read_text())
+    assert table["source"].startswith("https://github.com/bioconda/")
+    assert all(len(p["commit"]) == 40 for p in table["packages"].values())
+    for path in (recognition.GALAXY, recognition.GALAXY_HELDOUT):
+        for line in path.read_text().splitlines()[1:]:
+            row = json.loads(line)
+            if row.get("exe_package"):
+                assert "/envs/mulled-v1-" in row["exe"]
+                assert row["argv"][0] in table["packages"][row["exe_package"]]["executables"]
