@@ -6,9 +6,12 @@ Corpora (built by benchmarks/recognition_corpus.py; source repository and commit
     its container image, the module's top-level directory as the expected answer;
   * snakemake_wrappers.jsonl: first tool command of each Snakemake wrapper's shell() strings, run from
     a hash-named Snakemake conda env (no image); expected: the wrapper's tool directory;
-  * galaxy_tools.jsonl: first tool command of each Galaxy tool XML's <command> (bgruening/galaxytools),
-    run from the env Galaxy's conda resolver names; expected: its package requirement (the others and
-    the tool directory accepted too).
+  * galaxy_tools.jsonl (even lines) and galaxy_tools_heldout.jsonl (odd lines, not looked at while
+    tuning): first tool command of each Galaxy tool XML's <command> (bgruening/galaxytools), run from the
+    env Galaxy's conda resolver names, its own scripts from the Tool Shed repository it is installed from;
+    expected: its package requirement (the others and the tool directory accepted as the tool, the Tool
+    Shed repository as the package); ``exe_package`` where a bioconda recipe's tests name the executable
+    of a several-package env (what conda-meta would say, see bioconda_executables.json).
 
 Prints the share of processes with a tool, the share named by rule / program / package, the share
 right (tool or package matches the module, case- and separator-insensitively, a trailing version
