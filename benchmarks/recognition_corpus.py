@@ -8,8 +8,11 @@ packages of its environment.yaml accepted for a helper it runs (curl, bcftools),
 ``--kind galaxy``: a Galaxy tool repository (bgruening/galaxytools) -> galaxy_tools.jsonl, the first tool
 command of each tool XML's ``<command>`` block with the Cheetah directives stripped and its variables
 replaced, run from the environment Galaxy's conda resolver builds (``_conda/envs/__<pkg>@<ver>`` for one
-requirement, ``mulled-v1-<hash>`` for several) or the ``<container>`` it names; the expected answer is
-its first package requirement (the others are accepted too), else its tool directory.
+requirement, ``mulled-v1-<hash>`` for several; ``/usr/local/bin`` for none) or the ``<container>`` it names;
+the expected answer is its first package requirement (the others are accepted too), else its tool
+directory. Scripts of the tool's own directory (``$__tool_directory__``) lie where the Tool Shed installs it
+(``shed_tools/<shed>/repos/<owner>/<repo>/<changeset>/<repo>``, the repository named by .shed.yml);
+that repository is recorded per line and accepted as the package of such a script.
 
 For every module (modules/nf-core/<tool>[/<sub>]/main.nf) it keeps the container image and the first
 command line of the script block that runs the module's tool (shell plumbing is skipped), with the
@@ -18,7 +21,9 @@ directory, i.e. the tool or the package the nf-core maintainers file it under.
 
     python benchmarks/recognition_corpus.py /path/to/nf-core/modules [--every 4]
     python benchmarks/recognition_corpus.py /path/to/snakemake-wrappers --kind snakemake
-    python benchmarks/recognition_corpus.py /path/to/galaxytools --kind galaxy
+    python benchmarks/recognition_corpus.py /path/to/galaxytools --kind galaxy --every 2   # tuned half
+    python benchmarks/recognition_corpus.py /path/to/galaxytools --kind galaxy --every 2 --offset 1 \
+        --out benchmarks/data/galaxy_tools_heldout.jsonl
     python benchmarks/recognition_corpus.py /path/to/nf-core/modules --offset 2 \
         --out benchmarks/data/nfcore_commands_heldout.jsonl   # modules never looked at while tuning
 """
@@ -111,8 +116,8 @@ def _command(lines: list[str]) -> list[str] | None:
         for stage in re.split(r"\s(?:\||&&|\|\||;)\s", _substitute(line)):
             try:
                 words = shlex.split(stage, comments=False)
-            except ValueError:
-                words = stage.split()
+            except ValueError:  # an unbalanced quote elsewhere in the stage: split on blanks, drop the quotes
+                words = [w.strip("'\"") for w in stage.split()]
             out: list[str] = []
             for w in words:
                 if w in (">", ">>", "2>", "&>", "2>&1", "<", "|") or w.startswith((">", "2>", "&>", "<")):
@@ -254,16 +259,22 @@ _GALAXY_HELPERS = frozenset({"python", "r-base", "perl", "openjdk", "bash", "cor
                              "r-getopt", "r-optparse", "pyyaml", "jq", "xz", "bzip2"})
 
 
+# the executables bioconda recipes test (recipes/<pkg>/meta.yaml, commit per package in the file)
+_RECIPE_EXECUTABLES: dict[str, tuple[str, ...]] = {
+    name: tuple(p["executables"]) for name, p in json.loads(
+        (Path(__file__).resolve().parent / "data" / "bioconda_executables.json").read_text())["packages"].items()}
+
+
 def _expand(text: str, tokens: dict[str, str]) -> str:
     return re.sub(r"@\w+@", lambda t: tokens.get(t.group(0), "1.0"), text)
 
 
 def galaxy_rows(repo: Path) -> list[dict[str, object]]:
-    names = _ls(repo, "tools")
-    xmls = sorted(n for n in names if n.endswith(".xml") and "/test-data/" not in n and not re.search(
+    files = _ls(repo, "tools")
+    xmls = sorted(n for n in files if n.endswith(".xml") and "/test-data/" not in n and not re.search(
         r"(?:macros?[\w-]*|tool_dependencies|repository_dependencies|data_manager_conf|tool_data_table_conf[\w.]*|"
         r"datatypes_conf|job_conf)\.xml$", n))
-    macro_files = [n for n in names if re.search(r"macros?[\w-]*\.xml$", n)]
+    macro_files = [n for n in files if re.search(r"macros?[\w-]*\.xml$", n)]
     rows: list[dict[str, object]] = []
     for path in xmls:
         xml = _git_show(repo, path)
@@ -275,12 +286,15 @@ def galaxy_rows(repo: Path) -> list[dict[str, object]]:
         reqs = [(name, _expand(ver or "1.0", tokens))
                 for ver, name in _REQUIREMENT.findall(xml + macros)]
         reqs = [(n, v) for n, v in dict.fromkeys(reqs) if not n.startswith("@")]
-        argv = _command(galaxy_command(xml, macros, f"/galaxy/tools/{d.split('/', 1)[1]}"))
+        shed = _shed_dir(repo, files, d)
+        argv = _command(galaxy_command(xml, macros, shed))
         if not argv:
             continue
         container = _CONTAINER_REQ.search(xml + macros)
         image = _expand(container.group(1), tokens) if container else None
-        if len(reqs) == 1:
+        if not reqs:
+            env = "/usr/local"  # no requirement: no conda env, the tool runs what the PATH (or its container) has
+        elif len(reqs) == 1:
             env = f"/galaxy/database/dependencies/_conda/envs/__{reqs[0][0]}@{reqs[0][1]}"
         else:
             env = f"/galaxy/database/dependencies/_conda/envs/mulled-v1-{_hash(repr(reqs), 40)}"
@@ -290,11 +304,30 @@ def galaxy_rows(repo: Path) -> list[dict[str, object]]:
         named = [n for n in names if re.sub(r"[-_.]", "", n.lower()) in re.sub(r"[-_.]", "", path.lower())]
         main = [n for n in names if n.lower() not in _GALAXY_HELPERS]
         expected = (named or main or names or [top])[0]
-        rows.append({"module": path.rsplit(".", 1)[0], "expected": expected,
+        row: dict[str, object] = {}
+        if env.rsplit("/", 1)[-1].startswith("mulled-") and not argv[0].startswith("/"):
+            # conda-meta would name the executable's owner; public recipes say it where they test the executable
+            owners = [n for n in names if argv[0] in _RECIPE_EXECUTABLES.get(n, ())]
+            if len(owners) == 1:
+                row["exe_package"] = owners[0]
+        rows.append({**row, "module": path.rsplit(".", 1)[0], "expected": expected,
                      "also": [n for n in names if n != expected] + [top],
-                     "image": None if reqs else image,
+                     "repository": shed.rsplit("/", 1)[-1], "image": None if reqs else image,
                      "exe": argv[0] if argv[0].startswith("/") else f"{env}/bin/{argv[0]}", "argv": argv})
     return rows
+
+
+def _shed_dir(repo: Path, names: list[str], d: str) -> str:
+    """Where the Tool Shed installs the tool's directory: shed_tools/<shed>/repos/<owner>/<repo>/<changeset>/<repo>,
+    the repository named by the nearest .shed.yml (else the directory's name)."""
+    name = d.rsplit("/", 1)[-1]
+    for parent in (d, d.rsplit("/", 1)[0]):
+        if f"{parent}/.shed.yml" in names:
+            m = re.search(r"^name:\s*['\"]?([\w.+-]+)", _git_show(repo, f"{parent}/.shed.yml"), re.M)
+            if m:
+                name = m.group(1)
+                break
+    return f"/galaxy/shed_tools/toolshed.g2.bx.psu.edu/repos/bgruening/{name}/{_hash(d)}/{name}"
 
 
 def _ls(repo: Path, under: str) -> list[str]:
@@ -316,7 +349,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("repo", type=Path)
     ap.add_argument("--kind", choices=["nfcore", *KINDS], default="nfcore")
-    ap.add_argument("--every", type=int, default=4, help="keep every Nth module (sorted) to stay small")
+    ap.add_argument("--every", type=int, default=None,
+                    help="keep every Nth module (sorted) to stay small; nf-core 4, else 1 (2: a tuned/held-out split)")
     ap.add_argument("--offset", type=int, default=0, help="start at this module: another offset is a held-out sample")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
@@ -325,9 +359,10 @@ def main() -> int:
     if a.kind != "nfcore":
         source, file_name, build, note = KINDS[a.kind]
         out = a.out if a.out != OUT else OUT.parent / file_name
-        built = build(a.repo)
+        built = build(a.repo)[a.offset :: a.every or 1]
         with out.open("w") as f:
-            f.write(json.dumps({"source": source, "commit": rev, "note": note}) + "\n")
+            sample = f"; lines {a.offset}::{a.every} (a tuned/held-out split)" if a.every else ""
+            f.write(json.dumps({"source": source, "commit": rev, "note": note + sample}) + "\n")
             for r in built:
                 f.write(json.dumps(r) + "\n")
         print(f"{len(built)} command lines -> {out}", file=sys.stderr)
@@ -336,7 +371,8 @@ def main() -> int:
                            capture_output=True, text=True, check=True).stdout.split()
     mains = sorted(n for n in names if n.endswith("/main.nf"))
     rows = []
-    for path in mains[a.offset :: a.every]:
+    every = a.every or 4
+    for path in mains[a.offset :: every]:
         text = subprocess.run(["git", "-C", str(a.repo), "show", f"HEAD:{path}"], capture_output=True, text=True,
                               check=True).stdout
         argv = _command(_script_lines(text))
@@ -355,7 +391,7 @@ def main() -> int:
                             "note": "first tool command of each sampled module's script block"}) + "\n")
         for r in rows:
             f.write(json.dumps(r) + "\n")
-    print(f"{len(rows)} command lines from {len(mains[a.offset :: a.every])} modules -> {a.out}", file=sys.stderr)
+    print(f"{len(rows)} command lines from {len(mains[a.offset :: every])} modules -> {a.out}", file=sys.stderr)
     return 0
 
 

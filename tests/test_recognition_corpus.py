@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -87,14 +88,46 @@ def test_env_names_that_are_hashes_say_nothing_and_galaxys_name_the_package(path
     assert package_from_env(path) == pkg
 
 
-@pytest.mark.parametrize("path", [recognition.DATA, recognition.HELDOUT, recognition.SNAKEMAKE, recognition.GALAXY],
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [recognition.DATA, recognition.HELDOUT, recognition.SNAKEMAKE, recognition.GALAXY,
+                                  recognition.GALAXY_HELDOUT], ids=lambda p: p.stem)
 def test_each_corpus_records_its_source_and_commit_and_is_mostly_right(path: Path) -> None:
     lines = path.read_text().splitlines()
     meta = json.loads(lines[0])
     assert meta["source"].startswith("https://github.com/") and len(meta["commit"]) == 40
     rows = [json.loads(x) for x in lines[1:]]
-    assert len(rows) > 300 and path.stat().st_size < 400_000  # small, yet a real sample
+    assert len(rows) > 250 and path.stat().st_size < 400_000  # small, yet a real sample
     rules = load_rules([])
     right = sum(is_right(rules.identify(r["exe"], r["argv"], r["image"]), r) for r in rows)
     assert right / len(rows) > 0.7  # the benchmark reports the exact shares; this guards against a collapse
+
+
+def test_galaxy_halves_do_not_overlap_and_scripts_lie_in_their_tool_shed_repository() -> None:
+    def rows(path: Path) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in path.read_text().splitlines()[1:]]
+
+    tuned, held = rows(recognition.GALAXY), rows(recognition.GALAXY_HELDOUT)
+    assert not {r["module"] for r in tuned} & {r["module"] for r in held}
+    shed = [r for r in tuned + held if "/shed_tools/" in " ".join(r["argv"])]
+    assert shed and all(f"/repos/bgruening/{r['repository']}/" in " ".join(r["argv"]) for r in shed)
+
+
+def test_needs_conda_meta_only_for_an_executable_in_a_hashed_multi_package_env() -> None:
+    env = "/g/_conda/envs/mulled-v1-571029d8356bdc6bc89072865be7f2f2a118ee45/bin"
+    row: dict[str, Any] = {"module": "tools/zqx/zqx", "also": ["zqx-extra", "zqx"], "exe": f"{env}/zqxtool",
+                           "argv": ["zqxtool"]}
+    assert recognition.needs_conda_meta(row)
+    assert not recognition.needs_conda_meta({**row, "exe": f"{env}/python", "argv": ["python", "zqx.py"]})
+    assert not recognition.needs_conda_meta({**row, "also": ["zqx"]})
+    assert not recognition.needs_conda_meta({**row, "exe": "/g/_conda/envs/__zqx@1.0/bin/zqxtool"})
+
+
+def test_simulated_conda_meta_owners_come_from_recorded_recipes_and_only_for_several_package_envs() -> None:
+    table = json.loads((BENCHMARKS / "data" / "bioconda_executables.json").read_text())
+    assert table["source"].startswith("https://github.com/bioconda/")
+    assert all(len(p["commit"]) == 40 for p in table["packages"].values())
+    for path in (recognition.GALAXY, recognition.GALAXY_HELDOUT):
+        for line in path.read_text().splitlines()[1:]:
+            row = json.loads(line)
+            if row.get("exe_package"):
+                assert "/envs/mulled-v1-" in row["exe"]
+                assert row["argv"][0] in table["packages"][row["exe_package"]]["executables"]

@@ -30,6 +30,8 @@ _SITE_PACKAGES = re.compile(r"/(?:site|dist)-packages/([A-Za-z_][\w]*)(?:/|\.py$
 _R_LIBRARY = re.compile(r"/(?:site-library|R/library|lib/R/library)/([A-Za-z][\w.]*)/")
 _NIX = re.compile(r"/(?:nix|gnu)/store/[0-9a-z]{32}-([A-Za-z][\w+-]*?)-\d")
 _CELLAR = re.compile(r"/Cellar/([A-Za-z][\w+-]*)/")
+# a Galaxy Tool Shed install: shed_tools/<shed>/repos/<owner>/<repository>/<changeset>/...
+_TOOL_SHED = re.compile(r"/repos/[\w.-]+/([A-Za-z0-9][\w.+-]*)/[0-9a-f]{12}/")
 _CONDA_ENV = re.compile(r"/envs/([^/]+)/(?:bin|lib|share|libexec|opt)/")
 _HASHY = re.compile(r"^(?:env-)?[0-9a-f]{8,}(?:[-_].*)?$|^[0-9a-f]{16,}|^mulled-v\d+-[0-9a-f]{8,}")
 # Galaxy's conda resolver names a one-package env __<pkg>@<version>
@@ -65,7 +67,7 @@ def package_from_layout(path: str) -> str | None:
     """The package an install layout in path names (share/, opt/, site-packages/, R library, nix, Cellar)."""
     if not path or "/" not in path:
         return None
-    for pattern in (_SHARE, _SITE_PACKAGES, _R_LIBRARY, _NIX, _CELLAR):
+    for pattern in (_SHARE, _SITE_PACKAGES, _R_LIBRARY, _NIX, _CELLAR, _TOOL_SHED):
         m = pattern.search(path)
         if m and m.group(1) not in _PY_INTERNAL:
             return m.group(1)

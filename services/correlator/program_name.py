@@ -27,10 +27,11 @@ _EXTENSIONS = re.compile(
 )
 # a version (1.2, v2.4.3, 4.5.0.0, 1.90b6.21) and anything after it: packaging, build strings
 _VERSION = re.compile(r"[-_.]v?\d+(?:\.\d+)+[a-z]?\w*(?:[-_.].*)?$", re.IGNORECASE)
-# packaging words that end a jar or binary name (gatk-package-..., -all, -jar-with-dependencies)
+# packaging words that end a jar or binary name (gatk-package-..., -all, -jar-with-dependencies), and a
+# wrapper script's suffix (trf_wrapper.py runs trf)
 _PACKAGING = re.compile(
     r"(?:[-_](?:package|local|all|standalone|shaded|fat|uber|bin|dist|assembly|release|snapshot|jar|"
-    r"with-dependencies|jar-with-dependencies|linux|x86_64|amd64|static))+$",
+    r"with-dependencies|jar-with-dependencies|linux|x86_64|amd64|static|wrapper))+$",
     re.IGNORECASE,
 )
 _SEPARATORS = re.compile(r"[-_.\s]+")

@@ -352,6 +352,9 @@ _INLINE_INTERPRETERS = re.compile(r"^(python[0-9.]*|pypy[0-9.]*|Rscript|R|perl[0
 # class-name parts that say nothing about the tool: org.broadinstitute.hellbender.Main -> hellbender
 _GENERIC_CLASS = re.compile(r"^(?:main|app|application|launcher|cli|cmd|cmdline|commandline|run|runner|driver|"
                             r"entry|entrypoint|start|tool|tools|console)$", re.IGNORECASE)
+# script names that say nothing about the tool: named after their package when it is known
+_GENERIC_SCRIPT = re.compile(r"^(?:__main__|main|run|runner|wrapper|script|cli|app|start|entrypoint|launcher|driver)$",
+                             re.IGNORECASE)
 _CLASS_SUFFIX = re.compile(r"(?:CommandLine|Application|Launcher|Main|Cli)$")
 
 
@@ -446,6 +449,9 @@ class RuleSet:
         if program and not is_denied(program):
             name = display_name(program)
             pkg = owning_package(name, (inv.path, exe), image, installed)
+            if pkg and inv.kind == "script" and _GENERIC_SCRIPT.match(name):
+                # main.py / run.R say nothing: the package they are installed from (a Tool Shed repo) does
+                return Recognition(pkg, METHOD_PACKAGE, pkg, executable)
             return Recognition(f"{name} {sub}" if sub else name, METHOD_PROGRAM, pkg, executable)
         if installed and not is_helper_package(installed):
             # a denied name (a wrapper script called "run", "main") that a real package installed

@@ -422,3 +422,23 @@ def test_an_interpreter_running_a_temporary_script_is_named_after_its_environmen
 def test_plus_compares_as_conda_spells_it() -> None:
     assert name_key("zqx++") == name_key("zqx-plus-plus") == name_key("ZQX_plus_plus")
     assert name_key("zqx++") != name_key("zqx")
+
+
+def test_a_tool_shed_wrapper_script_belongs_to_its_repository_and_a_generic_one_is_named_after_it() -> None:
+    """Galaxy installs a tool's own scripts under repos/<owner>/<repo>/<changeset>/: that repo is their package."""
+    shed = "/srv/galaxy/shed_tools/toolshed.g2.bx.psu.edu/repos/someone/zqx_suite/0123456789ab/zqx_suite"
+    env = "/galaxy/deps/_conda/envs/mulled-v1-571029d8356bdc6bc89072865be7f2f2a118ee45/bin"
+    own = SHIPPED.identify(f"{env}/python", ["python", f"{shed}/frobnicate_table.py", "-i", "x"])
+    assert (own.tool, own.method, own.package) == ("frobnicate_table", "program", "zqx_suite")
+    generic = SHIPPED.identify(f"{env}/python", ["python", f"{shed}/main.py", "--in", "x"])
+    assert (generic.tool, generic.method, generic.package) == ("zqx_suite", "package", "zqx_suite")
+    # a generic name with nothing that says its package stays as it is
+    assert SHIPPED.identify(f"{env}/python", ["python", "/src/run.py"]).tool == "run"
+    # not a changeset: no repository
+    assert SHIPPED.identify(f"{env}/python", ["python", "/x/repos/a/b/c/zqx.py"]).package is None
+
+
+def test_a_wrapper_scripts_suffix_is_not_part_of_the_name() -> None:
+    found = SHIPPED.identify("/opt/conda/bin/python", ["python", "/opt/x/zqxtool_wrapper.py", "-i", "a"])
+    assert found.tool == "zqxtool"
+    assert name_key("zqx-wrapper.py") == name_key("zqx")
