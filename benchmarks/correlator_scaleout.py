@@ -44,17 +44,17 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from correlator_throughput import _dsn_with_db, count, produce, workload  # noqa: E402
 
-from schemas.migrate import apply_migrations  # noqa: E402
-from schemas.topics import RAW_HOST, RAW_PROCESS, load_topics  # noqa: E402
+from execsight.schemas.migrate import apply_migrations  # noqa: E402
+from execsight.schemas.topics import RAW_HOST, RAW_PROCESS, load_topics  # noqa: E402
 
 # the worker with the raw topics' partition count of this run (the table and its changelog follow it)
 ENTRY = """
 import dataclasses, sys
-import schemas.topics as t
+import execsight.schemas.topics as t
 _load, _n = t.load_topics, int(sys.argv.pop(1))
 t.load_topics = lambda path=t.TOPICS_FILE: {
     k: dataclasses.replace(v, partitions=_n) if k in (t.RAW_PROCESS, t.RAW_HOST) else v for k, v in _load(path).items()}
-from services.correlator.main import main
+from execsight.correlator.main import main
 sys.exit(main(sys.argv[1:]))
 """
 CLK_TCK = os.sysconf("SC_CLK_TCK")

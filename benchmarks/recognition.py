@@ -31,9 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from services.correlator.owning_package import packages_from_image
-from services.correlator.program_name import name_key
-from services.correlator.tool_rules import (
+from execsight.correlator.owning_package import packages_from_image
+from execsight.correlator.program_name import name_key
+from execsight.correlator.tool_rules import (
     INTERPRETERS,
     METHOD_PACKAGE,
     METHOD_PROGRAM,

@@ -15,8 +15,8 @@ from typing import Any
 from confluent_kafka import Message, Producer
 
 from execsight.kafka_io import send_to_deadletter
+from execsight.schemas.codec import Codec, CodecError
 from execsight.settings import Settings
-from schemas.codec import Codec, CodecError
 
 Record = dict[str, Any]
 

@@ -24,8 +24,8 @@ from execsight.kafka_security import (
     from_environment,
     librdkafka_config,
 )
+from execsight.schemas.topics import DEADLETTER, Topic, load_topics
 from execsight.settings import Settings
-from schemas.topics import DEADLETTER, Topic, load_topics
 
 log = logging.getLogger(__name__)
 

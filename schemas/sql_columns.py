@@ -9,7 +9,7 @@ from collections.abc import Collection
 from functools import cache
 from typing import Any
 
-from schemas.codec import AVRO_DIR
+from execsight.schemas.codec import AVRO_DIR
 
 _PRIMITIVE = {"string": "text", "long": "bigint", "int": "integer", "boolean": "boolean",
               "double": "double precision", "float": "real", "bytes": "bytea", "enum": "text"}

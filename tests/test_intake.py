@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from execsight.intake import Refused, decode_expected
+from execsight.schemas.codec import default_codec
 from execsight.settings import load_settings
-from schemas.codec import default_codec
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "schemas" / "examples" / "TuneFinding" / "v1-1.json"
 

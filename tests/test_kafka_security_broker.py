@@ -28,7 +28,9 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer
 
-from deploy.local import kafka_broker
+from execsight.collector.publisher import KafkaSink
+from execsight.collector.spool import Spool
+from execsight.deploy.local import kafka_broker
 from execsight.kafka_io import create_topics
 from execsight.kafka_security import (
     KafkaCredentialsError,
@@ -38,11 +40,9 @@ from execsight.kafka_security import (
     librdkafka_config,
     load_security,
 )
+from execsight.schemas.codec import default_codec
+from execsight.schemas.topics import ENRICHED_RUN, ENRICHED_TASK, FINDINGS_TUNE, RAW_HOST, RAW_PROCESS
 from execsight.settings import REPO_ROOT, Settings
-from schemas.codec import default_codec
-from schemas.topics import ENRICHED_RUN, ENRICHED_TASK, FINDINGS_TUNE, RAW_HOST, RAW_PROCESS
-from services.collector.publisher import KafkaSink
-from services.collector.spool import Spool
 from tests.correlator import fixture_streams
 from tests.correlator.worker_process import WorkerProcess
 
@@ -361,7 +361,7 @@ def test_settings_of_a_secure_worker_reach_the_correlator_lag_gauge(secure_broke
     """The lag gauge's admin client (services/correlator/metrics.py) over SASL_SSL."""
     from confluent_kafka import KafkaException
 
-    from services.correlator.metrics import broker_offsets
+    from execsight.correlator.metrics import broker_offsets
 
     topic = secure_settings.topic(RAW_PROCESS)
     deadline = time.monotonic() + 60

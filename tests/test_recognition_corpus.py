@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from services.correlator.owning_package import package_from_env
-from services.correlator.tool_rules import load_rules
+from execsight.correlator.owning_package import package_from_env
+from execsight.correlator.tool_rules import load_rules
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 

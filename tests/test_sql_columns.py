@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.sql_columns import record_columns, sql_type
-from services.correlator import sink
+from execsight.correlator import sink
+from execsight.schemas.sql_columns import record_columns, sql_type
 
 
 def test_avro_types_map_to_postgres_types() -> None:

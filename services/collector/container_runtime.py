@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.record_bounds import NAME_MAX_CHARS, PATH_MAX_CHARS, bound_labels
-from services.collector.container_runtime_types import Adapter, ContainerAnswer, RuntimeQueryError
-from services.collector.redact import redact_env_value
+from execsight.collector.container_runtime_types import Adapter, ContainerAnswer, RuntimeQueryError
+from execsight.collector.redact import redact_env_value
+from execsight.schemas.record_bounds import NAME_MAX_CHARS, PATH_MAX_CHARS, bound_labels
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +124,13 @@ class Adapters:
             return got
         try:
             if kind == "docker":
-                from services.collector.container_runtime_docker import DockerAdapter
+                from execsight.collector.container_runtime_docker import DockerAdapter
                 got = DockerAdapter(target)
             elif kind == "cri":
-                from services.collector.container_runtime_cri import CriAdapter
+                from execsight.collector.container_runtime_cri import CriAdapter
                 got = CriAdapter(target)
             else:
-                from services.collector.container_runtime_kubelet import KubeletAdapter
+                from execsight.collector.container_runtime_kubelet import KubeletAdapter
                 got = KubeletAdapter(target)
         except ImportError as exc:
             if not self.unavailable[kind]:

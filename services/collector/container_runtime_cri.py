@@ -17,7 +17,7 @@ import json
 from collections import OrderedDict
 from typing import Any
 
-from services.collector.container_runtime_types import ContainerAnswer, RuntimeQueryError, answer_from_labels
+from execsight.collector.container_runtime_types import ContainerAnswer, RuntimeQueryError, answer_from_labels
 
 TIMEOUT_S = 2.0
 SERVICE = "/runtime.v1.RuntimeService/"

@@ -12,7 +12,7 @@ import json
 import socket
 from typing import Any
 
-from services.collector.container_runtime_types import ContainerAnswer, RuntimeQueryError, answer_from_labels
+from execsight.collector.container_runtime_types import ContainerAnswer, RuntimeQueryError, answer_from_labels
 
 TIMEOUT_S = 2.0
 MAX_BODY_BYTES = 4 << 20  # an inspect answer is a few KiB; a runaway one is not read whole

@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from services.collector.container_runtime_types import ContainerAnswer, RuntimeQueryError
+from execsight.collector.container_runtime_types import ContainerAnswer, RuntimeQueryError
 
 TIMEOUT_S = 2.0
 REFRESH_S = 5.0

@@ -9,7 +9,7 @@ namespace's files too), falling back to the parent's root.
 Off the exec hot path: the daemon asks ``wanted()`` (string checks on argv, no I/O) and hands the want to
 a ContextReader thread, which reads at most ``files_per_s`` files a second (a token bucket: excess waits
 in a bounded queue), at most HEADER_MAX_BYTES / SNAKEFILE_MAX_BYTES per file, cached per file and mount
-namespace, and redacts every line as an argument is redacted (services.collector.redact). The daemon holds
+namespace, and redacts every line as an argument is redacted (execsight.collector.redact). The daemon holds
 back the exit of a process whose context is still being read (at most HOLD_MAX_NS), so that in the stream
 a task's context precedes its exit and the correlator names the task before the task completes.
 """
@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.collector.redact import redact_arg
+from execsight.collector.redact import redact_arg
 
 log = logging.getLogger(__name__)
 

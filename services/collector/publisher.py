@@ -18,8 +18,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from execsight.collector.spool import Spool, SpoolRecord
 from execsight.kafka_security import PLAINTEXT, KafkaSecurity, librdkafka_config, refusal
-from services.collector.spool import Spool, SpoolRecord
 
 log = logging.getLogger(__name__)
 

@@ -16,14 +16,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from execsight.correlator import validation
+from execsight.correlator.checkpoint import Checkpoint, Dead, PublishCounts, Publisher, RecordSink
+from execsight.correlator.partition_cursor import InSequence, OffsetGapError, PartitionCursor, RawMessage
+from execsight.correlator.process_tree import HostTree, Outputs, TreeConfig
+from execsight.correlator.tool_rules import ReloadingRules
+from execsight.schemas.codec import Codec, CodecError
+from execsight.schemas.topics import RAW_HOST, RAW_PROCESS, load_topics
 from execsight.settings import Settings
-from schemas.codec import Codec, CodecError
-from schemas.topics import RAW_HOST, RAW_PROCESS, load_topics
-from services.correlator import validation
-from services.correlator.checkpoint import Checkpoint, Dead, PublishCounts, Publisher, RecordSink
-from services.correlator.partition_cursor import InSequence, OffsetGapError, PartitionCursor, RawMessage
-from services.correlator.process_tree import HostTree, Outputs, TreeConfig
-from services.correlator.tool_rules import ReloadingRules
 
 __all__ = ["BatchProcessor", "DictState", "InSequence", "OffsetGapError", "RawMessage", "StateStore", "Stats"]
 

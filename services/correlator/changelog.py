@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from services.correlator.tree_state import Json
+from execsight.correlator.tree_state import Json
 
 
 class Logged(Protocol):

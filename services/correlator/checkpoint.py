@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from schemas.topics import DEADLETTER, ENRICHED_HOST, ENRICHED_PROCESS, ENRICHED_RUN, ENRICHED_TASK
-from services.correlator.outputs import Outputs
-from services.correlator.partition_cursor import InSequence, PartitionCursor, RawMessage
+from execsight.correlator.outputs import Outputs
+from execsight.correlator.partition_cursor import InSequence, PartitionCursor, RawMessage
+from execsight.schemas.topics import DEADLETTER, ENRICHED_HOST, ENRICHED_PROCESS, ENRICHED_RUN, ENRICHED_TASK
 
 log = logging.getLogger(__name__)
 ORIGIN = "correlator"

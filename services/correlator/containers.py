@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.correlator.changelog import ChangeLog
-from services.correlator.tree_state import EventGate, Json, Marked, _marks, _put_marks
+from execsight.correlator.changelog import ChangeLog
+from execsight.correlator.tree_state import EventGate, Json, Marked, _marks, _put_marks
 
 KEY_PREFIX = "c|"
 MAX_PER_HOST = 4096  # containers remembered per host; a Nextflow host with one container per task turns over

@@ -15,7 +15,7 @@ ProcessContext record (``read`` looks it up; it may arrive after the exec, and t
 names the task). Run ids hold no host where the run may span hosts (a Nextflow work dir, a scheduler
 job or array, an explicit label), so each worker derives the same id for its host's part.
 
-Each engine and scheduler is a detector in services.correlator.engines; derive() runs them in
+Each engine and scheduler is a detector in execsight.correlator.engines; derive() runs them in
 order. The names below are re-exported for the process tree and tests.
 """
 
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from services.correlator.engines import DETECTORS
-from services.correlator.engines.base import (
+from execsight.correlator.engines import DETECTORS
+from execsight.correlator.engines.base import (
     DEFAULT_GENERIC,
     ROLE_GENERIC_CANDIDATE,
     ROLE_GENERIC_ROOT,
@@ -40,15 +40,15 @@ from services.correlator.engines.base import (
     parent_roots_tasks,
     short_id,
 )
-from services.correlator.engines.generic import (
+from execsight.correlator.engines.generic import (
     generic_candidate,
     generic_pipeline_name,
     generic_task_name,
     is_launcher,
     session_launcher,
 )
-from services.correlator.engines.nextflow import nextflow_driver, nextflow_task, nextflow_task_name
-from services.correlator.engines.snakemake import (
+from execsight.correlator.engines.nextflow import nextflow_driver, nextflow_task, nextflow_task_name
+from execsight.correlator.engines.snakemake import (
     SnakemakeJob,
     match_snakefile_rule,
     parse_snakefile,

@@ -20,8 +20,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from schemas.sql_columns import record_columns
-from services.correlator.process_tree import Outputs
+from execsight.correlator.process_tree import Outputs
+from execsight.schemas.sql_columns import record_columns
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import sys
 
 from execsight.kafka_security import librdkafka_config
 from execsight.lifecycle import settings_or_exit
+from execsight.schemas.topics import DEADLETTER, RAW_HOST, RAW_PROCESS
 from execsight.settings import Settings
-from schemas.topics import DEADLETTER, RAW_HOST, RAW_PROCESS
 
 SOURCES = {"process": (RAW_PROCESS, "P"), "host": (RAW_HOST, "H")}
 

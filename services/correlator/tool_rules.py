@@ -40,12 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from execsight.correlator.owning_package import is_helper_package, owning_package
+from execsight.correlator.program_name import basename as _basename
+from execsight.correlator.program_name import display_name, is_denied, name_key, unwrap_launchers
+from execsight.correlator.subcommand import SubcommandCap, generic_subcommand
 from execsight.reloading import Reloading
 from execsight.yaml_lines import YamlProblem, load_with_lines
-from services.correlator.owning_package import is_helper_package, owning_package
-from services.correlator.program_name import basename as _basename
-from services.correlator.program_name import display_name, is_denied, name_key, unwrap_launchers
-from services.correlator.subcommand import SubcommandCap, generic_subcommand
 
 SHIPPED_RULES = Path(__file__).resolve().parent / "tool_rules.yaml"
 

@@ -28,13 +28,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 
 from execsight.intake import Refused, decode_expected
 from execsight.kafka_io import consume_messages, make_consumer, make_producer
+from execsight.notify import delivery, messages
+from execsight.notify.posted_state import State, load_state, save_state
+from execsight.notify.routes import Delivery, NotifyConfig, RoutesError, after, load_config, plan
 from execsight.reloading import Reloading
+from execsight.schemas.codec import default_codec
+from execsight.schemas.topics import FINDINGS_SWEEP, FINDINGS_TUNE
 from execsight.settings import Settings
-from schemas.codec import default_codec
-from schemas.topics import FINDINGS_SWEEP, FINDINGS_TUNE
-from services.notify import delivery, messages
-from services.notify.posted_state import State, load_state, save_state
-from services.notify.routes import Delivery, NotifyConfig, RoutesError, after, load_config, plan
 
 log = logging.getLogger(__name__)
 

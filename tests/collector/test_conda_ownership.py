@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from services.collector.conda_ownership import (
+from execsight.collector.conda_ownership import (
     NOT_CONDA,
     ExePackageStage,
     OwnershipCache,

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.codec import default_codec
-from schemas.record_bounds import LABELS_MAX
-from services.collector.container_runtime import (
+from execsight.collector.container_runtime import (
     Adapters,
     ContainerContext,
     RuntimeConfig,
@@ -21,10 +19,12 @@ from services.collector.container_runtime import (
     container_record,
     resolve_socket,
 )
-from services.collector.container_runtime_docker import DockerAdapter, parse_inspect
-from services.collector.container_runtime_kubelet import KubeletAdapter, parse_pod_list
-from services.collector.container_runtime_types import ContainerAnswer, RuntimeQueryError
-from services.collector.redact import MASK
+from execsight.collector.container_runtime_docker import DockerAdapter, parse_inspect
+from execsight.collector.container_runtime_kubelet import KubeletAdapter, parse_pod_list
+from execsight.collector.container_runtime_types import ContainerAnswer, RuntimeQueryError
+from execsight.collector.redact import MASK
+from execsight.schemas.codec import default_codec
+from execsight.schemas.record_bounds import LABELS_MAX
 
 ANSWERS = Path(__file__).parent / "runtime_answers"
 BWA = "4d1f0c2b9a8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a392817065f4e"
@@ -260,7 +260,7 @@ def test_settings_name_the_variable_of_a_bad_socket_or_url() -> None:
 def test_lookup_counters_are_on_metrics() -> None:
     from prometheus_client import generate_latest
 
-    from services.collector.metrics import CollectorMetrics
+    from execsight.collector.metrics import CollectorMetrics
 
     m = CollectorMetrics()
     m.update_containers({"answered": 3, "failed": 1}, {"cri": 2})

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from services.collector.cgroups import parse_container, read_cgroup_path
-from services.collector.container_runtime_cri import CriAdapter
-from services.collector.redact import MASK
+from execsight.collector.cgroups import parse_container, read_cgroup_path
+from execsight.collector.container_runtime_cri import CriAdapter
+from execsight.collector.redact import MASK
 
 from .containerd import Containerd, containerd  # noqa: F401 (the fixture)
 from .dockerd import IMAGE, dockerd  # noqa: F401 (the fixture containerd's needs)

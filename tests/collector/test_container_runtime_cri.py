@@ -17,16 +17,16 @@ from typing import Any
 import grpc
 import pytest
 
-from services.collector.container_runtime import ContainerContext, RuntimeConfig
-from services.collector.container_runtime_cri import (
+from execsight.collector.container_runtime import ContainerContext, RuntimeConfig
+from execsight.collector.container_runtime_cri import (
     CriAdapter,
     WireError,
     decode_fields,
     parse_container_status,
     parse_sandbox_status,
 )
-from services.collector.container_runtime_types import RuntimeQueryError
-from services.collector.redact import MASK
+from execsight.collector.container_runtime_types import RuntimeQueryError
+from execsight.collector.redact import MASK
 
 from .cri_messages import MESSAGES as M
 

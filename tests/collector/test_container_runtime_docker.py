@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from services.collector.cgroups import parse_container, read_cgroup_path
-from services.collector.container_runtime import ContainerContext, RuntimeConfig
-from services.collector.container_runtime_docker import DockerAdapter
-from services.collector.redact import MASK
+from execsight.collector.cgroups import parse_container, read_cgroup_path
+from execsight.collector.container_runtime import ContainerContext, RuntimeConfig
+from execsight.collector.container_runtime_docker import DockerAdapter
+from execsight.collector.redact import MASK
 
 from .dockerd import IMAGE, Engine, dockerd  # noqa: F401 (the fixture)
 from .feed import CollectorProcess, JsonlFeed

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from services.collector import context_files as cf
+from execsight.collector import context_files as cf
 
 WORK = "/data/work/3f/a94c1d2be84b9c0e7d6f5a4c3b2a19"
 HEADER = ("#!/bin/bash\n#SBATCH -J nf-ALIGN\n#SBATCH --comment token=s3cr3tvalue123\n### name: 'ALIGN (s1)'\n"

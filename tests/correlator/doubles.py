@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.correlator.batch import DictState
-from services.correlator.outputs import Outputs
+from execsight.correlator.batch import DictState
+from execsight.correlator.outputs import Outputs
 
 
 class MemorySink:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from services.collector.context_files import ContextReader, wanted
+from execsight.collector.context_files import ContextReader, wanted
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # where @WORK@ points at replay: the Nextflow-shaped scenario's wrappers were copied into fixtures/nf

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from services.correlator.batch import DictState
-from services.correlator.batch_consumer import BatchFeed, CorrelatorApp
-from services.correlator.partition_cursor import PartitionCursor
+from execsight.correlator.batch import DictState
+from execsight.correlator.batch_consumer import BatchFeed, CorrelatorApp
+from execsight.correlator.partition_cursor import PartitionCursor
 
 
 @dataclass

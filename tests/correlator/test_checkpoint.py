@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
+from execsight.correlator import process_tree
+from execsight.correlator.batch import BatchProcessor
+from execsight.correlator.partition_cursor import RawMessage
+from execsight.correlator.tool_rules import ReloadingRules
+from execsight.correlator.validation import InvalidRecord
+from execsight.schemas.codec import default_codec
+from execsight.schemas.topics import DEADLETTER, ENRICHED_PROCESS
 from execsight.settings import load_settings
-from schemas.codec import default_codec
-from schemas.topics import DEADLETTER, ENRICHED_PROCESS
-from services.correlator import process_tree
-from services.correlator.batch import BatchProcessor
-from services.correlator.partition_cursor import RawMessage
-from services.correlator.tool_rules import ReloadingRules
-from services.correlator.validation import InvalidRecord
 from tests.correlator.doubles import MemoryPublisher, MemorySink, MemoryState
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"

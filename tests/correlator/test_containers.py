@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from services.correlator import validation
-from services.correlator.batch import PROCESS_TYPES
-from services.correlator.changelog import ChangeLog
-from services.correlator.containers import HostContainers, workload_of
-from services.correlator.process_tree import HostTree, Outputs, TreeConfig
-from services.correlator.sink import Sink
-from services.correlator.tool_rules import load_rules
-from services.correlator.tree_state import EventGate
+from execsight.correlator import validation
+from execsight.correlator.batch import PROCESS_TYPES
+from execsight.correlator.changelog import ChangeLog
+from execsight.correlator.containers import HostContainers, workload_of
+from execsight.correlator.process_tree import HostTree, Outputs, TreeConfig
+from execsight.correlator.sink import Sink
+from execsight.correlator.tool_rules import load_rules
+from execsight.correlator.tree_state import EventGate
 
 from .correlator_events import MS, Host, S
 from .worker_process import query
@@ -172,10 +172,10 @@ def test_no_correlator_module_asks_a_runtime_or_opens_a_socket() -> None:
     import ast
     from pathlib import Path
 
-    import services.correlator
+    import execsight.correlator
 
     banned = {"socket", "http", "urllib", "grpc", "requests", "docker"}
-    for path in Path(services.correlator.__file__).parent.rglob("*.py"):
+    for path in Path(execsight.correlator.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
@@ -188,8 +188,8 @@ def test_the_worker_names_containers_from_the_stream_and_after_a_restart(setting
     """The real worker (Kafka, Faust changelog, PostgreSQL): a ContainerInfo that follows the container's first
     process names it; after the worker is killed, a later process of that container is named from the state
     recovered from the changelog (the collector sends ContainerInfo once per container)."""
-    from schemas.codec import default_codec
-    from schemas.topics import ENRICHED_PROCESS
+    from execsight.schemas.codec import default_codec
+    from execsight.schemas.topics import ENRICHED_PROCESS
 
     from .worker_process import WorkerProcess, consume_all, produce, wait_for
 

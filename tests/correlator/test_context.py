@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.correlator import context
-from services.correlator.context import Parent, derive
-from services.correlator.engines import nextflow
+from execsight.correlator import context
+from execsight.correlator.context import Parent, derive
+from execsight.correlator.engines import nextflow
 
 H = "host-a"
 
@@ -113,7 +113,7 @@ def test_generic_candidates() -> None:
 
 
 def test_detectors_in_order_an_engine_task_inside_a_scheduler_job_is_the_engine_s() -> None:
-    from services.correlator.engines import DETECTORS
+    from execsight.correlator.engines import DETECTORS
 
     assert [d.name for d in DETECTORS] == ["daemons", "labels", "nextflow", "snakemake", "cwl", "wdl", "schedulers",
                                           "generic"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.correlator import validation
-from services.correlator.batch import DictState
-from services.correlator.process_tree import HostTree, Outputs, TreeConfig
-from services.correlator.tool_rules import load_rules
+from execsight.correlator import validation
+from execsight.correlator.batch import DictState
+from execsight.correlator.process_tree import HostTree, Outputs, TreeConfig
+from execsight.correlator.tool_rules import load_rules
 
 from .correlator_events import MS, Host, S
 

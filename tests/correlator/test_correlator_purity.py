@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from services.collector.context_files import ContextReader
-from services.correlator.process_tree import HostTree, Outputs, TreeConfig
-from services.correlator.tool_rules import load_rules
+from execsight.collector.context_files import ContextReader
+from execsight.correlator.process_tree import HostTree, Outputs, TreeConfig
+from execsight.correlator.tool_rules import load_rules
 
 from . import fixture_streams
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.correlator.batch import DictState
-from services.correlator.partition_cursor import OffsetGapError, PartitionCursor, RawMessage
+from execsight.correlator.batch import DictState
+from execsight.correlator.partition_cursor import OffsetGapError, PartitionCursor, RawMessage
 
 RAW = "x.execsight.raw.process"
 HOST = "x.execsight.raw.host"

@@ -54,8 +54,8 @@ def test_every_demo_process_has_a_tool_or_an_unidentified_executable_row(setting
         assert any(r["executable"] in ("cut", "sh", "bash", "cat") for r in unnamed), labels
 
         # per-tool totals cover every process and all CPU time, and keep each task's cost
-        from services.ui import queries
-        from services.ui.db import connect
+        from execsight.ui import queries
+        from execsight.ui.db import connect
 
         with connect(dsn) as conn:
             costs = queries.run_tool_costs(conn, run_id)

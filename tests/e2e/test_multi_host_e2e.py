@@ -28,9 +28,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from deploy.demo import nextflow_wrapper as wrapper
+from execsight.correlator.engines import nextflow
+from execsight.deploy.demo import nextflow_wrapper as wrapper
 from execsight.settings import REPO_ROOT, Settings
-from services.correlator.engines import nextflow
 
 from .test_demo_e2e import _service_env
 
@@ -92,7 +92,7 @@ def _services(settings: Settings, tag: str, cgroups: dict[str, Path], cg_root: P
             env = {**base, "EXECSIGHT_HOST_ID": hosts[h], "EXECSIGHT_STATE_DIR": str(logs / f"state-{h}")}
             with (logs / f"collector-{h}.log").open("wb") as log:
                 procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "services.collector.main", "--output", "kafka", "--no-imds",
+                    [sys.executable, "-m", "execsight.collector.main", "--output", "kafka", "--no-imds",
                      "--host-interval", "1", "--metrics-port", "0", "--rules", str(rules), "--mode", "ebpf",
                      "--spool-dir", str(logs / f"spool-{h}")],
                     env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True))

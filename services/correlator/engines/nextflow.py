@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from services.correlator.engines.base import (
+from execsight.correlator.engines.base import (
     ROLE_NF_DRIVER,
     Context,
     Detector,
