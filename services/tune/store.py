@@ -93,6 +93,68 @@ def definition_history(
     return [r for r in (task_from_row(row) for row in reversed(rows)) if process_definition(r) == definition]
 
 
+def _pipeline_names(conn: psycopg.Connection[Any], pipelines: Sequence[str | None]) -> dict[str | None, list[str]]:
+    """The distinct task names of each pipeline, by a skip scan of the (pipeline, task, start_time) index: one
+    index probe per name, however many rows each name has."""
+    out: dict[str | None, list[str]] = {p: [] for p in pipelines}
+    named = [p for p in pipelines if p is not None]
+    queries: list[tuple[LiteralString, LiteralString, list[str]]] = []
+    if named:
+        queries.append(("t.pipeline = k.p", "t.pipeline = n.p", named))
+    if None in out:
+        queries.append(("t.pipeline IS NULL", "t.pipeline IS NULL", [""]))
+    for first, then, keys in queries:
+        rows = conn.execute(
+            "WITH RECURSIVE n(p, task) AS (SELECT k.p, (SELECT t.task FROM tasks t WHERE " + first
+            + " ORDER BY t.task LIMIT 1) FROM unnest(%s::text[]) AS k(p) UNION ALL SELECT n.p, (SELECT t.task "
+            "FROM tasks t WHERE " + then + " AND t.task > n.task ORDER BY t.task LIMIT 1) FROM n "
+            "WHERE n.task IS NOT NULL) SELECT p, task FROM n WHERE task IS NOT NULL",
+            (keys,),
+        ).fetchall()
+        for p, task in rows:
+            out[p if first == "t.pipeline = k.p" else None].append(task)
+    return out
+
+
+def definition_histories(
+    conn: psycopg.Connection[Any], keys: Sequence[tuple[str | None, str]], limit: int = 50
+) -> dict[tuple[str | None, str], list[Row]]:
+    """definition_history for many (pipeline, definition) keys in three queries: the pipelines' task names
+    (skip scan), then per key and name the latest ``limit`` instances (an index range each), merged per key.
+
+    Same rows as one ``task = d OR (task LIKE 'd (%' AND engine = ANY(tagged))`` query per key, without
+    its scan of every row of the pipeline."""
+    out: dict[tuple[str | None, str], list[Row]] = {k: [] for k in keys}
+    if not keys:
+        return out
+    names = _pipeline_names(conn, list(dict.fromkeys(k[0] for k in keys)))
+    probes: list[tuple[int, str | None, str, bool]] = []
+    for i, (pipeline, definition) in enumerate(keys):
+        probes.append((i, pipeline, definition, True))
+        prefix = definition + " ("
+        probes += [(i, pipeline, n, False) for n in names[pipeline] if n.startswith(prefix)]
+    found: dict[int, list[Row]] = {}
+    for pred in ("o.pipeline = k.p", "o.pipeline IS NULL"):
+        ps = [p for p in probes if (p[1] is None) == (pred == "o.pipeline IS NULL")]
+        if not ps:
+            continue
+        with cursor(conn) as cur:
+            rows = cur.execute(
+                "SELECT k.i AS batch_key, h.* FROM unnest(%s::int[], %s::text[], %s::text[], %s::bool[]) "
+                "AS k(i, p, name, any_engine) CROSS JOIN LATERAL (SELECT * FROM task_overview o WHERE " + pred
+                + " AND o.task = k.name AND (k.any_engine OR o.engine = ANY(%s)) ORDER BY o.start_time DESC "
+                "LIMIT %s) h",
+                ([p[0] for p in ps], [p[1] for p in ps], [p[2] for p in ps], [p[3] for p in ps],
+                 sorted(TAGGED_ENGINES), limit),
+            ).fetchall()
+        for r in rows:
+            found.setdefault(int(r.pop("batch_key")), []).append(r)
+    for i, key in enumerate(keys):
+        latest = sorted(found.get(i, []), key=lambda r: r["start_time"], reverse=True)[:limit]
+        out[key] = [r for r in (task_from_row(row) for row in reversed(latest)) if process_definition(r) == key[1]]
+    return out
+
+
 def pipeline_tasks(conn: psycopg.Connection[Any], pipeline: str, runs: int = 20, limit: int = 5000) -> list[Row]:
     """Tasks of the pipeline's latest ``runs`` runs (at most ``limit``, newest kept), oldest first."""
     with cursor(conn) as cur:

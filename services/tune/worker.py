@@ -34,7 +34,8 @@ from execsight.settings import Settings
 from schemas.codec import CodecError, default_codec
 from schemas.topics import ENRICHED_RUN, ENRICHED_TASK, FINDINGS_TUNE
 from services.tune import store
-from services.tune.batch_reads import BatchReads
+from services.tune.batch_analysis import DefinitionBatch, DerivedCache
+from services.tune.batch_reads import BatchReads, SampleCache, TypeKey
 from services.tune.cost import task_cost
 from services.tune.finding_rules import REGRESSION, TASK_KINDS, FindingFloor, regression_finding, resolved
 from services.tune.process_definition import process_definition
@@ -82,7 +83,7 @@ class Stats:
 
 class TuneWorker:
     def __init__(self, settings: Settings, clock: Callable[[], int] = time.time_ns,
-                 retry_interval_s: float = 2.0) -> None:
+                 retry_interval_s: float = 2.0, per_record: bool = False) -> None:
         self.settings = settings
         self.codec = default_codec()
         self.table = pricing.price_table(settings)
@@ -91,6 +92,13 @@ class TuneWorker:
         self.stats = Stats()
         self.floor = FindingFloor(settings.findings_min_wall_s, settings.findings_min_cost_usd)
         self._conn: psycopg.Connection[Any] | None = None
+        # per_record: analyse each task on its own (analyze_task over its merged history), as before batch
+        # analysis; kept as the reference the batched path is checked against, and for the benchmark
+        self.per_record = per_record
+        self._definitions: dict[TypeKey, DefinitionBatch] = {}
+        # across batches: samples (re-read only where they changed) and what was derived from them
+        self._samples = SampleCache()
+        self._derived: DerivedCache = {}
 
     # --- database ------------------------------------------------------------------------------------
 
@@ -120,16 +128,33 @@ class TuneWorker:
         return process_definition(task)
 
     def reads(self, conn: psycopg.Connection[Any]) -> BatchReads:
-        return BatchReads(conn, SOURCE, TASK_KINDS, history_fn=store.definition_history, type_of=self.task_type)
+        return BatchReads(conn, SOURCE, TASK_KINDS, history_fn=store.definition_history, type_of=self.task_type,
+                          histories_fn=None if self.per_record else store.definition_histories,
+                          sample_cache=None if self.per_record else self._samples)
+
+    def _definition(self, reads: BatchReads, key: TypeKey) -> DefinitionBatch:
+        """The batch's view of a definition's history (built once per batch and definition)."""
+        d = self._definitions.get(key)
+        if d is None:
+            d = self._definitions[key] = DefinitionBatch(
+                key[1], reads.history(*key), lambda k: reads.samples.get(k) or [], derived=self._derived)
+            if len(self._derived) > self._samples.max_keys:
+                self._derived.clear()
+        return d
 
     def handle_task(self, reads: BatchReads, task: Mapping[str, Any], now_ns: int) -> list[Record]:
         rate, cpu_count, mem_total = self._rate(reads, task)
-        history = reads.history(task.get("pipeline"), self.task_type(task))
-        runs = merge_history(history, task)
-        keys = [(str(t["run_id"]), str(t["task_id"])) for t in runs if t.get("run_id")]
-        samples = reads.process_samples(keys)
         psi = reads.memory_pressure(str(task["host_id"]), int(task["start_ns"]), int(task["end_ns"]))
-        a = analyze_task(task, history, rate, cpu_count, mem_total, samples, psi, now_ns, floor=self.floor)
+        if self.per_record:
+            history = reads.history(task.get("pipeline"), self.task_type(task))
+            runs = merge_history(history, task)
+            keys = [(str(t["run_id"]), str(t["task_id"])) for t in runs if t.get("run_id")]
+            samples = reads.process_samples(keys)
+            a = analyze_task(task, history, rate, cpu_count, mem_total, samples, psi, now_ns, floor=self.floor)
+        else:
+            # prefetch read the samples of the batch's histories and tasks: every key merged() can give
+            a = self._definition(reads, (task.get("pipeline"), self.task_type(task))).analyze(
+                task, rate, cpu_count, mem_total, psi, now_ns, floor=self.floor)
         if task.get("run_id"):
             reads.stage_cost(str(task["run_id"]), str(task["task_id"]), a.cost)
         current = {f["finding_id"] for f in a.findings}
@@ -200,6 +225,7 @@ class TuneWorker:
         now = self.clock()
         findings: dict[str, Record] = {}
         reads = self.reads(conn)
+        self._definitions = {}
         try:
             reads.prefetch([rec for kind, rec in decoded if kind == "EnrichedTask"])
             # Tasks before runs: a run's check reads its tasks' costs and findings.
@@ -281,7 +307,7 @@ class TuneWorker:
         })
         return True
 
-    def run(self, stop: threading.Event, idle_exit_s: float | None = None, batch_size: int = 200) -> None:
+    def run(self, stop: threading.Event, idle_exit_s: float | None = None, batch_size: int = 1000) -> None:
         consumer: Consumer = make_consumer(self.settings, GROUP, TOPICS)
         producer = make_producer(self.settings)
         idle_since = time.monotonic()
