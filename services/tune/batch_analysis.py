@@ -12,8 +12,8 @@ tests/tune/test_batch_analysis.py checks that over a task stream.
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from execsight.pricing import HostRate

@@ -12,7 +12,7 @@ ones' findings without a query, and written in one statement (`flush`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 
@@ -302,7 +302,7 @@ class BatchReads:
             self.pending[f["finding_id"]] = {**f, "since_ns": None}
             self.detected.setdefault(f["finding_id"], int(f["detected_ns"]))
         for f in findings:
-            fid, subject = f["finding_id"], (f.get("pipeline"), f.get("task"))
+            fid, subject = f["finding_id"], cast(TypeKey, (f.get("pipeline"), f.get("task")))
             ours = f.get("kind") in self.task_kinds
             for key in list(self._holders.get(fid, ())):
                 ids = self.open_ids.get(key)
