@@ -204,6 +204,56 @@ def previous_runs(
         ).fetchall()
 
 
+def previous_runs_many(
+    conn: psycopg.Connection[Any], runs: Sequence[tuple[str, str, int]], limit: int = 20
+) -> list[list[Row]]:
+    """previous_runs for many (pipeline, run_id, before_ns) in one query, in the order given."""
+    out: list[list[Row]] = [[] for _ in runs]
+    if not runs:
+        return out
+    with cursor(conn) as cur:
+        rows = cur.execute(
+            "SELECT k.i AS batch_key, p.* FROM unnest(%s::int[], %s::text[], %s::text[], %s::float8[]) "
+            "AS k(i, pipeline, run_id, before) CROSS JOIN LATERAL (SELECT run_id, start_time, end_time, wall_ns, "
+            "cost_usd FROM run_overview o WHERE o.pipeline = k.pipeline AND o.run_id <> k.run_id AND "
+            "o.status = 'SUCCEEDED' AND o.end_time IS NOT NULL AND o.start_time < to_timestamp(k.before) "
+            "ORDER BY o.start_time DESC LIMIT %s) p ORDER BY k.i, p.start_time DESC",
+            (list(range(len(runs))), [r[0] for r in runs], [r[1] for r in runs], [r[2] / 1e9 for r in runs], limit),
+        ).fetchall()
+    for r in rows:
+        out[int(r.pop("batch_key"))].append(r)
+    return out
+
+
+def upsert_run_costs(conn: psycopg.Connection[Any], costs: Mapping[str, tuple[float, float]]) -> None:
+    """upsert_run_cost for many runs in one statement."""
+    if not costs:
+        return
+    conn.execute(
+        "INSERT INTO run_costs (run_id, cost_usd, waste_usd, computed_at) SELECT *, now() FROM "
+        "unnest(%s::text[], %s::float8[], %s::float8[]) ON CONFLICT (run_id) DO UPDATE SET cost_usd = "
+        "EXCLUDED.cost_usd, waste_usd = EXCLUDED.waste_usd, computed_at = now()",
+        (list(costs), [c[0] for c in costs.values()], [c[1] for c in costs.values()]),
+    )
+
+
+def open_findings_of_pipelines(
+    conn: psycopg.Connection[Any], kinds: Sequence[str], pipelines: Sequence[str]
+) -> dict[str, list[Row]]:
+    """open_findings(conn, kinds, pipeline, None) for many pipelines in one query."""
+    out: dict[str, list[Row]] = {p: [] for p in pipelines}
+    if not pipelines:
+        return out
+    with cursor(conn) as cur:
+        rows = cur.execute(
+            "SELECT * FROM findings WHERE source = 'tune' AND status = 'OPEN' AND kind = ANY(%s) "
+            "AND pipeline = ANY(%s)", (list(kinds), list(pipelines)),
+        ).fetchall()
+    for r in rows:
+        out[r["pipeline"]].append(r)
+    return out
+
+
 def run_row(conn: psycopg.Connection[Any], run_id: str) -> Row | None:
     with cursor(conn) as cur:
         return cur.execute("SELECT * FROM run_overview WHERE run_id = %s", (run_id,)).fetchone()

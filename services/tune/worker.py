@@ -39,7 +39,7 @@ from services.tune.batch_reads import BatchReads, SampleCache, TypeKey
 from services.tune.cost import task_cost
 from services.tune.finding_rules import REGRESSION, TASK_KINDS, FindingFloor, regression_finding, resolved
 from services.tune.process_definition import process_definition
-from services.tune.regression import detect_regression
+from services.tune.regression import compare_metrics, detect_regression, run_metrics
 from services.tune.task_analysis import analyze_task, merge_history
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,86 @@ class TuneWorker:
             })
         return out
 
+    def handle_runs(self, reads: BatchReads, runs: Sequence[Mapping[str, Any]], now_ns: int,
+                    emit: Callable[[list[Record]], None]) -> None:
+        """handle_run for a batch's runs, in order (``emit`` gets each run's findings), with its reads shared:
+        the runs' tasks, their previous runs and those runs' tasks, the open regressions, in four queries,
+        and the run costs written in one statement. A regression opened or resolved earlier in the batch
+        is read back before a later run of that pipeline resolves it, as one run at a time would."""
+        done = [r for r in runs if r["event"] == "COMPLETED"]  # the others bring no findings
+        if not done:
+            return
+        reads.flush()  # the runs' checks read the costs and findings of the batch's tasks
+        conn = reads.conn
+        reads.queries += 1
+        fresh = store.run_tasks(conn, list(dict.fromkeys(str(r["run_id"]) for r in done)))
+        reads.runs.update(fresh)
+        checked = [r for r in done if r.get("pipeline") and r["status"] == "SUCCEEDED" and r.get("end_ns") is not None]
+        reads.queries += 2
+        prev_of = dict(zip((id(r) for r in checked), store.previous_runs_many(
+            conn, [(str(r["pipeline"]), str(r["run_id"]), int(r["start_ns"])) for r in checked]), strict=True))
+        reads.run_tasks([str(p["run_id"]) for rows in prev_of.values() for p in rows])
+        pipelines = list(dict.fromkeys(str(r["pipeline"]) for r in checked))
+        open_reg = store.open_findings_of_pipelines(conn, [REGRESSION], pipelines)
+        changed: set[str] = set()  # pipelines whose open regression this batch staged or resolved
+        run_costs: dict[str, tuple[float, float]] = {}
+        metrics: dict[str, dict[str, dict[str, float]]] = {}  # run_metrics of previous runs, once per batch
+        for run in done:
+            run_id = str(run["run_id"])
+            tasks = [dict(t) for t in fresh[run_id]]  # its own copy: others' checks fill cost_usd in the shared one
+            total = waste = 0.0
+            for t in tasks:
+                c, w = self._task_cost_usd(reads, t, store_it=True)
+                t["cost_usd"] = c
+                total += c
+                waste += w
+            run_costs[run_id] = (total, waste)
+            out: list[Record] = []
+            pipeline = run.get("pipeline")
+            if id(run) in prev_of:
+                prev = prev_of[id(run)]
+                prev_tasks = reads.run_tasks([str(r["run_id"]) for r in prev])
+                for rid, ts in prev_tasks.items():
+                    if rid not in metrics:  # a run's tasks and costs do not change within the batch
+                        for t in ts:
+                            t["cost_usd"] = self._task_cost_usd(reads, t, store_it=False)[0]
+                        metrics[rid] = run_metrics(ts)
+                result = compare_metrics(
+                    run_metrics(tasks), [metrics[str(r["run_id"])] for r in prev if prev_tasks[str(r["run_id"])]],
+                    current_run_wall_ns=float(int(run["end_ns"]) - int(run["start_ns"])),
+                    previous_run_walls_ns=[float(r["wall_ns"]) for r in prev if r["wall_ns"] is not None],
+                )
+                f = regression_finding(str(pipeline), run_id, str(run["host_id"]), result, now_ns)
+                if f is not None:
+                    out.append(f)
+                    changed.add(str(pipeline))
+                elif not result.missing_baseline:
+                    if str(pipeline) in changed:
+                        reads.flush()
+                        reads.queries += 1
+                        stale = store.open_findings(conn, [REGRESSION], pipeline, None)
+                    else:
+                        stale = open_reg.get(str(pipeline), [])
+                    out += [resolved(row, now_ns, run_id) for row in stale]
+                    if stale:
+                        changed.add(str(pipeline))
+                log.info("run analysed", extra={
+                    "run_id": run_id, "pipeline": pipeline, "cost_usd": round(total, 6), "baseline_runs": len(prev),
+                    "regressed": result.regressed, "moved_tasks": result.tasks,
+                })
+            emit(out)
+        store.upsert_run_costs(conn, run_costs)
+
+    def _stage(self, reads: BatchReads, batch: list[Record], type_key: TypeKey | None,
+               findings: dict[str, Record]) -> None:
+        first = reads.first_detected([f["finding_id"] for f in batch])
+        for f in batch:
+            if f["finding_id"] in first:
+                f["detected_ns"] = first[f["finding_id"]]
+        reads.stage(batch, type_key)
+        for f in batch:
+            findings[f["finding_id"]] = f
+
     def analyse(self, decoded: Sequence[tuple[str, Record]]) -> list[Record]:
         """One transaction over a batch of decoded records; returns the findings it stored (committed).
 
@@ -229,20 +309,16 @@ class TuneWorker:
         try:
             reads.prefetch([rec for kind, rec in decoded if kind == "EnrichedTask"])
             # Tasks before runs: a run's check reads its tasks' costs and findings.
-            for kind, rec in sorted(decoded, key=lambda d: d[0] != "EnrichedTask"):
+            for kind, rec in decoded:
                 if kind == "EnrichedTask":
-                    batch = self.handle_task(reads, rec, now)
-                    type_key: tuple[str | None, str] | None = (rec.get("pipeline"), self.task_type(rec))
-                else:
-                    batch = self.handle_run(reads, rec, now)
-                    type_key = None
-                first = reads.first_detected([f["finding_id"] for f in batch])
-                for f in batch:
-                    if f["finding_id"] in first:
-                        f["detected_ns"] = first[f["finding_id"]]
-                reads.stage(batch, type_key)
-                for f in batch:
-                    findings[f["finding_id"]] = f
+                    self._stage(reads, self.handle_task(reads, rec, now), (rec.get("pipeline"), self.task_type(rec)),
+                                findings)
+            runs = [rec for kind, rec in decoded if kind != "EnrichedTask"]
+            if self.per_record:
+                for rec in runs:
+                    self._stage(reads, self.handle_run(reads, rec, now), None, findings)
+            else:
+                self.handle_runs(reads, runs, now, lambda batch: self._stage(reads, batch, None, findings))
             reads.flush()
             conn.commit()
         except BaseException:
