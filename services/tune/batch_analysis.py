@@ -36,7 +36,7 @@ from services.tune.finding_rules import (
 )
 from services.tune.process_definition import process_definition
 from services.tune.rightsize import CPU_RAISE, DEFAULT_POLICY, Policy, Rightsizing, SampledCpu, rightsize
-from services.tune.task_analysis import TaskAnalysis, together
+from services.tune.task_analysis import TaskAnalysis, span_of, together
 
 Row = Mapping[str, Any]
 Key = tuple[str, str]
@@ -156,4 +156,4 @@ class DefinitionBatch:
         if below:
             sizing = [f for f in sizing if not (f["kind"] == "rightsize_cpu" and r.cpu.verdict == CPU_RAISE)]
         return TaskAnalysis(definition=self.definition, breakdown=b, classification=c, cost=cost,
-                            rightsizing=r, findings=findings + sizing, below_floor=below)
+                            rightsizing=r, findings=findings + sizing, below_floor=below, span=span_of(agg, in_run))

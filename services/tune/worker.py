@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
@@ -36,11 +36,20 @@ from schemas.topics import ENRICHED_RUN, ENRICHED_TASK, FINDINGS_TUNE
 from services.tune import store
 from services.tune.batch_analysis import DefinitionBatch, DerivedCache
 from services.tune.batch_reads import BatchReads, SampleCache, TypeKey
+from services.tune.breakdown import CONTENDED
 from services.tune.cost import task_cost
-from services.tune.finding_rules import REGRESSION, TASK_KINDS, FindingFloor, regression_finding, resolved
+from services.tune.finding_rules import (
+    REGRESSION,
+    TASK_KINDS,
+    Competitor,
+    FindingFloor,
+    name_competitors,
+    regression_finding,
+    resolved,
+)
 from services.tune.process_definition import process_definition
 from services.tune.regression import compare_metrics, detect_regression, run_metrics
-from services.tune.task_analysis import analyze_task, merge_history
+from services.tune.task_analysis import TaskAnalysis, analyze_task, merge_history
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +151,7 @@ class TuneWorker:
                 self._derived.clear()
         return d
 
-    def handle_task(self, reads: BatchReads, task: Mapping[str, Any], now_ns: int) -> list[Record]:
+    def analysis_of(self, reads: BatchReads, task: Mapping[str, Any], now_ns: int) -> TaskAnalysis:
         rate, cpu_count, mem_total = self._rate(reads, task)
         psi = reads.memory_pressure(str(task["host_id"]), int(task["start_ns"]), int(task["end_ns"]))
         if self.per_record:
@@ -150,11 +159,32 @@ class TuneWorker:
             runs = merge_history(history, task)
             keys = [(str(t["run_id"]), str(t["task_id"])) for t in runs if t.get("run_id")]
             samples = reads.process_samples(keys)
-            a = analyze_task(task, history, rate, cpu_count, mem_total, samples, psi, now_ns, floor=self.floor)
-        else:
-            # prefetch read the samples of the batch's histories and tasks: every key merged() can give
-            a = self._definition(reads, (task.get("pipeline"), self.task_type(task))).analyze(
-                task, rate, cpu_count, mem_total, psi, now_ns, floor=self.floor)
+            return analyze_task(task, history, rate, cpu_count, mem_total, samples, psi, now_ns, floor=self.floor)
+        # prefetch read the samples of the batch's histories and tasks: every key merged() can give
+        return self._definition(reads, (task.get("pipeline"), self.task_type(task))).analyze(
+            task, rate, cpu_count, mem_total, psi, now_ns, floor=self.floor)
+
+    @staticmethod
+    def competitors(reads: BatchReads, analyses: Sequence[TaskAnalysis]) -> list[list[Competitor]]:
+        """What each contended analysis competed with on its host (one query for all of them)."""
+        wanted = [(i, a.span) for i, a in enumerate(analyses)
+                  if a.span is not None and any(f["kind"] == CONTENDED for f in a.findings)]
+        out: list[list[Competitor]] = [[] for _ in analyses]
+        if not wanted:
+            return out
+        reads.queries += 1
+        rows = store.host_competitors(reads.conn, [span for _, span in wanted])
+        for (i, _), found in zip(wanted, rows, strict=True):
+            out[i] = [Competitor(r["task"], r["run_id"], str(r["tool"]), float(r["cpu_s"])) for r in found]
+        return out
+
+    def handle_task(self, reads: BatchReads, task: Mapping[str, Any], now_ns: int, a: TaskAnalysis | None = None,
+                    competitors: Sequence[Competitor] | None = None) -> list[Record]:
+        if a is None:
+            a = self.analysis_of(reads, task, now_ns)
+        if competitors is None:
+            competitors = self.competitors(reads, [a])[0]
+        a = replace(a, findings=[name_competitors(f, competitors) for f in a.findings])
         if task.get("run_id"):
             reads.stage_cost(str(task["run_id"]), str(task["task_id"]), a.cost)
         current = {f["finding_id"] for f in a.findings}
@@ -309,10 +339,19 @@ class TuneWorker:
         try:
             reads.prefetch([rec for kind, rec in decoded if kind == "EnrichedTask"])
             # Tasks before runs: a run's check reads its tasks' costs and findings.
-            for kind, rec in decoded:
-                if kind == "EnrichedTask":
+            tasks = [rec for kind, rec in decoded if kind == "EnrichedTask"]
+            if self.per_record:
+                for rec in tasks:
                     self._stage(reads, self.handle_task(reads, rec, now), (rec.get("pipeline"), self.task_type(rec)),
                                 findings)
+            else:
+                # analyses first (they read nothing the batch writes), then what the contended ones competed
+                # with in one query, then findings in record order
+                analyses = [self.analysis_of(reads, rec, now) for rec in tasks]
+                rivals = self.competitors(reads, analyses)
+                for rec, a, c in zip(tasks, analyses, rivals, strict=True):
+                    self._stage(reads, self.handle_task(reads, rec, now, a, c),
+                                (rec.get("pipeline"), self.task_type(rec)), findings)
             runs = [rec for kind, rec in decoded if kind != "EnrichedTask"]
             if self.per_record:
                 for rec in runs:

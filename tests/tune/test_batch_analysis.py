@@ -174,3 +174,51 @@ def test_definition_batch_matches_analyze_task_for_every_task() -> None:
         got = batch.analyze(task, RATE, 4, 16 << 30, 12.0, NOW)
         assert got == want, task["task_id"]
     assert any(f["kind"] == "rightsize_cpu" for f in want.findings)
+
+
+def _process(conn: psycopg.Connection[Any], pid: int, start_s: float, end_s: float, cpu_s: float, comm: str,
+             tool: str | None, run_id: str | None = None, task_id: str | None = None, task: str | None = None) -> None:
+    conn.execute(
+        "INSERT INTO processes (host_id, pid, start_time_ns, start_time, end_time, ppid, comm, cpu_ns, run_id, "
+        "task_id, task, tool) VALUES (%s, %s, %s, to_timestamp(%s), to_timestamp(%s), 1, %s, %s, %s, %s, %s, %s)",
+        ("tune-test-host", pid, int(start_s * 1e9), start_s, end_s, comm, int(cpu_s * 1e9), run_id, task_id, task,
+         tool))
+
+
+@pytest.mark.db
+def test_contended_finding_names_what_ran_beside_it_on_the_host(settings: Settings, database_url: str) -> None:
+    """Two overlapping tasks on one host (and a daemon): the contended one's finding names the other task
+    and its tool, and the daemon, by the CPU they used while it ran; its own processes are not named."""
+    t0 = 1_700_000_000.0
+    waits = workload_task("cpu_heavy", task="align", task_id="a1", run_id="ra", pipeline="p", start_ns=int(t0 * 1e9),
+                          end_ns=int((t0 + 60) * 1e9), wall_ns=60 * 10**9, cpu_ns=20 * 10**9, runq_ns=30 * 10**9,
+                          blkio_ns=0, process_count=1, short_lived_count=0, short_lived_wall_ns=0)
+    beside = workload_task("cpu_heavy", task="sort", task_id="b1", run_id="rb", pipeline="q",
+                           start_ns=int((t0 - 30) * 1e9), end_ns=int((t0 + 90) * 1e9))
+    with psycopg.connect(database_url) as conn:
+        insert_host(conn)
+        insert_task(conn, waits)
+        insert_task(conn, beside)
+        _process(conn, 100, t0, t0 + 60, 20, "bwa", "bwa", "ra", "a1", "align")                 # its own
+        _process(conn, 200, t0 - 30, t0 + 90, 120, "sort", "gnu-sort", "rb", "b1", "sort")     # 60 s of 120 inside
+        _process(conn, 300, t0 - 3600, t0 + 3600, 72, "backupd", None)                         # 0.6 s inside
+        _process(conn, 400, t0 + 100, t0 + 200, 50, "late", "late", "rb", "b1", "sort")        # after it: not named
+    named: list[dict[str, Any]] = []
+    for per_record in (True, False):
+        worker = TuneWorker(settings, clock=lambda: NOW, per_record=per_record)
+        try:
+            found = {f["kind"]: f for f in worker.analyse([("EnrichedTask", waits)])}
+        finally:
+            worker.close()
+        named.append(found["contended"])
+    f = named[1]
+    assert named[0] == f  # both paths name the same competitors
+    assert "competing on the host: sort (gnu-sort, run rb) 60.0 s CPU, backupd 0.6 s CPU" in f["summary"], f["summary"]
+    assert "Running with it on the host: sort (gnu-sort, run rb)" in f["recommendation"]
+    ev = {e["name"]: e["value"] for e in f["evidence"]}
+    assert ev["competitor:sort (gnu-sort, run rb)"] == pytest.approx(60.0)
+    assert ev["competitor:backupd"] == pytest.approx(0.6)
+    assert not any("bwa" in k or "late" in k for k in ev)
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute("SELECT summary FROM findings WHERE kind = 'contended'").fetchone()
+    assert stored is not None and "sort (gnu-sort, run rb)" in stored[0]
