@@ -35,7 +35,15 @@ from services.tune.finding_rules import (
     rightsize_findings,
 )
 from services.tune.process_definition import process_definition
-from services.tune.rightsize import CPU_RAISE, DEFAULT_POLICY, Policy, Rightsizing, SampledCpu, rightsize
+from services.tune.rightsize import (
+    CPU_RAISE,
+    DEFAULT_POLICY,
+    Policy,
+    Rightsizing,
+    SampledCpu,
+    SizingBase,
+    rightsize,
+)
 from services.tune.task_analysis import TaskAnalysis, span_of, together
 
 Row = Mapping[str, Any]
@@ -87,6 +95,7 @@ class DefinitionBatch:
         # figures from an instance's samples, kept while its sample rows are the same list (SampleCache)
         self._derived: DerivedCache = derived if derived is not None else {}
         self._sizing: dict[tuple[int, ...], Rightsizing] = {}
+        self._sizing_base: tuple[SizingBase, set[Key]] | None = None
 
     def _intern(self, t: Row) -> int:
         fp = tuple(t.get(f) for f in SIZING_FIELDS)
@@ -106,8 +115,8 @@ class DefinitionBatch:
     def _idle_of(self, key: Key) -> int:
         return self._of(key).idle
 
-    def merged(self, task: Row) -> tuple[list[Row], list[int]]:
-        """merge_history(history, task) and the interned ids of its entries, in order."""
+    def merged(self, task: Row) -> tuple[list[Row], list[int], int]:
+        """merge_history(history, task), the interned ids of its entries, in order, and the task's position."""
         drop = self.positions.get(_key(task))
         if drop:
             keep = [i for i in range(len(self.ordered)) if i not in drop]
@@ -119,21 +128,37 @@ class DefinitionBatch:
         at = bisect_right(starts, _start(task))
         rest.insert(at, task)
         ids.insert(at, self._intern(task))
-        return rest, ids
+        return rest, ids, at
 
-    def _rightsize(self, runs: Sequence[Row], ids: Sequence[int]) -> Rightsizing:
+    def _base(self) -> tuple[SizingBase, set[Key]]:
+        if self._sizing_base is None:
+            keys = dict.fromkeys((str(t["run_id"]), str(t["task_id"])) for t in self.ordered if t.get("run_id"))
+            sampled = [s for s in (self._sampled_of(k) for k in keys) if s is not None]
+            self._sizing_base = (SizingBase(self.ordered, sampled, self.policy), set(keys))
+        return self._sizing_base
+
+    def _rightsize(self, task: Row, runs: Sequence[Row], ids: Sequence[int], at: int) -> Rightsizing:
         memo = tuple(ids)
         r = self._sizing.get(memo)
+        if r is not None:
+            return r
+        own = (str(task["run_id"]), str(task["task_id"])) if task.get("run_id") else None
+        if _key(task) not in self.positions and self.ordered:
+            base, keys = self._base()
+            if own is None or own not in keys:
+                # a new instance (not in the history read): the history's part is folded once per batch
+                r = base.with_one(task, at, self._sampled_of(own) if own is not None else None)
         if r is None:
-            keys = dict.fromkeys((str(t["run_id"]), str(t["task_id"])) for t in runs if t.get("run_id"))
-            sampled = [s for s in (self._sampled_of(k) for k in keys) if s is not None]
-            r = self._sizing[memo] = rightsize(runs, sampled, self.policy)
+            keys_all = dict.fromkeys((str(t["run_id"]), str(t["task_id"])) for t in runs if t.get("run_id"))
+            sampled = [s for s in (self._sampled_of(k) for k in keys_all) if s is not None]
+            r = rightsize(runs, sampled, self.policy)
+        self._sizing[memo] = r
         return r
 
     def analyze(self, task: Row, rate: HostRate, cpu_count: int, mem_total_bytes: int,
                 psi_memory_some: float | None = None, now_ns: int = 0,
                 floor: FindingFloor = DEFAULT_FLOOR) -> TaskAnalysis:
-        runs, ids = self.merged(task)
+        runs, ids, at = self.merged(task)
         run_id = task.get("run_id")
         in_run = [t for t in runs if t.get("run_id") == run_id] if run_id else [task]
         agg = together(in_run)
@@ -142,7 +167,7 @@ class DefinitionBatch:
         c = classify(agg, b, self.thresholds, psi_memory_some)
         cost = task_cost(task, rate, cpu_count, mem_total_bytes)
         run_cost = sum(task_cost(t, rate, cpu_count, mem_total_bytes).cost_usd for t in in_run)
-        r = self._rightsize(runs, ids)
+        r = self._rightsize(task, runs, ids, at)
         names = [str(t["task"]) for t in in_run]
         below = floor.below(b.wall_ns, run_cost)
         if below and not (MEMORY_BOUND in c.labels and c.memory_detail in ("oom", "near_limit")):

@@ -163,10 +163,20 @@ def test_definition_batch_matches_analyze_task_for_every_task() -> None:
     history.append(workload_task("mem_small", task="ALIGNER", engine="nextflow", task_id="other", run_id="r0",
                                  pipeline="nf"))  # another definition: left out
     batch = DefinitionBatch("ALIGN", history, lambda k: samples.get(k, []))
-    tasks = [dict(history[-5]), dict(history[4], peak_rss_bytes=3 << 30), dict(history[7], start_ns=0),
+    tasks: list[Record] = [dict(history[-5]), dict(history[4], peak_rss_bytes=3 << 30), dict(history[7], start_ns=0),
              workload_task("cpu_heavy", task="ALIGN (s9)", engine="nextflow", task_id="new", run_id="r11",
                            pipeline="nf", shift_ns=40 * 10**10),
              workload_task("io_fsync", task="ALIGN (s1)", engine="nextflow", task_id="x", run_id=None, pipeline="nf")]
+    # new instances (not in the history read) at the start, in the middle and at the end of it, with and
+    # without requests and samples, OOM-killed or not: right-sized from the folded history
+    for n, shape in enumerate(shapes * 2):
+        req = {"requested_cpus": 8.0, "requested_memory_bytes": 1 << 30} if n % 2 else {}
+        t = workload_task(shape, task=f"ALIGN (s{n})", engine="nextflow", task_id=f"n{n}", run_id=f"r{n % 13}",
+                          pipeline="nf", shift_ns=(n * 4 - 2) * 10**10, **req)
+        if n % 3 == 0:
+            samples[(f"r{n % 13}", f"n{n}")] = [{"time": 0, "interval_ns": 10**9, "cpu_ns": 9 * 10**8, "runq_ns": 0,
+                                                 "blocked_ns": 0, "threads": 2, "rss_bytes": 1}]
+        tasks.append(t)
     for task in tasks:
         runs = merge_history(history, task)
         keys = [(str(t["run_id"]), str(t["task_id"])) for t in runs if t.get("run_id")]
