@@ -6,7 +6,11 @@ Per batch of messages (arroyo-style small steps, commit last):
 2. in one database transaction: per task, its breakdown, class, cost (task_costs) and
    right-sizing over its type's history, with findings opened, updated or resolved;
    per completed run, its cost (run_costs) and a regression check against previous
-   runs of the pipeline;
+   runs of the pipeline. The batch is analysed per process definition (DefinitionBatch:
+   its history read, sorted and right-sized once per batch) and its reads are shared
+   (BatchReads; samples are kept across batches behind a signature probe); the result is
+   what analysing record by record gives (``per_record=True`` keeps that path, the reference
+   tests/tune/test_batch_analysis.py compares against);
 3. commit the transaction, publish the findings (Avro TuneFinding, keyed by id), then
    commit the Kafka offsets.
 
