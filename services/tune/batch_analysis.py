@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from execsight.pricing import HostRate
-from services.tune.breakdown import (
+from execsight.tune.breakdown import (
     DEFAULT_THRESHOLDS,
     MEMORY_BOUND,
     Thresholds,
@@ -26,16 +26,16 @@ from services.tune.breakdown import (
     sampled_cpu,
     time_breakdown,
 )
-from services.tune.cost import task_cost
-from services.tune.finding_rules import (
+from execsight.tune.cost import task_cost
+from execsight.tune.finding_rules import (
     DEFAULT_FLOOR,
     FindingFloor,
     HostShare,
     classification_findings,
     rightsize_findings,
 )
-from services.tune.process_definition import process_definition
-from services.tune.rightsize import (
+from execsight.tune.process_definition import process_definition
+from execsight.tune.rightsize import (
     CPU_RAISE,
     DEFAULT_POLICY,
     Policy,
@@ -44,13 +44,13 @@ from services.tune.rightsize import (
     SizingBase,
     rightsize,
 )
-from services.tune.task_analysis import TaskAnalysis, span_of, together
+from execsight.tune.task_analysis import TaskAnalysis, span_of, together
 
 Row = Mapping[str, Any]
 Key = tuple[str, str]
 SamplesOf = Callable[[Key], Sequence[Row]]
 
-# Every field services.tune.rightsize reads from a task instance (besides start_ns, which only orders
+# Every field execsight.tune.rightsize reads from a task instance (besides start_ns, which only orders
 # them): equal values here and the same order give the same Rightsizing.
 SIZING_FIELDS = ("run_id", "task_id", "peak_rss_bytes", "oom_killed", "requested_memory_bytes", "wall_ns", "cpu_ns",
                  "runq_ns", "process_count", "cpu_count", "requested_cpus")

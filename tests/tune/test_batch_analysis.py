@@ -21,9 +21,9 @@ import pytest
 
 from execsight.pricing import HostRate
 from execsight.settings import Settings
-from services.tune.batch_analysis import DefinitionBatch
-from services.tune.task_analysis import analyze_task, merge_history
-from services.tune.worker import TuneWorker
+from execsight.tune.batch_analysis import DefinitionBatch
+from execsight.tune.task_analysis import analyze_task, merge_history
+from execsight.tune.worker import TuneWorker
 
 from .tune_records import enriched_run, insert_host, insert_run, insert_task, pipeline_runs, workload_task
 
