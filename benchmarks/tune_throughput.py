@@ -17,13 +17,18 @@ default from benchmarks/correlator_throughput.py) over the raw events one demo t
 exit and its live samples). Target: the worker sustains at least 5x that rate. Drops the database
 and topics at the end.
 
-    .venv/bin/python benchmarks/tune_throughput.py [--tasks 4000] [--burst 20000] [--types 40]
+Both paths by default, side by side: the per-record path (``TuneWorker(per_record=True)``, batches of 200: the
+worker as before batch analysis) and the batched one (batches of 1000, the default). The machine's load average
+is printed with the figures.
+
+    .venv/bin/python benchmarks/tune_throughput.py [--tasks 4000] [--burst 20000] [--types 40] [--paths both]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import threading
 import time
@@ -162,17 +167,8 @@ def scratch(base: Settings) -> Iterator[Settings]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tasks", type=int, default=4000, help="sustained phase: tasks put on the topic first")
-    ap.add_argument("--burst", type=int, default=20000, help="burst phase: tasks published at once")
-    ap.add_argument("--types", type=int, default=40, help="task types (one pipeline)")
-    ap.add_argument("--prior-runs", type=int, default=20, help="runs of every type already in the database")
-    ap.add_argument("--samples", type=int, default=4, help="live samples per task in the database")
-    ap.add_argument("--batch-size", type=int, default=200)
-    ap.add_argument("--correlator-events-per-s", type=float, default=CORRELATOR_EVENTS_PER_S)
-    ap.add_argument("--events-per-task", type=float, default=DEMO_EVENTS_PER_TASK)
-    args = ap.parse_args()
+def measure(args: argparse.Namespace, per_record: bool, batch_size: int) -> dict[str, Any]:
+    """One full run (scratch database and topics, history, sustained phase, burst) of one worker path."""
     pipeline = "bench"
     with scratch(load_settings()) as settings:
         t0 = time.time_ns() - 10**9 * 86400
@@ -188,9 +184,9 @@ def main() -> int:
         insert_rows(settings.database_url, burst, burst_runs, args.samples)
         produce(settings, sustained, sustained_runs)
 
-        worker = TuneWorker(settings)
+        worker = TuneWorker(settings, per_record=per_record)
         stop = threading.Event()
-        th = threading.Thread(target=worker.run, args=(stop,), kwargs={"batch_size": args.batch_size}, daemon=True)
+        th = threading.Thread(target=worker.run, args=(stop,), kwargs={"batch_size": batch_size}, daemon=True)
         th.start()
         n1 = len(sustained) + len(sustained_runs)
         first, done = wait_for(worker, n1, 900)
@@ -198,31 +194,73 @@ def main() -> int:
         sustained_rate = (s1.tasks / (done - first)) if first is not None and done > first else 0.0
 
         burst_start = time.monotonic()
+        cpu0 = time.process_time()
         acked = produce(settings, burst, burst_runs)
         _, drained = wait_for(worker, n1 + len(burst) + len(burst_runs), 900)
+        cpu = time.process_time() - cpu0
         stop.set()
         th.join(60)
         s = worker.stats
         with psycopg.connect(settings.database_url) as conn:
             nf = conn.execute("SELECT kind, status, count(*) FROM findings GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
             costed = conn.execute("SELECT count(*) FROM task_costs").fetchone()
+    return {
+        "path": "per-record (before)" if per_record else "batched (after)", "batch_size": batch_size,
+        "history": len(prior), "sustained_tasks": s1.tasks, "sustained_runs": s1.runs,
+        "sustained_s": done - (first or done), "sustained_rate": sustained_rate,
+        "reads_per_batch": s1.queries / max(1, s1.batches), "publish_s": acked - burst_start,
+        "drain_s": drained - acked, "burst_rate": len(burst) / (drained - burst_start) if drained > burst_start else 0,
+        "process_cpu_s": cpu, "burst_s": drained - burst_start,
+        "tasks": s.tasks, "runs": s.runs, "batches": s.batches, "findings": s.findings_published,
+        "costed": costed[0] if costed else 0, "deadlettered": s.deadlettered, "by_kind": nf,
+    }
 
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", type=int, default=4000, help="sustained phase: tasks put on the topic first")
+    ap.add_argument("--burst", type=int, default=20000, help="burst phase: tasks published at once")
+    ap.add_argument("--types", type=int, default=40, help="task types (one pipeline)")
+    ap.add_argument("--prior-runs", type=int, default=20, help="runs of every type already in the database")
+    ap.add_argument("--samples", type=int, default=4, help="live samples per task in the database")
+    ap.add_argument("--batch-size", type=int, default=1000, help="the batched worker's batch (its default)")
+    ap.add_argument("--before-batch-size", type=int, default=200, help="the per-record path's batch (as before)")
+    ap.add_argument("--paths", choices=("both", "batched", "per-record"), default="both",
+                    help="both: the per-record path (as before batch analysis) and the batched one, side by side")
+    ap.add_argument("--correlator-events-per-s", type=float, default=CORRELATOR_EVENTS_PER_S)
+    ap.add_argument("--events-per-task", type=float, default=DEMO_EVENTS_PER_TASK)
+    args = ap.parse_args()
+    results = []
+    if args.paths in ("both", "per-record"):
+        results.append(measure(args, True, args.before_batch_size))
+    if args.paths in ("both", "batched"):
+        results.append(measure(args, False, args.batch_size))
     correlator_rate = args.correlator_events_per_s / args.events_per_task
-    print(f"history: {len(prior)} tasks ({args.prior_runs} runs x {args.types} task types), "
-          f"{args.samples} samples per task; batch size {args.batch_size}")
-    print(f"sustained: {s1.tasks} tasks + {s1.runs} runs in {done - (first or done):.1f} s: "
-          f"{sustained_rate:,.0f} task records/s; {getattr(s1, 'queries', 0) / max(1, s1.batches):.0f} reads per batch "
-          f"of up to {args.batch_size}")
+    print(f"history: {results[0]['history']} tasks ({args.prior_runs} runs x {args.types} task types), "
+          f"{args.samples} samples per task; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"correlator on the demo mix: {args.correlator_events_per_s:,.0f} events/s / {args.events_per_task:.0f} "
-          f"events per task = {correlator_rate:,.1f} tasks/s -> tune at {sustained_rate / correlator_rate:,.1f}x "
-          "(target >= 5x)")
-    burst_rate = len(burst) / (drained - burst_start) if drained > burst_start else 0.0
-    print(f"burst: {len(burst)} tasks published in {acked - burst_start:.1f} s; lag zero {drained - acked:.1f} s "
-          f"after the last was acknowledged (target <= 10 s); {burst_rate:,.0f} task records/s over the burst")
-    print(f"total: {s.tasks} tasks, {s.runs} runs, {s.batches} batches, {s.findings_published} findings published, "
-          f"{costed[0] if costed else 0} task costs, {s.deadlettered} dead-lettered")
-    for kind, status, n in nf:
-        print(f"  {kind:18s} {status:9s} {n}")
+          f"events per task = {correlator_rate:,.1f} tasks/s (target: tune >= 5x = {5 * correlator_rate:,.0f}/s)")
+    rows = [
+        ("batch size", "{batch_size}"),
+        ("sustained task records/s", "{sustained_rate:,.0f}"),
+        ("  x correlator rate (>= 5)", None),
+        ("  reads per batch", "{reads_per_batch:.1f}"),
+        (f"burst {args.burst:,}: publish s", "{publish_s:.1f}"),
+        ("burst: lag zero after, s (<= 10)", "{drain_s:.1f}"),
+        ("burst: publish to zero lag, s", "{burst_s:.1f}"),
+        ("burst task records/s", "{burst_rate:,.0f}"),
+        ("burst: CPU s (worker + producer)", "{process_cpu_s:.1f}"),
+        ("findings published", "{findings}"),
+        ("task costs / dead-lettered", "{costed} / {deadlettered}"),
+    ]
+    print(f"{'':34s}" + "".join(f"{r['path']:>22s}" for r in results))
+    for label, fmt in rows:
+        cells = [f"{r['sustained_rate'] / correlator_rate:.1f}x" if fmt is None else fmt.format(**r) for r in results]
+        print(f"{label:34s}" + "".join(f"{c:>22s}" for c in cells))
+    for r in results:
+        print(f"{r['path']}: " + ", ".join(f"{k}/{st} {n}" for k, st, n in r["by_kind"]))
+    if len(results) == 2 and results[0]["by_kind"] != results[1]["by_kind"]:
+        print("NOTE: the two paths stored different finding counts")
     return 0
 
 

@@ -12,7 +12,7 @@ ones' findings without a query, and written in one statement (`flush`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 
@@ -103,7 +103,58 @@ def memory_pressure_many(
     return out
 
 
+SampleKey = tuple[str, str]
+
+
+def sample_signatures(conn: psycopg.Connection[Any], keys: Sequence[SampleKey]) -> dict[SampleKey, tuple[int, Any]]:
+    """(row count, latest time) of each key's process samples, in one query: samples are only ever added
+    (the correlator inserts, ON CONFLICT DO NOTHING) or dropped with old chunks, so an unchanged signature
+    means unchanged rows."""
+    if not keys:
+        return {}
+    rows = conn.execute(
+        "SELECT k.i, count(*), max(s.time) FROM unnest(%s::int[], %s::text[], %s::text[]) AS k(i, r, t) "
+        "JOIN process_samples s ON s.run_id = k.r AND s.task_id = k.t GROUP BY 1",  # grouped by int: no text sort
+        (list(range(len(keys))), [k[0] for k in keys], [k[1] for k in keys]),
+    ).fetchall()
+    return {keys[int(i)]: (int(n), latest) for i, n, latest in rows}
+
+
+class SampleCache:
+    """Process samples per (run_id, task_id) kept across batches: a batch asks for the signatures of the
+    keys it needs (one small query) and reads only the keys whose samples changed or are new."""
+
+    def __init__(self, max_keys: int = 200_000) -> None:
+        self.max_keys = max_keys
+        self.rows: dict[SampleKey, tuple[tuple[int, Any], list[Row]]] = {}
+
+    def get(self, conn: psycopg.Connection[Any], keys: Sequence[SampleKey]) -> dict[SampleKey, list[Row]]:
+        sigs = sample_signatures(conn, keys)
+        out: dict[SampleKey, list[Row]] = {}
+        stale: list[SampleKey] = []
+        for k in keys:
+            sig = sigs.get(k, (0, None))
+            held = self.rows.get(k)
+            if held is not None and held[0] == sig:
+                out[k] = held[1]
+            elif sig[0] == 0:
+                out[k] = []
+                self.rows[k] = (sig, out[k])
+            else:
+                stale.append(k)
+        if stale:
+            fresh = process_samples_many(conn, stale)
+            for k in stale:
+                out[k] = fresh.get(k, [])
+                self.rows[k] = ((len(out[k]), max((r["time"] for r in out[k]), default=None)), out[k])
+        if len(self.rows) > self.max_keys:  # oldest first out (dicts keep insertion order)
+            for k in list(self.rows)[: len(self.rows) - self.max_keys]:
+                del self.rows[k]
+        return out
+
+
 HistoryFn = Callable[[psycopg.Connection[Any], str | None, str], list[Row]]
+HistoriesFn = Callable[[psycopg.Connection[Any], Sequence[TypeKey]], dict[TypeKey, list[Row]]]
 TypeOf = Callable[[Mapping[str, Any]], str]
 
 
@@ -118,9 +169,12 @@ class BatchReads:
     and batch) or, when None, from `task_histories` (the latest tasks of the same name, one query)."""
 
     def __init__(self, conn: psycopg.Connection[Any], source: str, task_kinds: Sequence[str],
-                 history_fn: HistoryFn | None = None, type_of: TypeOf = task_name) -> None:
+                 history_fn: HistoryFn | None = None, type_of: TypeOf = task_name,
+                 histories_fn: HistoriesFn | None = None, sample_cache: SampleCache | None = None) -> None:
+        self.sample_cache = sample_cache
         self.conn = conn
         self.history_fn = history_fn
+        self.histories_fn = histories_fn  # history_fn for many types at once (prefetch)
         self.type_of = type_of
         self.source = source
         self.task_kinds = tuple(task_kinds)
@@ -130,6 +184,7 @@ class BatchReads:
         self.psi: dict[tuple[str, int, int], float | None] = {}
         # Open finding ids per task type, as the database will have them once `pending` is written.
         self.open_ids: dict[TypeKey, set[str]] = {}
+        self._holders: dict[str, set[TypeKey]] = {}  # finding id -> types whose open set may hold it
         self.detected: dict[str, int] = {}
         self.pending: dict[str, Row] = {}
         self.costs: dict[tuple[str, str], Cost] = {}
@@ -156,9 +211,10 @@ class BatchReads:
         """Histories of the batch's task types, their samples and the tasks' memory pressure: three queries."""
         all_types = list(dict.fromkeys((t.get("pipeline"), self.type_of(t)) for t in tasks))
         types = [k for k in all_types if k not in self.histories]
-        if types and self.history_fn is None:
+        if types and (self.history_fn is None or self.histories_fn is not None):
             self.queries += 1
-            self.histories.update(task_histories(self.conn, types))
+            many = self.histories_fn or task_histories
+            self.histories.update(many(self.conn, types))
         for pipeline, name in types:
             self.history(pipeline, name)
         keys = [(str(h["run_id"]), str(h["task_id"])) for k in types for h in self.histories[k] if h.get("run_id")]
@@ -183,6 +239,7 @@ class BatchReads:
             self.open_ids[key] = set()
         for fid, pipeline, task, detected_at in rows:
             self.open_ids[(pipeline, task)].add(fid)
+            self._holders.setdefault(fid, set()).add((pipeline, task))
             self.detected[fid] = int(detected_at.timestamp() * 1_000_000) * 1000
 
     def run_tasks(self, run_ids: Sequence[str], fresh: bool = False) -> dict[str, list[Row]]:
@@ -197,7 +254,10 @@ class BatchReads:
         missing = [k for k in dict.fromkeys(keys) if k not in self.samples]
         if missing:
             self.queries += 1
-            self.samples.update(process_samples_many(self.conn, missing))
+            if self.sample_cache is not None:
+                self.samples.update(self.sample_cache.get(self.conn, missing))
+            else:
+                self.samples.update(process_samples_many(self.conn, missing))
         return {k: self.samples.get(k, []) for k in dict.fromkeys(keys)}
 
     def prefetch_pressure(self, tasks: Sequence[Mapping[str, Any]]) -> None:
@@ -223,6 +283,8 @@ class BatchReads:
         self.queries += 1
         rows = store.open_findings(self.conn, self.task_kinds, pipeline, task)
         self.open_ids[key] = {r["finding_id"] for r in rows}
+        for r in rows:
+            self._holders.setdefault(r["finding_id"], set()).add(key)
         return [r for r in rows if r["finding_id"] not in current]
 
     def first_detected(self, ids: Sequence[str]) -> dict[str, int]:
@@ -240,15 +302,19 @@ class BatchReads:
             self.pending[f["finding_id"]] = {**f, "since_ns": None}
             self.detected.setdefault(f["finding_id"], int(f["detected_ns"]))
         for f in findings:
-            fid, subject = f["finding_id"], (f.get("pipeline"), f.get("task"))
-            for key, ids in list(self.open_ids.items()):
-                if key == subject and f.get("kind") in self.task_kinds:
-                    if f.get("status") == "OPEN":
-                        ids.add(fid)
-                    else:
-                        ids.discard(fid)
-                elif fid in ids:
+            fid, subject = f["finding_id"], cast(TypeKey, (f.get("pipeline"), f.get("task")))
+            ours = f.get("kind") in self.task_kinds
+            for key in list(self._holders.get(fid, ())):
+                ids = self.open_ids.get(key)
+                if ids is not None and fid in ids and not (ours and key == subject):
                     del self.open_ids[key]  # an id seen under another subject: do not guess, read again
+            ids = self.open_ids.get(subject) if ours else None
+            if ids is not None:
+                if f.get("status") == "OPEN":
+                    ids.add(fid)
+                    self._holders.setdefault(fid, set()).add(subject)
+                else:
+                    ids.discard(fid)
         # A finding of this task whose subject is not its type (or a kind outside the task kinds):
         # the cached set cannot say what is open any more; read it again next time.
         if type_key is not None and type_key in self.open_ids and any(

@@ -294,6 +294,37 @@ def classification_findings(
 
 
 @dataclass(frozen=True)
+class Competitor:
+    """Other work on the host while the definition's tasks ran: a task of another run or definition, or
+    processes outside any task, with the CPU time they used in that interval."""
+
+    task: str | None
+    run_id: str | None
+    tool: str
+    cpu_s: float
+
+    @property
+    def label(self) -> str:
+        if self.task:
+            return f"{self.task} ({self.tool}" + (f", run {self.run_id})" if self.run_id else ")")
+        return self.tool
+
+
+def name_competitors(finding: Record, competitors: Sequence[Competitor]) -> Record:
+    """A contended finding that says what it competed with (the top few by CPU); others unchanged."""
+    if finding.get("kind") != CONTENDED or not competitors:
+        return finding
+    named = ", ".join(f"{c.label} {c.cpu_s:.1f} s CPU" for c in competitors)
+    return {
+        **finding,
+        "summary": f"{finding['summary']}; competing on the host: {named}"[:2000],
+        "recommendation": f"{finding['recommendation']} Running with it on the host: {named}.",
+        "evidence": [*finding["evidence"],
+                     *evidence(*((f"competitor:{c.label}", c.cpu_s, "s") for c in competitors))],
+    }
+
+
+@dataclass(frozen=True)
 class HostShare:
     """What the latest run's tasks of the definition held: the host's rate and size, and their wall time."""
 

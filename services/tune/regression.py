@@ -118,8 +118,22 @@ def detect_regression(
     """Compares one run's tasks with the tasks of previous runs (each a list of task dicts)."""
     if len(previous_runs) < min_runs:
         return RegressionResult(compared_runs=len(previous_runs), missing_baseline=True)
-    current = run_metrics(current_tasks)
-    history = [run_metrics(run) for run in previous_runs]
+    return compare_metrics(run_metrics(current_tasks), [run_metrics(run) for run in previous_runs],
+                           current_run_wall_ns, previous_run_walls_ns, rules, k, min_runs)
+
+
+def compare_metrics(
+    current: Mapping[str, Mapping[str, float]],
+    history: Sequence[Mapping[str, Mapping[str, float]]],
+    current_run_wall_ns: float | None = None,
+    previous_run_walls_ns: Sequence[float] = (),
+    rules: Sequence[MetricRule] = DEFAULT_RULES,
+    k: float = 3.0,
+    min_runs: int = 3,
+) -> RegressionResult:
+    """detect_regression over run_metrics already computed (one run's against each previous run's)."""
+    if len(history) < min_runs:
+        return RegressionResult(compared_runs=len(history), missing_baseline=True)
     moves: list[Move] = []
     for task, metrics in sorted(current.items()):
         for rule in rules:
@@ -135,4 +149,4 @@ def detect_regression(
         base = baseline(previous_run_walls_ns)
         if moved(current_run_wall_ns, base, DEFAULT_RULES[0], k):
             run_move = Move("(run)", "wall_ns", "ns", current_run_wall_ns, base)
-    return RegressionResult(compared_runs=len(previous_runs), moves=tuple(moves), run_wall=run_move)
+    return RegressionResult(compared_runs=len(history), moves=tuple(moves), run_wall=run_move)

@@ -26,6 +26,7 @@ of one process definition (``ALIGN (s1)``, ``ALIGN (s2)`` of earlier and current
 from __future__ import annotations
 
 import math
+from bisect import insort
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -326,3 +327,118 @@ def memory_underprovisioned(m: MemoryRecommendation) -> bool:
     """It peaked at (or over) 90% of its request: raise before it is OOM-killed."""
     return (m.requested_bytes is not None and m.recommended_bytes > m.requested_bytes
             and m.basis_bytes > m.requested_bytes * 0.9)
+
+
+class SizingBase:
+    """rightsize(history + [one more instance]) for many single additions to one history, without going over
+    the history each time: what rightsize reads from the history is kept sorted or folded once, and each
+    addition is put in (same values, same formulas, so the same result as rightsize over the merged list)."""
+
+    def __init__(self, ordered: Sequence[Mapping[str, Any]], sampled: Sequence[SampledCpu],
+                 p: Policy = DEFAULT_POLICY) -> None:
+        """``ordered``: the history sorted by start; ``sampled``: the sampled CPU of its instances."""
+        self.n = len(ordered)
+        self.p = p
+        self.peaks = sorted(int(t.get("peak_rss_bytes") or 0) for t in ordered)
+        self.walls = sorted(int(t.get("wall_ns") or 0) for t in ordered)
+        self.ooms = [t for t in ordered if t.get("oom_killed")]
+        self.last = ordered[-1] if ordered else None
+        self.req_mem = next(((i, int(t["requested_memory_bytes"])) for i, t in reversed(list(enumerate(ordered)))
+                             if t.get("requested_memory_bytes")), None)
+        self.req_cpu = next(((i, float(t["requested_cpus"])) for i, t in reversed(list(enumerate(ordered)))
+                             if t.get("requested_cpus")), None)
+        folded = [_cpu_parts(t) for t in ordered]
+        self.avg = max((f[0] for f in folded if f is not None), default=None)
+        self.demand = max((f[1] for f in folded if f is not None), default=None)
+        self.cpu_total = sum(f[2] for f in folded if f is not None)
+        self.runq_total = sum(f[3] for f in folded if f is not None)
+        self.host = max((int(t.get("cpu_count") or 0) for t in ordered), default=0)
+        self.sampled = list(sampled)
+        self.run_ids = {t.get("run_id") for t in ordered}
+
+    def with_one(self, task: Mapping[str, Any], at: int, own: SampledCpu | None) -> Rightsizing:
+        """rightsize(ordered[:at] + [task] + ordered[at:], sampled + [sampled])."""
+        p = self.p
+        n = self.n + 1
+        latest = task if at == self.n else self.last
+        assert latest is not None
+        # memory
+        peak = int(task.get("peak_rss_bytes") or 0)
+        peaks = list(self.peaks)
+        insort(peaks, peak)
+        observed = peaks[-1]
+        if n >= p.percentile_min_runs:
+            basis_bytes, basis = int(percentile(peaks, p.percentile)), f"p{round(p.percentile * 100)}"
+        else:
+            basis_bytes, basis = observed, "max"
+        target = max(basis_bytes * (1.0 + p.memory_margin), p.memory_min_bytes)
+        ooms = self.ooms + ([task] if task.get("oom_killed") else [])
+        for t in ooms:
+            at_kill = max(int(t.get("peak_rss_bytes") or 0), int(t.get("requested_memory_bytes") or 0))
+            target = max(target, at_kill * p.oom_factor, at_kill + p.oom_min_bump_bytes)
+        req_mem = (int(task["requested_memory_bytes"]) if task.get("requested_memory_bytes")
+                   and (self.req_mem is None or at > self.req_mem[0]) else
+                   (self.req_mem[1] if self.req_mem is not None else None))
+        memory = MemoryRecommendation(
+            runs=n, observed_peak_bytes=observed, basis_bytes=basis_bytes, basis=basis,
+            recommended_bytes=round_up(target, memory_step(target)), requested_bytes=req_mem,
+            oom_count=len(ooms), oom_raised=bool(latest.get("oom_killed")),
+        )
+        # CPU
+        parts = _cpu_parts(task)
+        avg = [v for v in (self.avg, parts[0] if parts else None) if v is not None]
+        demand = [v for v in (self.demand, parts[1] if parts else None) if v is not None]
+        cpu_total = self.cpu_total + (parts[2] if parts else 0)
+        runq_total = self.runq_total + (parts[3] if parts else 0)
+        sampled = self.sampled + ([own] if own is not None else [])
+        peak_cores: float | None = None
+        threads: int | None = None
+        if sampled:
+            cpu_basis = "sampled_peak"
+            base = _spread_max([s.peak_demand for s in sampled], p)
+            peak_cores = _spread_max([s.peak_cores for s in sampled], p)
+            threads = max(s.max_threads for s in sampled)
+        else:
+            cpu_basis = "demand"
+            base = max(demand, default=0.0)
+        wanted = float(max(1, math.ceil(base - p.cpu_slack)))
+        host = max(self.host, int(task.get("cpu_count") or 0))
+        recommended = min(wanted, float(host)) if host > 0 else wanted
+        requested = (float(task["requested_cpus"]) if task.get("requested_cpus")
+                     and (self.req_cpu is None or at > self.req_cpu[0]) else
+                     (self.req_cpu[1] if self.req_cpu is not None else None))
+        if requested is not None and recommended < requested and not (
+            requested >= recommended * p.overprovision_factor and requested - recommended >= p.overprovision_min_cpus
+        ):
+            recommended = requested
+        cpu = CpuRecommendation(
+            runs=n, avg_concurrency=max(avg, default=0.0), demand_concurrency=max(demand, default=0.0),
+            peak_concurrency=peak_cores, peak_demand=base, max_threads=threads, basis=cpu_basis, wanted_cpus=wanted,
+            recommended_cpus=recommended, requested_cpus=requested, host_cpus=host,
+            runq_share=runq_total / (cpu_total + runq_total) if cpu_total + runq_total else 0.0,
+        )
+        # time
+        walls = list(self.walls)
+        insort(walls, int(task.get("wall_ns") or 0))
+        wall_max = walls[-1]
+        if n >= p.percentile_min_runs:
+            basis_ns, tbasis = int(percentile(walls, p.percentile)), f"p{round(p.percentile * 100)}"
+        else:
+            basis_ns, tbasis = wall_max, "max"
+        seconds = basis_ns / 1e9
+        ttarget = max(seconds * (1.0 + p.time_margin), seconds + p.time_min_extra_s)
+        time_rec = TimeRecommendation(runs=n, observed_max_ns=wall_max, basis_ns=basis_ns, basis=tbasis,
+                                      recommended_s=round_up(ttarget, time_step(ttarget)))
+        return Rightsizing(memory=memory, cpu=cpu, time=time_rec, confidence=confidence_for(n),
+                           run_count=len(self.run_ids | {task.get("run_id")}))
+
+
+def _cpu_parts(t: Mapping[str, Any]) -> tuple[float, float, int, int] | None:
+    """What recommend_cpu takes from one instance: cores in use, cores wanted, CPU and (plausible) run-queue ns."""
+    wall = int(t.get("wall_ns") or 0)
+    if wall <= 0:
+        return None
+    cpu = int(t.get("cpu_ns") or 0)
+    runq = int(t.get("runq_ns") or 0)
+    runq = runq if plausible_delay(runq, wall, int(t.get("process_count") or 1)) else 0
+    return cpu / wall, (cpu + runq) / wall, cpu, runq

@@ -93,6 +93,68 @@ def definition_history(
     return [r for r in (task_from_row(row) for row in reversed(rows)) if process_definition(r) == definition]
 
 
+def _pipeline_names(conn: psycopg.Connection[Any], pipelines: Sequence[str | None]) -> dict[str | None, list[str]]:
+    """The distinct task names of each pipeline, by a skip scan of the (pipeline, task, start_time) index: one
+    index probe per name, however many rows each name has."""
+    out: dict[str | None, list[str]] = {p: [] for p in pipelines}
+    named = [p for p in pipelines if p is not None]
+    queries: list[tuple[LiteralString, LiteralString, list[str]]] = []
+    if named:
+        queries.append(("t.pipeline = k.p", "t.pipeline = n.p", named))
+    if None in out:
+        queries.append(("t.pipeline IS NULL", "t.pipeline IS NULL", [""]))
+    for first, then, keys in queries:
+        rows = conn.execute(
+            "WITH RECURSIVE n(p, task) AS (SELECT k.p, (SELECT t.task FROM tasks t WHERE " + first
+            + " ORDER BY t.task LIMIT 1) FROM unnest(%s::text[]) AS k(p) UNION ALL SELECT n.p, (SELECT t.task "
+            "FROM tasks t WHERE " + then + " AND t.task > n.task ORDER BY t.task LIMIT 1) FROM n "
+            "WHERE n.task IS NOT NULL) SELECT p, task FROM n WHERE task IS NOT NULL",
+            (keys,),
+        ).fetchall()
+        for p, task in rows:
+            out[p if first == "t.pipeline = k.p" else None].append(task)
+    return out
+
+
+def definition_histories(
+    conn: psycopg.Connection[Any], keys: Sequence[tuple[str | None, str]], limit: int = 50
+) -> dict[tuple[str | None, str], list[Row]]:
+    """definition_history for many (pipeline, definition) keys in three queries: the pipelines' task names
+    (skip scan), then per key and name the latest ``limit`` instances (an index range each), merged per key.
+
+    Same rows as one ``task = d OR (task LIKE 'd (%' AND engine = ANY(tagged))`` query per key, without
+    its scan of every row of the pipeline."""
+    out: dict[tuple[str | None, str], list[Row]] = {k: [] for k in keys}
+    if not keys:
+        return out
+    names = _pipeline_names(conn, list(dict.fromkeys(k[0] for k in keys)))
+    probes: list[tuple[int, str | None, str, bool]] = []
+    for i, (pipeline, definition) in enumerate(keys):
+        probes.append((i, pipeline, definition, True))
+        prefix = definition + " ("
+        probes += [(i, pipeline, n, False) for n in names[pipeline] if n.startswith(prefix)]
+    found: dict[int, list[Row]] = {}
+    for pred in ("o.pipeline = k.p", "o.pipeline IS NULL"):
+        ps = [p for p in probes if (p[1] is None) == (pred == "o.pipeline IS NULL")]
+        if not ps:
+            continue
+        with cursor(conn) as cur:
+            rows = cur.execute(
+                "SELECT k.i AS batch_key, h.* FROM unnest(%s::int[], %s::text[], %s::text[], %s::bool[]) "
+                "AS k(i, p, name, any_engine) CROSS JOIN LATERAL (SELECT * FROM task_overview o WHERE " + pred
+                + " AND o.task = k.name AND (k.any_engine OR o.engine = ANY(%s)) ORDER BY o.start_time DESC "
+                "LIMIT %s) h",
+                ([p[0] for p in ps], [p[1] for p in ps], [p[2] for p in ps], [p[3] for p in ps],
+                 sorted(TAGGED_ENGINES), limit),
+            ).fetchall()
+        for r in rows:
+            found.setdefault(int(r.pop("batch_key")), []).append(r)
+    for i, key in enumerate(keys):
+        latest = sorted(found.get(i, []), key=lambda r: r["start_time"], reverse=True)[:limit]
+        out[key] = [r for r in (task_from_row(row) for row in reversed(latest)) if process_definition(r) == key[1]]
+    return out
+
+
 def pipeline_tasks(conn: psycopg.Connection[Any], pipeline: str, runs: int = 20, limit: int = 5000) -> list[Row]:
     """Tasks of the pipeline's latest ``runs`` runs (at most ``limit``, newest kept), oldest first."""
     with cursor(conn) as cur:
@@ -140,6 +202,87 @@ def previous_runs(
             "AND start_time < to_timestamp(%s) ORDER BY start_time DESC LIMIT %s",
             (pipeline, run_id, before_ns / 1e9, limit),
         ).fetchall()
+
+
+def previous_runs_many(
+    conn: psycopg.Connection[Any], runs: Sequence[tuple[str, str, int]], limit: int = 20
+) -> list[list[Row]]:
+    """previous_runs for many (pipeline, run_id, before_ns) in one query, in the order given."""
+    out: list[list[Row]] = [[] for _ in runs]
+    if not runs:
+        return out
+    with cursor(conn) as cur:
+        rows = cur.execute(
+            "SELECT k.i AS batch_key, p.* FROM unnest(%s::int[], %s::text[], %s::text[], %s::float8[]) "
+            "AS k(i, pipeline, run_id, before) CROSS JOIN LATERAL (SELECT run_id, start_time, end_time, wall_ns, "
+            "cost_usd FROM run_overview o WHERE o.pipeline = k.pipeline AND o.run_id <> k.run_id AND "
+            "o.status = 'SUCCEEDED' AND o.end_time IS NOT NULL AND o.start_time < to_timestamp(k.before) "
+            "ORDER BY o.start_time DESC LIMIT %s) p ORDER BY k.i, p.start_time DESC",
+            (list(range(len(runs))), [r[0] for r in runs], [r[1] for r in runs], [r[2] / 1e9 for r in runs], limit),
+        ).fetchall()
+    for r in rows:
+        out[int(r.pop("batch_key"))].append(r)
+    return out
+
+
+def upsert_run_costs(conn: psycopg.Connection[Any], costs: Mapping[str, tuple[float, float]]) -> None:
+    """upsert_run_cost for many runs in one statement."""
+    if not costs:
+        return
+    conn.execute(
+        "INSERT INTO run_costs (run_id, cost_usd, waste_usd, computed_at) SELECT *, now() FROM "
+        "unnest(%s::text[], %s::float8[], %s::float8[]) ON CONFLICT (run_id) DO UPDATE SET cost_usd = "
+        "EXCLUDED.cost_usd, waste_usd = EXCLUDED.waste_usd, computed_at = now()",
+        (list(costs), [c[0] for c in costs.values()], [c[1] for c in costs.values()]),
+    )
+
+
+def open_findings_of_pipelines(
+    conn: psycopg.Connection[Any], kinds: Sequence[str], pipelines: Sequence[str]
+) -> dict[str, list[Row]]:
+    """open_findings(conn, kinds, pipeline, None) for many pipelines in one query."""
+    out: dict[str, list[Row]] = {p: [] for p in pipelines}
+    if not pipelines:
+        return out
+    with cursor(conn) as cur:
+        rows = cur.execute(
+            "SELECT * FROM findings WHERE source = 'tune' AND status = 'OPEN' AND kind = ANY(%s) "
+            "AND pipeline = ANY(%s)", (list(kinds), list(pipelines)),
+        ).fetchall()
+    for r in rows:
+        out[r["pipeline"]].append(r)
+    return out
+
+
+def host_competitors(
+    conn: psycopg.Connection[Any], spans: Sequence[tuple[str, int, int, Sequence[tuple[str, str]]]], top: int = 3
+) -> list[list[Row]]:
+    """Per (host, start ns, end ns, own (run_id, task_id) keys): the other work on the host in that interval,
+    by task (and tool) or, outside tasks, by tool, with its CPU seconds in the interval (a process's CPU time
+    prorated over the part of its life inside it); the ``top`` by CPU, in one query for all spans."""
+    out: list[list[Row]] = [[] for _ in spans]
+    if not spans:
+        return out
+    own = [(i, r, t) for i, s in enumerate(spans) for r, t in s[3]]
+    with cursor(conn) as cur:
+        rows = cur.execute(
+            "WITH x AS (SELECT * FROM unnest(%s::int[], %s::text[], %s::text[]) AS x(i, run_id, task_id)) "
+            "SELECT k.i AS batch_key, c.* FROM unnest(%s::int[], %s::text[], %s::float8[], %s::float8[]) "
+            "AS k(i, host, s, e) CROSS JOIN LATERAL (SELECT p.task, p.run_id, coalesce(p.tool, p.comm) AS tool, "
+            "sum(p.cpu_ns * greatest(0.0, extract(epoch FROM least(coalesce(p.end_time, to_timestamp(k.e)), "
+            "to_timestamp(k.e)) - greatest(p.start_time, to_timestamp(k.s)))) / greatest(extract(epoch FROM "
+            "coalesce(p.end_time, to_timestamp(k.e)) - p.start_time), 0.001))::float8 / 1e9 AS cpu_s "
+            "FROM processes p WHERE p.host_id = k.host AND p.start_time < to_timestamp(k.e) "
+            "AND coalesce(p.end_time, 'infinity') > to_timestamp(k.s) AND NOT EXISTS (SELECT 1 FROM x "
+            "WHERE x.i = k.i AND x.run_id = p.run_id AND x.task_id = p.task_id) "
+            "GROUP BY 1, 2, 3 HAVING sum(p.cpu_ns) > 0 ORDER BY cpu_s DESC, 1, 3 LIMIT %s) c "
+            "WHERE c.cpu_s > 0 ORDER BY k.i, c.cpu_s DESC",
+            ([o[0] for o in own], [o[1] for o in own], [o[2] for o in own], list(range(len(spans))),
+             [s[0] for s in spans], [s[1] / 1e9 for s in spans], [s[2] / 1e9 for s in spans], top),
+        ).fetchall()
+    for r in rows:
+        out[int(r.pop("batch_key"))].append(r)
+    return out
 
 
 def run_row(conn: psycopg.Connection[Any], run_id: str) -> Row | None:

@@ -50,6 +50,9 @@ class TaskAnalysis:
     rightsizing: Rightsizing
     findings: list[Record]
     below_floor: bool = False
+    # the definition's tasks in this run taken together: host, interval and their keys (what it competed with
+    # on the host is read for these)
+    span: tuple[str, int, int, tuple[tuple[str, str], ...]] | None = None
 
 
 def merge_history(history: Sequence[Mapping[str, Any]], task: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -114,4 +117,10 @@ def analyze_task(
     if below:
         sizing = [f for f in sizing if not (f["kind"] == "rightsize_cpu" and r.cpu.verdict == CPU_RAISE)]
     return TaskAnalysis(definition=process_definition(task), breakdown=b, classification=c, cost=cost,
-                        rightsizing=r, findings=findings + sizing, below_floor=below)
+                        rightsizing=r, findings=findings + sizing, below_floor=below, span=span_of(agg, in_run))
+
+
+def span_of(agg: Mapping[str, Any], in_run: Sequence[Mapping[str, Any]]) -> tuple[str, int, int,
+                                                                                 tuple[tuple[str, str], ...]]:
+    keys = tuple((str(t["run_id"]), str(t["task_id"])) for t in in_run if t.get("run_id"))
+    return (str(agg.get("host_id")), int(agg.get("start_ns") or 0), int(agg.get("end_ns") or 0), keys)

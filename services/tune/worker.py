@@ -6,7 +6,11 @@ Per batch of messages (arroyo-style small steps, commit last):
 2. in one database transaction: per task, its breakdown, class, cost (task_costs) and
    right-sizing over its type's history, with findings opened, updated or resolved;
    per completed run, its cost (run_costs) and a regression check against previous
-   runs of the pipeline;
+   runs of the pipeline. The batch is analysed per process definition (DefinitionBatch:
+   its history read, sorted and right-sized once per batch) and its reads are shared
+   (BatchReads; samples are kept across batches behind a signature probe); the result is
+   what analysing record by record gives (``per_record=True`` keeps that path, the reference
+   tests/tune/test_batch_analysis.py compares against);
 3. commit the transaction, publish the findings (Avro TuneFinding, keyed by id), then
    commit the Kafka offsets.
 
@@ -21,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
@@ -34,12 +38,22 @@ from execsight.schemas.codec import CodecError, default_codec
 from execsight.schemas.topics import ENRICHED_RUN, ENRICHED_TASK, FINDINGS_TUNE
 from execsight.settings import Settings
 from execsight.tune import store
-from execsight.tune.batch_reads import BatchReads
+from execsight.tune.batch_analysis import DefinitionBatch, DerivedCache
+from execsight.tune.batch_reads import BatchReads, SampleCache, TypeKey
+from execsight.tune.breakdown import CONTENDED
 from execsight.tune.cost import task_cost
-from execsight.tune.finding_rules import REGRESSION, TASK_KINDS, FindingFloor, regression_finding, resolved
+from execsight.tune.finding_rules import (
+    REGRESSION,
+    TASK_KINDS,
+    Competitor,
+    FindingFloor,
+    name_competitors,
+    regression_finding,
+    resolved,
+)
 from execsight.tune.process_definition import process_definition
-from execsight.tune.regression import detect_regression
-from execsight.tune.task_analysis import analyze_task, merge_history
+from execsight.tune.regression import compare_metrics, detect_regression, run_metrics
+from execsight.tune.task_analysis import TaskAnalysis, analyze_task, merge_history
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +96,7 @@ class Stats:
 
 class TuneWorker:
     def __init__(self, settings: Settings, clock: Callable[[], int] = time.time_ns,
-                 retry_interval_s: float = 2.0) -> None:
+                 retry_interval_s: float = 2.0, per_record: bool = False) -> None:
         self.settings = settings
         self.codec = default_codec()
         self.table = pricing.price_table(settings)
@@ -91,6 +105,13 @@ class TuneWorker:
         self.stats = Stats()
         self.floor = FindingFloor(settings.findings_min_wall_s, settings.findings_min_cost_usd)
         self._conn: psycopg.Connection[Any] | None = None
+        # per_record: analyse each task on its own (analyze_task over its merged history), as before batch
+        # analysis; kept as the reference the batched path is checked against, and for the benchmark
+        self.per_record = per_record
+        self._definitions: dict[TypeKey, DefinitionBatch] = {}
+        # across batches: samples (re-read only where they changed) and what was derived from them
+        self._samples = SampleCache()
+        self._derived: DerivedCache = {}
 
     # --- database ------------------------------------------------------------------------------------
 
@@ -120,16 +141,54 @@ class TuneWorker:
         return process_definition(task)
 
     def reads(self, conn: psycopg.Connection[Any]) -> BatchReads:
-        return BatchReads(conn, SOURCE, TASK_KINDS, history_fn=store.definition_history, type_of=self.task_type)
+        return BatchReads(conn, SOURCE, TASK_KINDS, history_fn=store.definition_history, type_of=self.task_type,
+                          histories_fn=None if self.per_record else store.definition_histories,
+                          sample_cache=None if self.per_record else self._samples)
 
-    def handle_task(self, reads: BatchReads, task: Mapping[str, Any], now_ns: int) -> list[Record]:
+    def _definition(self, reads: BatchReads, key: TypeKey) -> DefinitionBatch:
+        """The batch's view of a definition's history (built once per batch and definition)."""
+        d = self._definitions.get(key)
+        if d is None:
+            d = self._definitions[key] = DefinitionBatch(
+                key[1], reads.history(*key), lambda k: reads.samples.get(k) or [], derived=self._derived)
+            if len(self._derived) > self._samples.max_keys:
+                self._derived.clear()
+        return d
+
+    def analysis_of(self, reads: BatchReads, task: Mapping[str, Any], now_ns: int) -> TaskAnalysis:
         rate, cpu_count, mem_total = self._rate(reads, task)
-        history = reads.history(task.get("pipeline"), self.task_type(task))
-        runs = merge_history(history, task)
-        keys = [(str(t["run_id"]), str(t["task_id"])) for t in runs if t.get("run_id")]
-        samples = reads.process_samples(keys)
         psi = reads.memory_pressure(str(task["host_id"]), int(task["start_ns"]), int(task["end_ns"]))
-        a = analyze_task(task, history, rate, cpu_count, mem_total, samples, psi, now_ns, floor=self.floor)
+        if self.per_record:
+            history = reads.history(task.get("pipeline"), self.task_type(task))
+            runs = merge_history(history, task)
+            keys = [(str(t["run_id"]), str(t["task_id"])) for t in runs if t.get("run_id")]
+            samples = reads.process_samples(keys)
+            return analyze_task(task, history, rate, cpu_count, mem_total, samples, psi, now_ns, floor=self.floor)
+        # prefetch read the samples of the batch's histories and tasks: every key merged() can give
+        return self._definition(reads, (task.get("pipeline"), self.task_type(task))).analyze(
+            task, rate, cpu_count, mem_total, psi, now_ns, floor=self.floor)
+
+    @staticmethod
+    def competitors(reads: BatchReads, analyses: Sequence[TaskAnalysis]) -> list[list[Competitor]]:
+        """What each contended analysis competed with on its host (one query for all of them)."""
+        wanted = [(i, a.span) for i, a in enumerate(analyses)
+                  if a.span is not None and any(f["kind"] == CONTENDED for f in a.findings)]
+        out: list[list[Competitor]] = [[] for _ in analyses]
+        if not wanted:
+            return out
+        reads.queries += 1
+        rows = store.host_competitors(reads.conn, [span for _, span in wanted])
+        for (i, _), found in zip(wanted, rows, strict=True):
+            out[i] = [Competitor(r["task"], r["run_id"], str(r["tool"]), float(r["cpu_s"])) for r in found]
+        return out
+
+    def handle_task(self, reads: BatchReads, task: Mapping[str, Any], now_ns: int, a: TaskAnalysis | None = None,
+                    competitors: Sequence[Competitor] | None = None) -> list[Record]:
+        if a is None:
+            a = self.analysis_of(reads, task, now_ns)
+        if competitors is None:
+            competitors = self.competitors(reads, [a])[0]
+        a = replace(a, findings=[name_competitors(f, competitors) for f in a.findings])
         if task.get("run_id"):
             reads.stage_cost(str(task["run_id"]), str(task["task_id"]), a.cost)
         current = {f["finding_id"] for f in a.findings}
@@ -191,6 +250,86 @@ class TuneWorker:
             })
         return out
 
+    def handle_runs(self, reads: BatchReads, runs: Sequence[Mapping[str, Any]], now_ns: int,
+                    emit: Callable[[list[Record]], None]) -> None:
+        """handle_run for a batch's runs, in order (``emit`` gets each run's findings), with its reads shared:
+        the runs' tasks, their previous runs and those runs' tasks, the open regressions, in four queries,
+        and the run costs written in one statement. A regression opened or resolved earlier in the batch
+        is read back before a later run of that pipeline resolves it, as one run at a time would."""
+        done = [r for r in runs if r["event"] == "COMPLETED"]  # the others bring no findings
+        if not done:
+            return
+        reads.flush()  # the runs' checks read the costs and findings of the batch's tasks
+        conn = reads.conn
+        reads.queries += 1
+        fresh = store.run_tasks(conn, list(dict.fromkeys(str(r["run_id"]) for r in done)))
+        reads.runs.update(fresh)
+        checked = [r for r in done if r.get("pipeline") and r["status"] == "SUCCEEDED" and r.get("end_ns") is not None]
+        reads.queries += 2
+        prev_of = dict(zip((id(r) for r in checked), store.previous_runs_many(
+            conn, [(str(r["pipeline"]), str(r["run_id"]), int(r["start_ns"])) for r in checked]), strict=True))
+        reads.run_tasks([str(p["run_id"]) for rows in prev_of.values() for p in rows])
+        pipelines = list(dict.fromkeys(str(r["pipeline"]) for r in checked))
+        open_reg = store.open_findings_of_pipelines(conn, [REGRESSION], pipelines)
+        changed: set[str] = set()  # pipelines whose open regression this batch staged or resolved
+        run_costs: dict[str, tuple[float, float]] = {}
+        metrics: dict[str, dict[str, dict[str, float]]] = {}  # run_metrics of previous runs, once per batch
+        for run in done:
+            run_id = str(run["run_id"])
+            tasks = [dict(t) for t in fresh[run_id]]  # its own copy: others' checks fill cost_usd in the shared one
+            total = waste = 0.0
+            for t in tasks:
+                c, w = self._task_cost_usd(reads, t, store_it=True)
+                t["cost_usd"] = c
+                total += c
+                waste += w
+            run_costs[run_id] = (total, waste)
+            out: list[Record] = []
+            pipeline = run.get("pipeline")
+            if id(run) in prev_of:
+                prev = prev_of[id(run)]
+                prev_tasks = reads.run_tasks([str(r["run_id"]) for r in prev])
+                for rid, ts in prev_tasks.items():
+                    if rid not in metrics:  # a run's tasks and costs do not change within the batch
+                        for t in ts:
+                            t["cost_usd"] = self._task_cost_usd(reads, t, store_it=False)[0]
+                        metrics[rid] = run_metrics(ts)
+                result = compare_metrics(
+                    run_metrics(tasks), [metrics[str(r["run_id"])] for r in prev if prev_tasks[str(r["run_id"])]],
+                    current_run_wall_ns=float(int(run["end_ns"]) - int(run["start_ns"])),
+                    previous_run_walls_ns=[float(r["wall_ns"]) for r in prev if r["wall_ns"] is not None],
+                )
+                f = regression_finding(str(pipeline), run_id, str(run["host_id"]), result, now_ns)
+                if f is not None:
+                    out.append(f)
+                    changed.add(str(pipeline))
+                elif not result.missing_baseline:
+                    if str(pipeline) in changed:
+                        reads.flush()
+                        reads.queries += 1
+                        stale = store.open_findings(conn, [REGRESSION], pipeline, None)
+                    else:
+                        stale = open_reg.get(str(pipeline), [])
+                    out += [resolved(row, now_ns, run_id) for row in stale]
+                    if stale:
+                        changed.add(str(pipeline))
+                log.info("run analysed", extra={
+                    "run_id": run_id, "pipeline": pipeline, "cost_usd": round(total, 6), "baseline_runs": len(prev),
+                    "regressed": result.regressed, "moved_tasks": result.tasks,
+                })
+            emit(out)
+        store.upsert_run_costs(conn, run_costs)
+
+    def _stage(self, reads: BatchReads, batch: list[Record], type_key: TypeKey | None,
+               findings: dict[str, Record]) -> None:
+        first = reads.first_detected([f["finding_id"] for f in batch])
+        for f in batch:
+            if f["finding_id"] in first:
+                f["detected_ns"] = first[f["finding_id"]]
+        reads.stage(batch, type_key)
+        for f in batch:
+            findings[f["finding_id"]] = f
+
     def analyse(self, decoded: Sequence[tuple[str, Record]]) -> list[Record]:
         """One transaction over a batch of decoded records; returns the findings it stored (committed).
 
@@ -200,23 +339,29 @@ class TuneWorker:
         now = self.clock()
         findings: dict[str, Record] = {}
         reads = self.reads(conn)
+        self._definitions = {}
         try:
             reads.prefetch([rec for kind, rec in decoded if kind == "EnrichedTask"])
             # Tasks before runs: a run's check reads its tasks' costs and findings.
-            for kind, rec in sorted(decoded, key=lambda d: d[0] != "EnrichedTask"):
-                if kind == "EnrichedTask":
-                    batch = self.handle_task(reads, rec, now)
-                    type_key: tuple[str | None, str] | None = (rec.get("pipeline"), self.task_type(rec))
-                else:
-                    batch = self.handle_run(reads, rec, now)
-                    type_key = None
-                first = reads.first_detected([f["finding_id"] for f in batch])
-                for f in batch:
-                    if f["finding_id"] in first:
-                        f["detected_ns"] = first[f["finding_id"]]
-                reads.stage(batch, type_key)
-                for f in batch:
-                    findings[f["finding_id"]] = f
+            tasks = [rec for kind, rec in decoded if kind == "EnrichedTask"]
+            if self.per_record:
+                for rec in tasks:
+                    self._stage(reads, self.handle_task(reads, rec, now), (rec.get("pipeline"), self.task_type(rec)),
+                                findings)
+            else:
+                # analyses first (they read nothing the batch writes), then what the contended ones competed
+                # with in one query, then findings in record order
+                analyses = [self.analysis_of(reads, rec, now) for rec in tasks]
+                rivals = self.competitors(reads, analyses)
+                for rec, a, c in zip(tasks, analyses, rivals, strict=True):
+                    self._stage(reads, self.handle_task(reads, rec, now, a, c),
+                                (rec.get("pipeline"), self.task_type(rec)), findings)
+            runs = [rec for kind, rec in decoded if kind != "EnrichedTask"]
+            if self.per_record:
+                for rec in runs:
+                    self._stage(reads, self.handle_run(reads, rec, now), None, findings)
+            else:
+                self.handle_runs(reads, runs, now, lambda batch: self._stage(reads, batch, None, findings))
             reads.flush()
             conn.commit()
         except BaseException:
@@ -281,7 +426,7 @@ class TuneWorker:
         })
         return True
 
-    def run(self, stop: threading.Event, idle_exit_s: float | None = None, batch_size: int = 200) -> None:
+    def run(self, stop: threading.Event, idle_exit_s: float | None = None, batch_size: int = 1000) -> None:
         consumer: Consumer = make_consumer(self.settings, GROUP, TOPICS)
         producer = make_producer(self.settings)
         idle_since = time.monotonic()
