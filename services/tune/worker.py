@@ -33,8 +33,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from execsight import pricing
 from execsight.findings import publish_findings
-from execsight.kafka_io import consume_messages, make_consumer, make_producer, send_to_deadletter
-from execsight.schemas.codec import CodecError, default_codec
+from execsight.intake import decode_expected
+from execsight.kafka_io import consume_messages, make_consumer, make_producer
+from execsight.schemas.codec import default_codec
 from execsight.schemas.topics import ENRICHED_RUN, ENRICHED_TASK, FINDINGS_TUNE
 from execsight.settings import Settings
 from execsight.tune import store
@@ -374,21 +375,14 @@ class TuneWorker:
     # --- Kafka ---------------------------------------------------------------------------------------
 
     def decode(self, producer: Producer, msgs: Sequence[Message]) -> list[tuple[str, Record]]:
-        out: list[tuple[str, Record]] = []
-        prefix = self.settings.topic_prefix
-        for msg in msgs:
-            topic = (msg.topic() or "")[len(prefix):]
-            try:
-                name, rec = self.codec.decode(msg.value() or b"")
-                if name != EXPECTED.get(topic):
-                    raise CodecError(f"{name} on {topic}: expected {EXPECTED.get(topic)}")
-                validate(name, rec)
-            except (CodecError, InvalidRecord, KeyError, TypeError, ValueError) as exc:
-                self.stats.deadlettered += 1
-                send_to_deadletter(producer, self.settings, msg, str(exc), "tune")
-                continue
-            out.append((name, rec))
-        return out
+        def dead() -> None:
+            self.stats.deadlettered += 1
+
+        # validate() raises KeyError/TypeError/ValueError on a record missing or mistyping a field
+        decoded = decode_expected(msgs, codec=self.codec, settings=self.settings, producer=producer,
+                                  expected=EXPECTED, origin="tune", check=validate,
+                                  refusals=(InvalidRecord, KeyError, TypeError, ValueError), on_dead=dead)
+        return [(name, rec) for _, name, rec in decoded]
 
     def process(self, producer: Producer, msgs: Sequence[Message], stop: threading.Event) -> bool:
         """Handles a batch until it is stored and published; False when stopped before that."""
