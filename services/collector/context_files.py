@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from execsight.collector.redact import redact_arg
+from execsight.command_line import base_name, is_snakemake, option_value
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +64,12 @@ class Want:
     paths: tuple[str, ...]  # candidates, first readable wins (Snakemake's default Snakefile names)
 
 
-def _base(path: str) -> str:
-    return path.rstrip("/").rsplit("/", 1)[-1]
-
 
 def nextflow_workdir(argv: Sequence[str], cwd: str | None, env: Mapping[str, str]) -> str | None:
     """The task work dir when this exec runs a Nextflow task wrapper (.command.run), else None."""
     if len(argv) < 2:
         return None
-    direct = any(_base(a) == ".command.run" for a in argv[1:3])
+    direct = any(base_name(a) == ".command.run" for a in argv[1:3])
     shell = len(argv) > 2 and argv[1] == "-c" and ".command.run" in argv[2]
     if not direct and not shell:
         return None
@@ -88,33 +86,14 @@ def nextflow_workdir(argv: Sequence[str], cwd: str | None, env: Mapping[str, str
     return None
 
 
-def _is_snakemake(exe: str, argv: Sequence[str]) -> bool:
-    if not argv:
-        return False
-    if _base(argv[0]) == "snakemake" or _base(exe) == "snakemake":
-        return True
-    for i, arg in enumerate(argv[1:4], start=1):
-        if (arg == "-m" and i + 1 < len(argv) and argv[i + 1] == "snakemake") or _base(arg) == "snakemake":
-            return True
-    return False
-
-
-def _opt(argv: Sequence[str], *names: str) -> str | None:
-    for i, arg in enumerate(argv):
-        for name in names:
-            if arg == name and i + 1 < len(argv):
-                return argv[i + 1]
-            if arg.startswith(name + "="):
-                return arg.split("=", 1)[1]
-    return None
 
 
 def snakefile_paths(exe: str, argv: Sequence[str], cwd: str | None) -> tuple[str, ...]:
     """The Snakefile candidates of a Snakemake main process (not a spawned job: --target-jobs), else ()."""
-    if not _is_snakemake(exe, argv) or "--target-jobs" in argv:
+    if not is_snakemake(exe, argv) or "--target-jobs" in argv:
         return ()
-    snakefile = _opt(argv, "-s", "--snakefile")
-    directory = _opt(argv, "-d", "--directory")
+    snakefile = option_value(argv, "-s", "--snakefile")
+    directory = option_value(argv, "-d", "--directory")
     if snakefile:
         return (snakefile if snakefile.startswith("/") or not cwd else f"{cwd}/{snakefile}",)
     base = directory or cwd

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from execsight.command_line import base_name as base_name  # the detectors take it from here
 from execsight.settings import GENERIC_RUN_MODES
 
 # The text the collector shipped for a path (a ProcessContext record), or None when none has arrived (yet).
@@ -156,10 +157,6 @@ def parent_roots_tasks(parent: Parent) -> bool:
 
 def short_id(*parts: object) -> str:
     return hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=6).hexdigest()
-
-
-def base_name(path: str) -> str:
-    return path.rstrip("/").rsplit("/", 1)[-1]
 
 
 _BARE_NUMBER = re.compile(r"[\d.]+")

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from execsight.command_line import is_snakemake, option_value
 from execsight.correlator.engines.base import (
     ROLE_SMK_DRIVER,
     Context,
@@ -36,35 +37,14 @@ SMK_TARGET = re.compile(r"--target-jobs\s+['\"]?(?P<rule>[A-Za-z_][\w.-]*):(?P<w
 SMK_SCRIPT = re.compile(r"\.snakemake/scripts/tmp[\w-]+\.(?P<script>[^\s/'\"]+)")
 
 
-def _is_snakemake(exe: str, argv: Sequence[str]) -> bool:
-    if not argv:
-        return False
-    if base_name(argv[0]) == "snakemake" or base_name(exe) == "snakemake":
-        return True
-    for i, arg in enumerate(argv[1:4], start=1):
-        if arg == "-m" and i + 1 < len(argv) and argv[i + 1] == "snakemake":
-            return True
-        if base_name(arg) == "snakemake":
-            return True
-    return False
-
-
-def _opt(argv: Sequence[str], *names: str) -> str | None:
-    for i, arg in enumerate(argv):
-        for name in names:
-            if arg == name and i + 1 < len(argv):
-                return argv[i + 1]
-            if arg.startswith(name + "="):
-                return arg.split("=", 1)[1]
-    return None
 
 
 def snakemake_driver(exe: str, argv: Sequence[str], cwd: str | None) -> tuple[str, str | None] | None:
     """(pipeline, snakefile path) of a Snakemake main process; None when it is not one (or is a job)."""
-    if not _is_snakemake(exe, argv) or "--target-jobs" in argv:
+    if not is_snakemake(exe, argv) or "--target-jobs" in argv:
         return None
-    snakefile = _opt(argv, "-s", "--snakefile")
-    directory = _opt(argv, "-d", "--directory")
+    snakefile = option_value(argv, "-s", "--snakefile")
+    directory = option_value(argv, "-d", "--directory")
     if snakefile:
         parts = snakefile.rstrip("/").split("/")
         name = parts[-1]
