@@ -204,8 +204,8 @@ def _host_machine_id() -> str:
 def _findings_on_topic(bootstrap: str, run_id: str, timeout_s: float) -> list[dict[str, Any]]:
     from confluent_kafka import Consumer
 
-    from schemas.codec import default_codec
-    from schemas.topics import FINDINGS_TUNE
+    from execsight.schemas.codec import default_codec
+    from execsight.schemas.topics import FINDINGS_TUNE
 
     codec = default_codec()
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"compose-test-{uuid.uuid4().hex[:8]}",

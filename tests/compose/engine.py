@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.local import procs
+from execsight.deploy.local import procs
 
 CACHE_ENV = "EXECSIGHT_COMPOSE_CACHE"
 RUN_ENV = "EXECSIGHT_COMPOSE_RUN_DIR"

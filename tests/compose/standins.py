@@ -31,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from deploy.local.kafka_broker import DEFAULT_LIB_DIR, ensure_jars
+from execsight.deploy.local.kafka_broker import DEFAULT_LIB_DIR, ensure_jars
 from execsight.settings import REPO_ROOT
 from tests.compose.engine import Engine, EngineError, default_paths
 
