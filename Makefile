@@ -27,7 +27,8 @@ PLAIN_DB_URL := postgresql://execsight:execsight@127.0.0.1:$(PLAIN_PG_PORT)/exec
 PLAIN_UI_DB_URL := postgresql://execsight_ui:execsight_ui@127.0.0.1:$(PLAIN_PG_PORT)/execsight
 PLAIN_PG := $(PY) -m execsight.deploy.local.pg_cluster --dir $(PLAIN_PG_DIR) --dsn $(PLAIN_DB_URL) --ui-dsn $(PLAIN_UI_DB_URL)
 
-.PHONY: up down status test test-unit lint apt venv compose-plugin demo timescaledb plain-pg plain-pg-down test-plain
+.PHONY: up down status test test-unit lint apt venv compose-plugin demo timescaledb plain-pg plain-pg-down test-plain \
+	compose-apt compose-deps compose-images test-compose
 
 up: apt venv compose-plugin
 	$(EXECSIGHT) up
@@ -42,13 +43,14 @@ down:
 status: venv
 	$(EXECSIGHT) status
 
+# (the compose test starts a Docker engine of its own: `make test-compose`)
 test: venv
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not compose" $(PYTEST_ARGS)
 
 # The pure tests alone (no Kafka, PostgreSQL, root, browser, AWS mock or demo pipeline run), in
 # under a minute: the first step of the pyramid. A test that needs any of those must carry its
 # marker (see pyproject.toml).
-UNIT_MARKERS := not kafka and not db and not ebpf and not browser and not e2e and not aws and not pipeline
+UNIT_MARKERS := not kafka and not db and not ebpf and not browser and not e2e and not aws and not pipeline and not compose
 test-unit: venv
 	$(VENV)/bin/pytest -m "$(UNIT_MARKERS)" $(PYTEST_ARGS)
 
@@ -109,3 +111,30 @@ compose-plugin: venv
 	  bin="$$($(PY) -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')"; \
 	  mkdir -p "$$HOME/.docker/cli-plugins"; ln -sf "$$bin" "$$HOME/.docker/cli-plugins/docker-compose"; \
 	  echo "compose: linked $$bin as the docker compose plugin"; fi
+
+# `docker compose up` for real (tests/test_compose_up.py; root): Debian's Docker engine and
+# debootstrap, and the compose plugin. The test starts a dockerd of its own (tests/compose/engine.py,
+# never /var/run/docker.sock) and builds local stand-ins for the images the compose file pulls
+# (tests/compose/standins.py); the debootstrap tarball, the images and the build cache are kept in
+# EXECSIGHT_COMPOSE_CACHE (~/.cache/execsight-compose) for the next run on this machine.
+COMPOSE_APT := docker.io debootstrap
+compose-deps: compose-apt compose-plugin
+
+compose-apt:
+	@missing=""; for p in $(COMPOSE_APT); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "compose-apt: all packages present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "compose-apt: installing$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing \
+	    || { DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	         DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; }; \
+	else echo "compose-apt: not root; run: sudo apt-get install$$missing" >&2; exit 1; fi
+
+# The stand-in images alone (debootstrap once, then only what changed), in the test's engine.
+compose-images: venv compose-deps
+	TIMESCALEDB_DIR="$(abspath $(TIMESCALEDB_DIR))" $(PY) -m tests.compose.standins
+
+test-compose: venv compose-deps
+	TIMESCALEDB_DIR="$(abspath $(TIMESCALEDB_DIR))" $(VENV)/bin/pytest -m compose tests/test_compose_up.py $(PYTEST_ARGS)
