@@ -138,12 +138,16 @@ def run_series(conn: Conn, run_id: str, start: datetime, end: datetime) -> pd.Da
                    sum(cpu_ns)::float8 / (%(step)s * 1e9) AS cpu_cores,
                    sum(runq_ns)::float8 / (%(step)s * 1e9) AS runq_cores,
                    sum(read_bytes + write_bytes)::float8 / %(step)s AS io_bytes_per_s,
+                   sum(read_bytes)::float8 / %(step)s AS read_bytes_per_s,
+                   sum(write_bytes)::float8 / %(step)s AS write_bytes_per_s,
                    sum(rss_bytes::float8 * interval_ns) / (%(step)s * 1e9) AS rss_bytes
             FROM process_samples WHERE run_id = %(run_id)s
             GROUP BY 1 ORDER BY 1""", {"run_id": run_id, "step": step_s}).assign(source="process_samples")
     return frame(conn, """
         SELECT bucket, cpu_ns::float8 / 60e9 AS cpu_cores, runq_ns::float8 / 60e9 AS runq_cores,
-               (read_bytes + write_bytes)::float8 / 60 AS io_bytes_per_s, max_process_rss_bytes::float8 AS rss_bytes
+               (read_bytes + write_bytes)::float8 / 60 AS io_bytes_per_s, read_bytes::float8 / 60 AS read_bytes_per_s,
+               write_bytes::float8 / 60 AS write_bytes_per_s,
+               max_process_rss_bytes::float8 AS rss_bytes
         FROM run_minute WHERE run_id = %(run_id)s ORDER BY bucket""", {"run_id": run_id}).assign(source="run_minute")
 
 
@@ -184,13 +188,15 @@ def run_tool_costs(conn: Conn, run_id: str) -> pd.DataFrame:
     """
     return frame(conn, """
         WITH p AS (
-            SELECT pt.task_id, pt.tool_label, pt.tool_package, pt.tool_method, pt.cpu_ns,
+            SELECT pt.task_id, pt.tool_label, pt.tool_package, pt.tool_method, pt.cpu_ns, pt.read_bytes,
+                   pt.write_bytes, pt.blkio_ns,
                    pt.cpu_ns::float8 / nullif(sum(pt.cpu_ns) OVER (PARTITION BY pt.task_id), 0) AS cpu_share,
                    1.0 / count(*) OVER (PARTITION BY pt.task_id) AS even_share
             FROM process_tools pt WHERE pt.run_id = %(run_id)s
         )
         SELECT p.tool_label AS tool, max(p.tool_package) AS tool_package, max(p.tool_method) AS tool_method,
-               count(*) AS processes, sum(p.cpu_ns) AS cpu_ns,
+               count(*) AS processes, sum(p.cpu_ns) AS cpu_ns, sum(p.read_bytes)::float8 AS read_bytes,
+               sum(p.write_bytes)::float8 AS write_bytes, sum(p.blkio_ns)::float8 AS blkio_ns,
                sum(coalesce(t.cost_usd, 0) * coalesce(p.cpu_share, p.even_share))::float8 AS cost_usd,
                sum(coalesce(t.waste_usd, 0) * coalesce(p.cpu_share, p.even_share))::float8 AS waste_usd,
                (sum(coalesce(t.wall_ns, 0) * coalesce(p.cpu_share, p.even_share)) / 1e9)::float8 AS wall_s
