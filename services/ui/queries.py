@@ -90,17 +90,22 @@ def pipelines(conn: Conn) -> list[str]:
 
 
 def search_runs(
-    conn: Conn, text: str = "", pipeline: str | None = None, status: str | None = None, limit: int = 200
+    conn: Conn, text: str = "", pipeline: str | None = None, status: str | None = None, limit: int = 200,
+    host: str | None = None,
 ) -> pd.DataFrame:
+    """Runs matching the filters; `host`: the runs with a task (or their root) on that host."""
     return frame(conn, """
         SELECT run_id, pipeline, status, start_time, end_time, wall_ns, cost_usd, waste_usd, host_id,
                task_count, failed_task_count, process_count, cpu_ns, peak_rss_bytes, engine
-        FROM run_overview
+        FROM run_overview r
         WHERE (%(text)s = '' OR run_id ILIKE %(like)s OR pipeline ILIKE %(like)s OR host_id ILIKE %(like)s)
           AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
           AND (%(status)s::text IS NULL OR status = %(status)s)
+          AND (%(host)s::text IS NULL OR r.host_id = %(host)s
+               OR EXISTS (SELECT 1 FROM tasks t WHERE t.run_id = r.run_id AND t.host_id = %(host)s))
         ORDER BY start_time DESC LIMIT %(limit)s""",
-        {"text": text, "like": f"%{text}%", "pipeline": pipeline, "status": status, "limit": limit})
+        {"text": text, "like": f"%{text}%", "pipeline": pipeline, "status": status, "limit": limit,
+         "host": host})
 
 
 def run_detail(conn: Conn, run_id: str) -> pd.DataFrame:
@@ -112,7 +117,7 @@ def run_detail(conn: Conn, run_id: str) -> pd.DataFrame:
 
 def run_tasks(conn: Conn, run_id: str) -> pd.DataFrame:
     return frame(conn, """
-        SELECT task_id, task, tool, tools, status, exit_code, start_time, end_time, wall_ns, cpu_ns, runq_ns,
+        SELECT task_id, task, engine, tool, tools, status, exit_code, start_time, end_time, wall_ns, cpu_ns, runq_ns,
                blkio_ns, reclaim_ns, peak_rss_bytes, read_bytes, write_bytes, process_count, short_lived_count,
                short_lived_wall_ns, oom_killed, requested_cpus, requested_memory_bytes, cost_usd, waste_usd,
                host_id, instance_type
@@ -166,6 +171,49 @@ def previous_runs(conn: Conn, pipeline: str, before: datetime, limit: int = 20) 
                read_bytes, write_bytes, process_count, cost_usd, waste_usd
         FROM run_overview WHERE pipeline = %(pipeline)s AND start_time <= %(before)s
         ORDER BY start_time DESC LIMIT %(limit)s""", {"pipeline": pipeline, "before": before, "limit": limit})
+
+
+def earlier_run_tasks(conn: Conn, run_ids: list[str]) -> pd.DataFrame:
+    """The tasks of the given (earlier) runs: the per-task comparison's baseline (primary-key range per run)."""
+    return frame(conn, """
+        SELECT run_id, task_id, task, engine, wall_ns, cpu_ns, peak_rss_bytes, cost_usd
+        FROM task_overview WHERE run_id = ANY(%(run_ids)s)""", {"run_ids": run_ids})
+
+
+# A task is "running now" while it has a process without an end; the tasks table has it only once it ended.
+LIVE_SAMPLE_WINDOW_S = 30
+
+
+def live_tasks(conn: Conn, run_id: str) -> pd.DataFrame:
+    """A live run's tasks: the running ones (from their open processes, with their current CPU and memory
+    from the newest sample of each process) and the ended ones (tasks table). Index ranges only:
+    processes(run_id, task_id), process_samples(run_id, time) over the last LIVE_SAMPLE_WINDOW_S."""
+    return frame(conn, """
+        WITH open_tasks AS (
+            SELECT p.task_id, max(p.task) AS task, max(p.tool) AS tool, min(p.start_time) AS start_time,
+                   count(*) AS running_processes, max(p.host_id) AS host_id
+            FROM processes p
+            WHERE p.run_id = %(run_id)s AND p.end_time IS NULL AND p.task_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.run_id = p.run_id AND t.task_id = p.task_id)
+            GROUP BY p.task_id
+        ), newest AS (
+            SELECT DISTINCT ON (s.host_id, s.pid, s.start_time_ns) s.task_id, s.cpu_ns, s.interval_ns, s.rss_bytes
+            FROM process_samples s
+            WHERE s.run_id = %(run_id)s AND s.time >= now() - make_interval(secs => %(window)s)
+            ORDER BY s.host_id, s.pid, s.start_time_ns, s.time DESC
+        ), now_use AS (
+            SELECT task_id, sum(cpu_ns::float8 / nullif(interval_ns, 0)) AS cpu_cores, sum(rss_bytes) AS rss_bytes
+            FROM newest GROUP BY task_id
+        )
+        SELECT o.task_id, o.task, o.tool, 'RUNNING' AS status, o.start_time, NULL::timestamptz AS end_time,
+               (extract(epoch FROM now() - o.start_time) * 1e9)::bigint AS wall_ns, u.cpu_cores,
+               u.rss_bytes::float8 AS rss_bytes, o.running_processes, o.host_id
+        FROM open_tasks o LEFT JOIN now_use u USING (task_id)
+        UNION ALL
+        SELECT t.task_id, t.task, t.tool, t.status, t.start_time, t.end_time, t.wall_ns,
+               t.cpu_ns::float8 / nullif(t.wall_ns, 0), t.peak_rss_bytes::float8, 0, t.host_id
+        FROM tasks t WHERE t.run_id = %(run_id)s
+        ORDER BY 5 DESC""", {"run_id": run_id, "window": LIVE_SAMPLE_WINDOW_S})
 
 
 # --- Tasks and tools --------------------------------------------------------------------------

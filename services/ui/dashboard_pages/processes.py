@@ -31,7 +31,10 @@ labels = {None: "(run root, outside any task)"} | {
 options = [*choices["task_id"].tolist(), None]
 busiest = int(choices["process_count"].idxmax()) if not choices.empty else len(options) - 1
 wanted_task = st.query_params.get("task")  # a task's link on the run page: /processes?run=R&task=TASK_ID
-start = options.index(wanted_task) if wanted_task in options else busiest
+by_name = dict(zip(choices["task"], choices["task_id"], strict=True))  # a finding names its task, not its id
+if wanted_task is not None and wanted_task not in options:
+    wanted_task = by_name.get(wanted_task)
+start = options.index(wanted_task) if wanted_task is not None and wanted_task in options else busiest
 task_id = c2.selectbox("Task", options, index=start, format_func=lambda t: labels.get(t, str(t)), key="proc_task")
 st.query_params["run"] = run_id
 if task_id is None:
