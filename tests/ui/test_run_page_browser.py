@@ -102,8 +102,8 @@ def test_run_page_at_1400_px_has_no_cut_tiles_or_columns(served_app: str, browse
 def test_links_click_through_finding_run_host_runs_task_processes(served_app: str, browser: Chromium) -> None:
     def click(label_start: str) -> None:
         ok = browser.evaluate(f"""(() => {{
-            const a = [...document.querySelectorAll('a[data-testid="stPageLink-NavLink"]')]
-              .find(a => a.innerText.trim().startsWith({json.dumps(label_start)}));
+            const a = [...document.querySelectorAll('[data-testid="stPageLink"] a, [data-testid="stPageLink-NavLink"]')]
+              .find(a => a.innerText.includes({json.dumps(label_start)}));
             if (!a) return false; a.click(); return true; }})()""")
         assert ok, f"no link {label_start!r}"
 
@@ -118,7 +118,7 @@ def test_links_click_through_finding_run_host_runs_task_processes(served_app: st
     rendered(browser, ["Utilization", "Runs on this host"], "the run's host")
     assert f"host={fx.HOST}" in browser.evaluate("location.search")
     click("Runs on this host")
-    rendered(browser, [f"Runs on host {fx.HOST} (2)"], "the host's runs")
+    rendered(browser, [f"Runs on host {fx.HOST} (2)", "At a glance", "Processes of "], "the host's runs")
     click("Processes of ")
     rendered(browser, ["Show short-lived processes"], "a task's processes")
     search = browser.evaluate("location.search")

@@ -138,6 +138,10 @@ def live_view(run_id: str) -> None:
     running = now[now["status"] == "RUNNING"] if not now.empty else now
     m[3].metric("CPU now", f"{float(running['cpu_cores'].fillna(0).sum()):.2f} cores" if not running.empty
                 else fmt.MISSING, help="Sum over the running tasks of their processes' newest sample")
+    if not running.empty:
+        names = running.sort_values("start_time")["task"].astype(str).tolist()
+        st.markdown("**Running now:** " + ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8
+                                                                   else ""))
     if now.empty:
         st.caption("No task has started yet.")
     else:
