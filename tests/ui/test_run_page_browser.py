@@ -96,7 +96,8 @@ def test_run_page_at_1400_px_has_no_cut_tiles_or_columns(served_app: str, browse
     browser.evaluate("""document.querySelectorAll('[data-testid="stMetric"]').forEach(
         m => { m.style.width = '60px'; m.style.maxWidth = '60px'; })""")
     time.sleep(0.3)
-    assert any(c["what"] == "metric" for c in cut_off(browser)["cut"])  # type: ignore[attr-defined, index]
+    squeezed = cut_off(browser)["cut"]
+    assert isinstance(squeezed, list) and any(c["what"] == "metric" for c in squeezed), squeezed
 
 
 def test_links_click_through_finding_run_host_runs_task_processes(served_app: str, browser: Chromium) -> None:
