@@ -234,16 +234,23 @@ def run_tool_costs(conn: Conn, run_id: str) -> pd.DataFrame:
     Unidentified processes count under '<executable> (unidentified executable)'; processes outside any
     task are listed with no cost rather than dropped.
     """
+    # Summed per (task, tool) first, then shared out: a task's cost * the tool's share of the task's CPU
+    # (of its processes when the task used no CPU) -- the same split as per process, without a window
+    # over every process row.
     return frame(conn, """
-        WITH p AS (
-            SELECT pt.task_id, pt.tool_label, pt.tool_package, pt.tool_method, pt.cpu_ns, pt.read_bytes,
-                   pt.write_bytes, pt.blkio_ns,
+        WITH pt AS (
+            SELECT task_id, tool_label, max(tool_package) AS tool_package, max(tool_method) AS tool_method,
+                   count(*) AS n, sum(cpu_ns) AS cpu_ns, sum(read_bytes) AS read_bytes,
+                   sum(write_bytes) AS write_bytes, sum(blkio_ns) AS blkio_ns
+            FROM process_tools WHERE run_id = %(run_id)s GROUP BY task_id, tool_label
+        ), p AS (
+            SELECT pt.*,
                    pt.cpu_ns::float8 / nullif(sum(pt.cpu_ns) OVER (PARTITION BY pt.task_id), 0) AS cpu_share,
-                   1.0 / count(*) OVER (PARTITION BY pt.task_id) AS even_share
-            FROM process_tools pt WHERE pt.run_id = %(run_id)s
+                   pt.n::float8 / sum(pt.n) OVER (PARTITION BY pt.task_id) AS even_share
+            FROM pt
         )
         SELECT p.tool_label AS tool, max(p.tool_package) AS tool_package, max(p.tool_method) AS tool_method,
-               count(*) AS processes, sum(p.cpu_ns) AS cpu_ns, sum(p.read_bytes)::float8 AS read_bytes,
+               sum(p.n) AS processes, sum(p.cpu_ns) AS cpu_ns, sum(p.read_bytes)::float8 AS read_bytes,
                sum(p.write_bytes)::float8 AS write_bytes, sum(p.blkio_ns)::float8 AS blkio_ns,
                sum(coalesce(t.cost_usd, 0) * coalesce(p.cpu_share, p.even_share))::float8 AS cost_usd,
                sum(coalesce(t.waste_usd, 0) * coalesce(p.cpu_share, p.even_share))::float8 AS waste_usd,

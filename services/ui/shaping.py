@@ -247,7 +247,7 @@ def timeline_lanes(tasks: pd.DataFrame, start: pd.Timestamp, divisor: float) -> 
     rows = []
     lane_ends: dict[str, list[float]] = {}
     df = tasks.assign(s=elapsed(tasks["start_time"], start, divisor), e=elapsed(tasks["end_time"], start, divisor))
-    for _, t in df.sort_values(["host_id", "s"]).iterrows():
+    for t in df.sort_values(["host_id", "s"])[["host_id", "task", "tool", "status", "s", "e"]].to_dict("records"):
         host = str(t["host_id"] or "?")
         s, e = float(t["s"]), max(float(t["s"]), float(t["e"]) if not pd.isna(t["e"]) else float(t["s"]))
         ends = lane_ends.setdefault(host, [])

@@ -65,6 +65,9 @@ def test_runs_page_shows_latest_run_with_tasks_findings_and_comparison(ui_databa
     for task in fx.TASKS:
         assert task in text
     assert fx.FINDING_SUMMARY_START in text
+    assert not at.code  # the config block waits until asked for (seconds on a big pipeline)
+    at.toggle(key="cfg_show").set_value(True).run()
+    assert not at.exception
     config = "\n".join(str(c.value) for c in at.code)
     assert "process {" in config and "withName: '" in config  # the right-sized config, ready to copy
     comparison = next(d.value for d in at.dataframe if "verdict" in d.value.columns)  # per task, with a verdict

@@ -22,7 +22,7 @@ from services.tune import config_export
 from services.tune.config_command import load_configs
 from services.ui import charts, queries, run_report, run_report_data, shaping
 from services.ui import formatting as fmt
-from services.ui.page_support import connection, empty_state, header, refresh_every
+from services.ui.page_support import connection, empty_state, header, refresh_every, ui_dsn
 
 STATUSES = ["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT"]
 SEVERITY_ICON = {"HIGH": ":red[●]", "MEDIUM": ":orange[●]", "LOW": ":blue[●]"}
@@ -163,6 +163,35 @@ def live_view(run_id: str) -> None:
                                     "running_processes": "Open processes"})
     st.caption(f"Live as of {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC · refreshing every "
                f"{refresh_every(True).seconds} s" + ("" if still_live else " · the run has ended: reload the page"))
+
+
+@st.cache_data(ttl=120, show_spinner=False)
+def _config_text(dsn: str, pipeline: str, dialect: str) -> str:
+    """The pipeline's right-sized config: over its latest runs, so it is the same for minutes (seconds to
+    compute on a big pipeline: cached, and only when asked for)."""
+    with connection() as conn:
+        configs = load_configs(conn, pipeline)
+    return config_export.render(dialect, pipeline, configs) if configs else ""
+
+
+@st.fragment
+def config_section(pipeline: str, engine: str) -> None:
+    st.markdown("#### Right-sized resources for this pipeline")
+    if not st.toggle("Show the config to paste", key="cfg_show",
+                     help="cpus, memory and time per process definition over the pipeline's latest runs"):
+        st.caption(f"Or run `execsight tune config --pipeline {pipeline} --format nextflow|snakemake`.")
+        return
+    dialect = st.segmented_control(
+        "Config for", ["nextflow", "snakemake"], key="cfg_format",
+        default="snakemake" if engine == "snakemake" else "nextflow") or "nextflow"
+    text = _config_text(ui_dsn(), pipeline, dialect)
+    if text:
+        st.code(text, language="groovy" if dialect == "nextflow" else "yaml")
+        st.caption("Per process definition over the pipeline's latest runs. Paste into nextflow.config or a "
+                   f"Snakemake profile's config.yaml, or run `execsight tune config --pipeline {pipeline} "
+                   f"--format {dialect}`.")
+    else:
+        st.caption("No completed task of this pipeline to size from yet.")
 
 
 def tiles(r: dict[str, Any]) -> None:
@@ -358,18 +387,7 @@ def run_page() -> None:
                                  query_params={"run": run_id, "task": str(match.iloc[0]["task_id"])})
 
     if r["pipeline"]:
-        st.markdown("#### Right-sized resources for this pipeline")
-        dialect = st.segmented_control(
-            "Config for", ["nextflow", "snakemake"], key="cfg_format",
-            default="snakemake" if r["engine"] == "snakemake" else "nextflow") or "nextflow"
-        with connection() as conn:
-            configs = load_configs(conn, str(r["pipeline"]))
-        if configs:
-            st.code(config_export.render(dialect, str(r["pipeline"]), configs),
-                    language="groovy" if dialect == "nextflow" else "yaml")
-            st.caption("Per process definition over the pipeline's latest runs. Paste into nextflow.config or a "
-                       f"Snakemake profile's config.yaml, or run `execsight tune config --pipeline {r['pipeline']} "
-                       f"--format {dialect}`.")
+        config_section(str(r["pipeline"]), str(r["engine"] or ""))
 
     if earlier_ids:
         st.markdown("#### This pipeline's runs over time")
