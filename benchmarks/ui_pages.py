@@ -288,6 +288,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another checkout (e.g. `git archive main`) to render the same pages with, side by side")
+    parser.add_argument("--reuse", default=None, help="render against this database kept by --keep (no seeding)")
     parser.add_argument("--time-only", action="store_true", help=argparse.SUPPRESS)  # the baseline's child process
     parser.add_argument("--server", default=os.environ.get(
         "EXECSIGHT_DATABASE_URL", "postgresql://execsight:execsight@127.0.0.1:5432/execsight"))
@@ -296,22 +297,28 @@ def main(argv: list[str]) -> int:
         print(json.dumps(time_pages(args.repeat)))
         return 0
 
-    name = f"execsight_bench_ui_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    name = args.reuse or f"execsight_bench_ui_{uuid.uuid4().hex[:8]}"
     dsn = _with_db(args.server, name)
     baseline: dict[str, list[float]] = {}
+    if not args.reuse:
+        with psycopg.connect(args.server, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        print(f"database {name}: migrating and seeding ({args.processes:,} process rows + 2 runs of 50,000)",
-              flush=True)
-        apply_migrations(dsn)
-        counts = seed(dsn, args.processes)
+        if args.reuse:
+            with psycopg.connect(dsn) as conn:
+                counts = {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
+                          for t in ("processes", "runs", "tasks", "host_samples")}
+        else:
+            print(f"database {name}: migrating and seeding ({args.processes:,} process rows + 2 runs of 50,000)",
+                  flush=True)
+            apply_migrations(dsn)
+            counts = seed(dsn, args.processes)
         os.environ["EXECSIGHT_UI_DATABASE_URL"] = dsn  # the app's sessions are read-only (services/ui/db.py)
         results = time_pages(args.repeat)
         if args.baseline:
             baseline = time_pages_of(args.baseline.resolve(), args.repeat)
     finally:
-        if not args.keep:
+        if not args.keep and not args.reuse:
             with psycopg.connect(args.server, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     print(f"\nPage render times via AppTest ({counts['processes']:,} processes, {counts['runs']:,} runs, "
