@@ -48,7 +48,7 @@ def breakdown_bar(breakdown: pd.DataFrame) -> Chart:
             order=alt.Order("order:Q"),
             tooltip=["category:N", alt.Tooltip("seconds:Q", format=".2f"), alt.Tooltip("share:Q", format=".0%")],
         )
-        .properties(height=40)
+        .properties(height=100)  # Streamlit fits the legend and axis into this height too
     )
 
 
@@ -132,7 +132,8 @@ def host_lanes(df: pd.DataFrame, x_title: str) -> Chart:
             tooltip=["host:N", "task:N", "tool:N", "status:N", alt.Tooltip("start:Q", format=".2f"),
                      alt.Tooltip("end:Q", format=".2f")],
         )
-        .properties(height=max(120, min(30 * len(lanes), 600)))
+        # Streamlit fits axis and legend into this height too: room for the lanes, then for both
+        .properties(height=min(36 * len(lanes), 600) + 200)
     )
 
 
