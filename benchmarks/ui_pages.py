@@ -30,8 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 # the dashboard's imports resolve in the checkout under test (--baseline's child: another checkout)
 sys.path.insert(0, os.environ.get("EXECSIGHT_BENCH_ROOT", str(REPO)))
 
-from schemas.migrate import apply_migrations  # noqa: E402
-from schemas.rollups import refresh_rollups  # noqa: E402
+from execsight.schemas.migrate import apply_migrations  # noqa: E402
+from execsight.schemas.rollups import refresh_rollups  # noqa: E402
 
 APP = os.environ.get("EXECSIGHT_BENCH_APP", str(REPO / "services" / "ui" / "app.py"))
 PAGES = ("overview", "runs", "tasks", "processes", "hosts", "findings")
@@ -235,12 +235,12 @@ def _live_refresh() -> float | None:
     """What the live section re-runs every 5 s: its two queries and the shaping of their rows; None on a
     dashboard without a live section (there the whole run page re-renders: see "live run 50k")."""
     try:
-        from services.ui import queries
+        from execsight.ui import queries
     except ImportError:
         return None
     if not hasattr(queries, "live_tasks"):
         return None
-    from services.ui import db
+    from execsight.ui import db
 
     with db.connect(os.environ["EXECSIGHT_UI_DATABASE_URL"]) as conn:
         t0 = time.perf_counter()
@@ -254,7 +254,7 @@ def _live_refresh() -> float | None:
 
 
 def time_pages(repeat: int) -> dict[str, list[float]]:
-    from services.ui.page_support import close_pools
+    from execsight.ui.page_support import close_pools
 
     results: dict[str, list[float]] = {}
     try:
