@@ -82,6 +82,23 @@ def tool_totals(tasks: Sequence[Row], processes: Sequence[Row]) -> dict[str, lis
     return out
 
 
+def tool_io(tasks: Sequence[Row], processes: Sequence[Row]) -> dict[str, tuple[int, int, int]]:
+    """Per tool (as tool_totals names them): (read bytes, written bytes, block-I/O wait ns)."""
+    out: dict[str, list[int]] = {}
+    rows = processes or tasks
+    for r in rows:
+        name = tool_label(r) if processes else str(r.get("tool") or "(no tool)")
+        acc = out.setdefault(name, [0, 0, 0])
+        acc[0] += int(r.get("read_bytes") or 0)
+        acc[1] += int(r.get("write_bytes") or 0)
+        acc[2] += int(r.get("blkio_ns") or 0)
+    return {k: (v[0], v[1], v[2]) for k, v in out.items()}
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.1f}MiB" if n < 2**30 else f"{n / 2**30:.2f}GiB"
+
+
 def render(report: RunReport, top: int = 5) -> str:
     run, tasks = report.run, report.tasks
     lines: list[str] = []
@@ -123,9 +140,12 @@ def render(report: RunReport, top: int = 5) -> str:
         lines.append("")
         unit = "processes" if report.processes else "tasks"
         lines.append(f"top tools by time and cost (from {unit})")
-        tool_rows = [[name, _dur(v[0]), _dur(v[1]), _usd(v[2]), str(int(v[3]))]
+        io = tool_io(tasks, report.processes)
+        tool_rows = [[name, _dur(v[0]), _dur(v[1]), _mib(io.get(name, (0, 0, 0))[0]),
+                      _mib(io.get(name, (0, 0, 0))[1]), _dur(io.get(name, (0, 0, 0))[2]), _usd(v[2]), str(int(v[3]))]
                      for name, v in sorted(by_tool.items(), key=lambda kv: (-kv[1][0], -kv[1][2]))[:top]]
-        lines += ["  " + x for x in _table(["tool", "wall", "cpu", "cost", unit], tool_rows)]
+        lines += ["  " + x for x in _table(["tool", "wall", "cpu", "read", "written", "io wait", "cost", unit],
+                                           tool_rows)]
         read = sum(int(t.get("read_bytes") or 0) for t in tasks)
         per_gb = cost_per_gb(sum(float(t.get("cost_usd") or 0) for t in tasks), read)
         if per_gb is not None:

@@ -44,11 +44,11 @@ def breakdown_bar(breakdown: pd.DataFrame) -> Chart:
             y=alt.Y("row:N", title=None, axis=None),
             color=alt.Color("category:N", sort=list(BREAKDOWN_ORDER),
                             scale=alt.Scale(domain=list(BREAKDOWN_ORDER), range=list(BREAKDOWN_COLORS)),
-                            title=None, legend=alt.Legend(orient="bottom")),
+                            title=None, legend=alt.Legend(orient="top", direction="horizontal")),
             order=alt.Order("order:Q"),
             tooltip=["category:N", alt.Tooltip("seconds:Q", format=".2f"), alt.Tooltip("share:Q", format=".0%")],
         )
-        .properties(height=60)
+        .properties(height=100)  # Streamlit fits the legend and axis into this height too
     )
 
 
@@ -88,11 +88,53 @@ def cost_bars(df: pd.DataFrame, key: str) -> Chart:
 
 
 def history_line(df: pd.DataFrame, value: str, title: str, highlight_run: str) -> Chart:
-    base = alt.Chart(df).encode(x=alt.X("start_time:T", title=None), y=alt.Y(f"{value}:Q", title=title))
+    df = df.assign(which=["this run" if r == highlight_run else "earlier runs" for r in df["run_id"]])
+    color = alt.Color("which:N", title=None, scale=alt.Scale(domain=["earlier runs", "this run"],
+                                                             range=["#4c78a8", "#e45756"]),
+                      legend=alt.Legend(orient="bottom"))
+    base = alt.Chart(df).encode(x=alt.X("start_time:T", title="run started"), y=alt.Y(f"{value}:Q", title=title))
     return (
-        base.mark_line(point=True, color="#4c78a8")
-        + base.transform_filter(alt.datum.run_id == highlight_run).mark_point(size=160, color="#e45756", filled=True)
+        base.mark_line(color="#4c78a8")
+        + base.mark_point(filled=True).encode(color=color, size=alt.condition(
+            alt.datum.which == "this run", alt.value(160), alt.value(40)))
     ).encode(tooltip=["run_id:N", "start_time:T", alt.Tooltip(f"{value}:Q", format=".3~f")]).properties(height=180)
+
+
+def lines(df: pd.DataFrame, y_title: str, x_title: str, fmt: str = "~s",
+          colors: tuple[str, ...] = ("#4c78a8", "#f58518", "#54a24b")) -> Chart:
+    """Series over elapsed run time (shaping.series_long), one legend entry per series."""
+    domain = list(dict.fromkeys(df["series"])) if not df.empty else []
+    return (
+        alt.Chart(df)
+        .mark_line(interpolate="step-after", point=len(df) < 40)
+        .encode(
+            x=alt.X("t:Q", title=x_title, axis=alt.Axis(format="~f", tickMinStep=1)),
+            y=alt.Y("value:Q", title=y_title, axis=alt.Axis(format=fmt)),
+            color=alt.Color("series:N", title=None, scale=alt.Scale(domain=domain, range=list(colors[:len(domain)])),
+                            legend=alt.Legend(orient="bottom")),
+            tooltip=["series:N", alt.Tooltip("t:Q", title=x_title, format=".1f"),
+                     alt.Tooltip("value:Q", format=fmt)],
+        )
+        .properties(height=180)
+    )
+
+
+def host_lanes(df: pd.DataFrame, x_title: str) -> Chart:
+    """The run's tasks in per-host lanes (shaping.timeline_lanes), coloured by task, over elapsed time."""
+    lanes = df.sort_values("order")["lane"].drop_duplicates().tolist()
+    return (
+        alt.Chart(df)
+        .mark_bar(cornerRadius=2)
+        .encode(
+            x=alt.X("start:Q", title=x_title, axis=alt.Axis(format="~f", tickMinStep=1)), x2="end:Q",
+            y=alt.Y("lane:N", sort=lanes, title="host · lane", axis=alt.Axis(labelLimit=260)),
+            color=alt.Color("task:N", title="Task", legend=alt.Legend(orient="bottom", columns=6, labelLimit=200)),
+            tooltip=["host:N", "task:N", "tool:N", "status:N", alt.Tooltip("start:Q", format=".2f"),
+                     alt.Tooltip("end:Q", format=".2f")],
+        )
+        # Streamlit fits axis and legend into this height too: room for the lanes, then for both
+        .properties(height=min(36 * len(lanes), 600) + 200)
+    )
 
 
 def distribution(df: pd.DataFrame, value: str, title: str, group: str = "task") -> Chart:

@@ -90,17 +90,22 @@ def pipelines(conn: Conn) -> list[str]:
 
 
 def search_runs(
-    conn: Conn, text: str = "", pipeline: str | None = None, status: str | None = None, limit: int = 200
+    conn: Conn, text: str = "", pipeline: str | None = None, status: str | None = None, limit: int = 200,
+    host: str | None = None,
 ) -> pd.DataFrame:
+    """Runs matching the filters; `host`: the runs with a task (or their root) on that host."""
     return frame(conn, """
         SELECT run_id, pipeline, status, start_time, end_time, wall_ns, cost_usd, waste_usd, host_id,
                task_count, failed_task_count, process_count, cpu_ns, peak_rss_bytes, engine
-        FROM run_overview
+        FROM run_overview r
         WHERE (%(text)s = '' OR run_id ILIKE %(like)s OR pipeline ILIKE %(like)s OR host_id ILIKE %(like)s)
           AND (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s)
           AND (%(status)s::text IS NULL OR status = %(status)s)
+          AND (%(host)s::text IS NULL OR r.host_id = %(host)s
+               OR EXISTS (SELECT 1 FROM tasks t WHERE t.run_id = r.run_id AND t.host_id = %(host)s))
         ORDER BY start_time DESC LIMIT %(limit)s""",
-        {"text": text, "like": f"%{text}%", "pipeline": pipeline, "status": status, "limit": limit})
+        {"text": text, "like": f"%{text}%", "pipeline": pipeline, "status": status, "limit": limit,
+         "host": host})
 
 
 def run_detail(conn: Conn, run_id: str) -> pd.DataFrame:
@@ -112,7 +117,7 @@ def run_detail(conn: Conn, run_id: str) -> pd.DataFrame:
 
 def run_tasks(conn: Conn, run_id: str) -> pd.DataFrame:
     return frame(conn, """
-        SELECT task_id, task, tool, tools, status, exit_code, start_time, end_time, wall_ns, cpu_ns, runq_ns,
+        SELECT task_id, task, engine, tool, tools, status, exit_code, start_time, end_time, wall_ns, cpu_ns, runq_ns,
                blkio_ns, reclaim_ns, peak_rss_bytes, read_bytes, write_bytes, process_count, short_lived_count,
                short_lived_wall_ns, oom_killed, requested_cpus, requested_memory_bytes, cost_usd, waste_usd,
                host_id, instance_type
@@ -147,12 +152,16 @@ def run_series(conn: Conn, run_id: str, start: datetime, end: datetime) -> pd.Da
                    sum(cpu_ns)::float8 / (%(step)s * 1e9) AS cpu_cores,
                    sum(runq_ns)::float8 / (%(step)s * 1e9) AS runq_cores,
                    sum(read_bytes + write_bytes)::float8 / %(step)s AS io_bytes_per_s,
+                   sum(read_bytes)::float8 / %(step)s AS read_bytes_per_s,
+                   sum(write_bytes)::float8 / %(step)s AS write_bytes_per_s,
                    sum(rss_bytes::float8 * interval_ns) / (%(step)s * 1e9) AS rss_bytes
             FROM process_samples WHERE run_id = %(run_id)s
             GROUP BY 1 ORDER BY 1""", {"run_id": run_id, "step": step_s}).assign(source="process_samples")
     return frame(conn, """
         SELECT bucket, cpu_ns::float8 / 60e9 AS cpu_cores, runq_ns::float8 / 60e9 AS runq_cores,
-               (read_bytes + write_bytes)::float8 / 60 AS io_bytes_per_s, max_process_rss_bytes::float8 AS rss_bytes
+               (read_bytes + write_bytes)::float8 / 60 AS io_bytes_per_s, read_bytes::float8 / 60 AS read_bytes_per_s,
+               write_bytes::float8 / 60 AS write_bytes_per_s,
+               max_process_rss_bytes::float8 AS rss_bytes
         FROM run_minute WHERE run_id = %(run_id)s ORDER BY bucket""", {"run_id": run_id}).assign(source="run_minute")
 
 
@@ -173,6 +182,49 @@ def previous_runs(conn: Conn, pipeline: str, before: datetime, limit: int = 20) 
         ORDER BY start_time DESC LIMIT %(limit)s""", {"pipeline": pipeline, "before": before, "limit": limit})
 
 
+def earlier_run_tasks(conn: Conn, run_ids: list[str]) -> pd.DataFrame:
+    """The tasks of the given (earlier) runs: the per-task comparison's baseline (primary-key range per run)."""
+    return frame(conn, """
+        SELECT run_id, task_id, task, engine, wall_ns, cpu_ns, peak_rss_bytes, cost_usd
+        FROM task_overview WHERE run_id = ANY(%(run_ids)s)""", {"run_ids": run_ids})
+
+
+# A task is "running now" while it has a process without an end; the tasks table has it only once it ended.
+LIVE_SAMPLE_WINDOW_S = 30
+
+
+def live_tasks(conn: Conn, run_id: str) -> pd.DataFrame:
+    """A live run's tasks: the running ones (from their open processes, with their current CPU and memory
+    from the newest sample of each process) and the ended ones (tasks table). Index ranges only:
+    processes(run_id, task_id), process_samples(run_id, time) over the last LIVE_SAMPLE_WINDOW_S."""
+    return frame(conn, """
+        WITH open_tasks AS (
+            SELECT p.task_id, max(p.task) AS task, max(p.tool) AS tool, min(p.start_time) AS start_time,
+                   count(*) AS running_processes, max(p.host_id) AS host_id
+            FROM processes p
+            WHERE p.run_id = %(run_id)s AND p.end_time IS NULL AND p.task_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.run_id = p.run_id AND t.task_id = p.task_id)
+            GROUP BY p.task_id
+        ), newest AS (
+            SELECT DISTINCT ON (s.host_id, s.pid, s.start_time_ns) s.task_id, s.cpu_ns, s.interval_ns, s.rss_bytes
+            FROM process_samples s
+            WHERE s.run_id = %(run_id)s AND s.time >= now() - make_interval(secs => %(window)s)
+            ORDER BY s.host_id, s.pid, s.start_time_ns, s.time DESC
+        ), now_use AS (
+            SELECT task_id, sum(cpu_ns::float8 / nullif(interval_ns, 0)) AS cpu_cores, sum(rss_bytes) AS rss_bytes
+            FROM newest GROUP BY task_id
+        )
+        SELECT o.task_id, o.task, o.tool, 'RUNNING' AS status, o.start_time, NULL::timestamptz AS end_time,
+               (extract(epoch FROM now() - o.start_time) * 1e9)::bigint AS wall_ns, u.cpu_cores,
+               u.rss_bytes::float8 AS rss_bytes, o.running_processes, o.host_id
+        FROM open_tasks o LEFT JOIN now_use u USING (task_id)
+        UNION ALL
+        SELECT t.task_id, t.task, t.tool, t.status, t.start_time, t.end_time, t.wall_ns,
+               t.cpu_ns::float8 / nullif(t.wall_ns, 0), t.peak_rss_bytes::float8, 0, t.host_id
+        FROM tasks t WHERE t.run_id = %(run_id)s
+        ORDER BY 5 DESC""", {"run_id": run_id, "window": LIVE_SAMPLE_WINDOW_S})
+
+
 # --- Tasks and tools --------------------------------------------------------------------------
 
 # A task no tool was identified in is shown under its busiest process's executable ("cat (unidentified
@@ -191,15 +243,24 @@ def run_tool_costs(conn: Conn, run_id: str) -> pd.DataFrame:
     Unidentified processes count under '<executable> (unidentified executable)'; processes outside any
     task are listed with no cost rather than dropped.
     """
+    # Summed per (task, tool) first, then shared out: a task's cost * the tool's share of the task's CPU
+    # (of its processes when the task used no CPU) -- the same split as per process, without a window
+    # over every process row.
     return frame(conn, """
-        WITH p AS (
-            SELECT pt.task_id, pt.tool_label, pt.tool_package, pt.tool_method, pt.cpu_ns,
+        WITH pt AS (
+            SELECT task_id, tool_label, max(tool_package) AS tool_package, max(tool_method) AS tool_method,
+                   count(*) AS n, sum(cpu_ns) AS cpu_ns, sum(read_bytes) AS read_bytes,
+                   sum(write_bytes) AS write_bytes, sum(blkio_ns) AS blkio_ns
+            FROM process_tools WHERE run_id = %(run_id)s GROUP BY task_id, tool_label
+        ), p AS (
+            SELECT pt.*,
                    pt.cpu_ns::float8 / nullif(sum(pt.cpu_ns) OVER (PARTITION BY pt.task_id), 0) AS cpu_share,
-                   1.0 / count(*) OVER (PARTITION BY pt.task_id) AS even_share
-            FROM process_tools pt WHERE pt.run_id = %(run_id)s
+                   pt.n::float8 / sum(pt.n) OVER (PARTITION BY pt.task_id) AS even_share
+            FROM pt
         )
         SELECT p.tool_label AS tool, max(p.tool_package) AS tool_package, max(p.tool_method) AS tool_method,
-               count(*) AS processes, sum(p.cpu_ns) AS cpu_ns,
+               sum(p.n) AS processes, sum(p.cpu_ns) AS cpu_ns, sum(p.read_bytes)::float8 AS read_bytes,
+               sum(p.write_bytes)::float8 AS write_bytes, sum(p.blkio_ns)::float8 AS blkio_ns,
                sum(coalesce(t.cost_usd, 0) * coalesce(p.cpu_share, p.even_share))::float8 AS cost_usd,
                sum(coalesce(t.waste_usd, 0) * coalesce(p.cpu_share, p.even_share))::float8 AS waste_usd,
                (sum(coalesce(t.wall_ns, 0) * coalesce(p.cpu_share, p.even_share)) / 1e9)::float8 AS wall_s

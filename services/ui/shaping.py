@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from execsight.tune.regression import DEFAULT_RULES, baseline, moved, run_metrics
+from execsight.ui import formatting as fmt
+
 BREAKDOWN_ORDER = ("CPU", "Run-queue wait", "I/O wait", "Helper churn", "Idle")
 
 
@@ -38,7 +41,8 @@ def dominant_bound(breakdown: pd.DataFrame) -> str:
     if breakdown.empty or float(breakdown["seconds"].sum()) == 0:
         return "no time recorded"
     top = breakdown.sort_values("seconds", ascending=False).iloc[0]
-    return f"mostly {str(top['category']).lower()} ({float(top['share']):.0%})"
+    name = str(top["category"])
+    return f"mostly {name if name.isupper() else name.lower()} ({float(top['share']):.0%})"
 
 
 def cost_by(tasks: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -207,3 +211,140 @@ def resources_used_vs_requested(history: pd.DataFrame, recommended: dict[str, fl
             rows.append(("Memory (GiB)", "recommended", float(recommended["memory_bytes"]) / 2**30))
     return pd.DataFrame([r for r in rows if r[2] is not None and not pd.isna(r[2])],
                         columns=["resource", "kind", "value"])
+
+
+# --- the run page -----------------------------------------------------------------------------
+
+def time_axis(span_s: float) -> tuple[float, str]:
+    """(divisor, title) of an elapsed-time axis: seconds for runs of a few minutes, then minutes, hours."""
+    if span_s <= 180:
+        return 1.0, "seconds since the run started"
+    if span_s <= 3 * 3600:
+        return 60.0, "minutes since the run started"
+    return 3600.0, "hours since the run started"
+
+
+def elapsed(times: pd.Series, start: pd.Timestamp, divisor: float) -> pd.Series:
+    """Times as elapsed units (time_axis's divisor) since start; readable on a run of 3 s as on one of 3 h."""
+    return (pd.to_datetime(times, utc=True) - pd.Timestamp(start).tz_convert("UTC")).dt.total_seconds() / divisor
+
+
+def series_long(series: pd.DataFrame, start: pd.Timestamp, divisor: float, columns: dict[str, str],
+                scale: float = 1.0) -> pd.DataFrame:
+    """Resource series in long form (t, value, series) for a chart with one legend entry per column."""
+    if series.empty:
+        return pd.DataFrame(columns=["t", "value", "series"])
+    t = elapsed(series["bucket"], start, divisor)
+    return pd.concat([pd.DataFrame({"t": t, "value": series[c].astype(float) * scale, "series": label})
+                      for c, label in columns.items() if c in series], ignore_index=True)
+
+
+def timeline_lanes(tasks: pd.DataFrame, start: pd.Timestamp, divisor: float) -> pd.DataFrame:
+    """Task bars in per-host lanes (tasks running at once on a host stack), in elapsed units since start."""
+    cols = ["lane", "host", "task", "tool", "status", "start", "end", "order"]
+    if tasks.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    lane_ends: dict[str, list[float]] = {}
+    df = tasks.assign(s=elapsed(tasks["start_time"], start, divisor), e=elapsed(tasks["end_time"], start, divisor))
+    for t in df.sort_values(["host_id", "s"])[["host_id", "task", "tool", "status", "s", "e"]].to_dict("records"):
+        host = str(t["host_id"] or "?")
+        s, e = float(t["s"]), max(float(t["s"]), float(t["e"]) if not pd.isna(t["e"]) else float(t["s"]))
+        ends = lane_ends.setdefault(host, [])
+        lane = next((i for i, x in enumerate(ends) if x <= s), len(ends))
+        if lane == len(ends):
+            ends.append(e)
+        else:
+            ends[lane] = e
+        rows.append({"lane": f"{host} · {lane + 1}", "host": host, "task": str(t["task"]),
+                     "tool": "" if t["tool"] is None or pd.isna(t["tool"]) else str(t["tool"]),
+                     "status": str(t["status"]), "start": s, "end": e, "order": (host, lane)})
+    out = pd.DataFrame(rows, columns=cols)
+    out["order"] = out["order"].rank(method="dense").astype(int)
+    return out
+
+
+VERDICT_SLOWER, VERDICT_FASTER, VERDICT_STEADY, VERDICT_NEW = "slower", "faster", "steady", "new"
+
+
+def task_comparison(this_tasks: pd.DataFrame, earlier_tasks: pd.DataFrame) -> pd.DataFrame:
+    """Per process definition: this run's wall time against the median of the earlier runs, with a verdict.
+
+    Uses execsight.tune.regression (the tune worker's rule: the median of earlier runs, a move beyond 3
+    robust deviations, 50 % and 1 s), so the page and the regression finding agree; moved down by as
+    much is "faster". Rows most moved first.
+    """
+    cols = ["task", "this_s", "median_s", "change", "delta_s", "runs", "verdict"]
+    if this_tasks.empty:
+        return pd.DataFrame(columns=cols)
+    now = run_metrics(this_tasks.to_dict("records"))
+    before: dict[str, list[float]] = {}
+    if not earlier_tasks.empty:
+        for _, group in earlier_tasks.groupby("run_id"):
+            for name, m in run_metrics(group.to_dict("records")).items():
+                before.setdefault(name, []).append(m["wall_ns"])
+    rule = DEFAULT_RULES[0]
+    rows = []
+    for name, m in now.items():
+        current = m["wall_ns"]
+        values = before.get(name, [])
+        if not values:
+            rows.append({"task": name, "this_s": current / 1e9, "median_s": None, "change": None, "delta_s": None,
+                         "runs": 0, "verdict": VERDICT_NEW})
+            continue
+        base = baseline(values)
+        mirrored = 2 * base.median - current  # a move down by as much as a regression moves up
+        verdict = VERDICT_SLOWER if moved(current, base, rule) else (
+            VERDICT_FASTER if moved(mirrored, base, rule) else VERDICT_STEADY)
+        rows.append({"task": name, "this_s": current / 1e9, "median_s": base.median / 1e9,
+                     "change": (current - base.median) / base.median if base.median else None,
+                     "delta_s": (current - base.median) / 1e9, "runs": base.n, "verdict": verdict})
+    out = pd.DataFrame(rows, columns=cols)
+    key = out["delta_s"].abs().fillna(-1)
+    return out.assign(_k=key).sort_values("_k", ascending=False).drop(columns="_k").reset_index(drop=True)
+
+
+def first_answers(tasks: pd.DataFrame, breakdown: pd.DataFrame, tools: pd.DataFrame, findings: pd.DataFrame,
+                  comparison: pd.DataFrame, runs_before: int) -> dict[str, str]:
+    """The five questions a user asks first, each answered in one line (markdown) from what the page shows."""
+    out: dict[str, str] = {}
+    if not tasks.empty and tasks["cost_usd"].notna().any():
+        by_task = cost_by(tasks, "task")
+        top = by_task.iloc[0]
+        total = float(by_task["cost_usd"].sum()) or 1.0
+        out["cost"] = (f"**{top['task']}** drove the cost: {fmt.usd(top['cost_usd'])} of {fmt.usd(total)} "
+                       f"({float(top['cost_usd']) / total:.0%}).")
+    elif not tasks.empty:
+        top = tasks.sort_values("wall_ns", ascending=False).iloc[0]
+        out["cost"] = f"No cost yet; the longest task is **{top['task']}** ({fmt.duration(top['wall_ns'])})."
+    else:
+        out["cost"] = "No task recorded yet."
+    shares = dict(zip(breakdown["category"], breakdown["share"], strict=True)) if not breakdown.empty else {}
+    secs = dict(zip(breakdown["category"], breakdown["seconds"], strict=True)) if not breakdown.empty else {}
+    out["time"] = (f"{dominant_bound(breakdown).capitalize()}; I/O wait {shares.get('I/O wait', 0):.0%} "
+                   f"({fmt.duration(secs.get('I/O wait', 0) * 1e9)}), idle {shares.get('Idle', 0):.0%} "
+                   f"({fmt.duration(secs.get('Idle', 0) * 1e9)}).")
+    if not tools.empty and "read_bytes" in tools and float((tools["read_bytes"] + tools["write_bytes"]).sum()) > 0:
+        io = tools.assign(io=tools["read_bytes"] + tools["write_bytes"]).sort_values("io", ascending=False).iloc[0]
+        out["io"] = (f"**{io['tool']}** produced the most I/O: read {fmt.size(io['read_bytes'])}, wrote "
+                     f"{fmt.size(io['write_bytes'])}, waited {fmt.duration(io['blkio_ns'])} on the disk.")
+    else:
+        out["io"] = "No disk I/O recorded for this run."
+    recs = findings[findings["recommendation"].notna() & (findings["status"] == "OPEN")] if not findings.empty \
+        else findings
+    if not recs.empty:
+        f = recs.iloc[0]
+        out["config"] = f"{f['recommendation']} ({f['kind']!s}, {str(f['severity']).lower()} severity)."
+    else:
+        out["config"] = "Nothing to change: no open recommendation for this run."
+    if runs_before == 0 or comparison.empty:
+        out["regression"] = "First run of its pipeline: nothing to compare with yet."
+    else:
+        moved_rows = comparison[comparison["verdict"].isin([VERDICT_SLOWER, VERDICT_FASTER])]
+        if moved_rows.empty:
+            out["regression"] = f"No task moved against the median of {runs_before} earlier runs."
+        else:
+            parts = [f"**{r['task']}** {r['verdict']} by {fmt.duration(abs(float(r['delta_s'])) * 1e9)} "
+                     f"({float(r['change']):+.0%})" for _, r in moved_rows.head(3).iterrows()]
+            out["regression"] = f"Against the median of {runs_before} earlier runs: " + "; ".join(parts) + "."
+    return out

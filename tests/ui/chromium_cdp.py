@@ -84,6 +84,13 @@ class Chromium:
         self.send("Emulation.setDeviceMetricsOverride", width=width, height=min(max(height, 800), 6000),
                   deviceScaleFactor=1, mobile=False)
         time.sleep(0.8)  # charts re-layout at the new size
+        deadline = time.monotonic() + 15  # and Streamlit redraws them (skeletons meanwhile)
+        while time.monotonic() < deadline and self.evaluate(
+                "document.querySelectorAll('[data-testid=\"stSkeleton\"]').length > 0 || "
+                "[...document.querySelectorAll('[data-testid=\"stVegaLiteChart\"]')]"
+                ".some(c => !c.querySelector('canvas, svg'))"):
+            time.sleep(0.3)
+        time.sleep(0.5)
         data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))

@@ -60,17 +60,26 @@ def test_runs_page_shows_latest_run_with_tasks_findings_and_comparison(ui_databa
     at = open_page("runs")
     assert at.selectbox(key="run_pick").value == fx.LATEST_RUN
     listing = at.dataframe[0].value
-    assert set(listing["run_id"]) == {fx.LATEST_RUN, "fixture-demo-run-1"}
+    assert set(listing["open"]) == {f"/runs?run={fx.LATEST_RUN}", "/runs?run=fixture-demo-run-1"}  # rows link
     text = shown_text(at)
     for task in fx.TASKS:
         assert task in text
     assert fx.FINDING_SUMMARY_START in text
+    assert not at.code  # the config block waits until asked for (seconds on a big pipeline)
+    at.toggle(key="cfg_show").set_value(True).run()
+    assert not at.exception
     config = "\n".join(str(c.value) for c in at.code)
     assert "process {" in config and "withName: '" in config  # the right-sized config, ready to copy
-    comparison = [d.value for d in at.dataframe if "metric" in d.value.columns]
-    assert comparison and "Duration (s)" in set(comparison[0]["metric"])
+    comparison = next(d.value for d in at.dataframe if "verdict" in d.value.columns)  # per task, with a verdict
+    assert set(comparison["task"]) == set(fx.TASKS)
+    assert set(comparison["verdict"]) <= {"🔴 slower", "🟢 faster", "⚪ steady"}
+    assert "**Whole run** against the median of earlier runs: duration" in shown_text(at)
     assert {m.label for m in at.metric} >= {"Duration", "CPU time", "Cost", "Tasks", "Processes"}
-    assert len(at.get("vega_lite_chart")) >= 5  # breakdown, gantt, resources, cost, history
+    assert len(at.get("vega_lite_chart")) >= 7  # breakdown, timeline, CPU, memory, I/O, cost, history
+    assert {m.label for m in at.metric} >= {"Disk read", "Disk written", "Peak memory"}
+    findings = [e for e in at.expander if " — " in str(e.label)]
+    assert findings and all(not e.proto.expanded for e in findings)  # findings collapsed
+    assert "None" not in shown_text(at).replace("Nonexistent", "")
 
 
 def test_runs_page_opens_the_run_named_in_the_url(ui_database_url: str) -> None:
@@ -136,7 +145,39 @@ def test_live_overview_lists_a_run_in_progress(ui_database_url: str, database_ur
     text = shown_text(at)
     assert fx.LATEST_RUN in text and "Live: refreshing every 5 s" in text
     runs = open_page("runs")
-    assert "live, refreshing" in shown_text(runs)
+    assert "Live: tasks now" in shown_text(runs)
+
+
+def start_live_task(database_url: str, task: str = "align-live", cpu_share: float = 0.5) -> None:
+    """The latest run back in progress with one more task running now: an open process with a fresh sample
+    (what the correlator writes before the task ends: a processes row without end_time, no tasks row)."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE runs SET status = 'RUNNING', end_time = NULL WHERE run_id = %s", (fx.LATEST_RUN,))
+        conn.execute("""
+            INSERT INTO processes (host_id, pid, start_time_ns, start_time, ppid, comm, exe, run_id, task_id, task,
+                                   tool, pipeline)
+            VALUES (%(h)s, 424242, (extract(epoch FROM now()) * 1e9)::bigint - 20e9, now() - interval '20 s', 1,
+                    'bwa', '/usr/bin/bwa', %(r)s, %(r)s || '/live', %(t)s, 'bwa', %(p)s)""",
+                     {"h": fx.HOST, "r": fx.LATEST_RUN, "t": task, "p": fx.PIPELINE})
+        conn.execute("""
+            INSERT INTO process_samples (host_id, pid, start_time_ns, time, interval_ns, cpu_ns, rss_bytes, run_id,
+                                         task_id)
+            SELECT host_id, pid, start_time_ns, now() - interval '2 s', 5e9, 5e9 * %(share)s, 300 << 20, run_id,
+                   task_id FROM processes WHERE pid = 424242""", {"share": cpu_share})
+
+
+def test_live_run_page_shows_running_done_and_failed_tasks_with_current_use(
+    ui_database_url: str, database_url: str
+) -> None:
+    start_live_task(database_url)
+    at = open_page("runs")
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Running now"], metrics["Done"], metrics["Failed"]) == ("1", str(len(fx.TASKS)), "0")
+    assert metrics["CPU now"] == "0.50 cores"
+    live = next(d.value for d in at.dataframe if "running_processes" in d.value.columns)
+    row = live[live["task"] == "align-live"].iloc[0]
+    assert (row["status"], row["memory"], row["cpu"]) == ("RUNNING", "300.0 MiB", "0.50")
+    assert live["status"].iloc[0] == "RUNNING"  # running first
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
@@ -45,11 +46,16 @@ if found.empty:
     st.warning("No finding matches these filters.")
     st.stop()
 
+listing = found.assign(run_link=[f"/runs?{urlencode({'run': r})}" if isinstance(r, str) else None
+                                  for r in found["run_id"]])
+for col in ("pipeline", "task", "host_id", "resource_id"):
+    listing[col] = listing[col].map(lambda v: v if isinstance(v, str) else fmt.MISSING)
 st.dataframe(
-    found[["severity", "source", "kind", "summary", "pipeline", "task", "host_id", "resource_id", "status",
-           "estimated_savings_usd", "monthly_waste_usd", "updated_at"]],
+    listing[["severity", "source", "kind", "summary", "run_link", "pipeline", "task", "host_id", "resource_id",
+             "status", "estimated_savings_usd", "monthly_waste_usd", "updated_at"]],
     hide_index=True, width="stretch",
     column_config={
+        "run_link": st.column_config.LinkColumn("Run", display_text=r"run=(.*)$", help="Open the run's page"),
         "severity": "Severity", "source": "Source", "kind": "Kind", "summary": st.column_config.TextColumn(
             "Summary", width="large"), "pipeline": "Pipeline", "task": "Task", "host_id": "Host",
         "resource_id": "Resource", "status": "Status",
@@ -70,6 +76,16 @@ for _, f in found.head(50).iterrows():
         subject = {k: f[k] for k in ("pipeline", "run_id", "task", "tool", "host_id", "resource_type",
                                      "resource_id", "region") if f[k] is not None and not pd.isna(f[k])}
         st.markdown(" · ".join(f"**{k}** `{v}`" for k, v in subject.items()))
+        links = st.columns(3)
+        if isinstance(f["run_id"], str):
+            links[0].page_link("dashboard_pages/runs.py", label=f"Open run {f['run_id']}",
+                               icon=":material/play_circle:", query_params={"run": f["run_id"]})
+            if isinstance(f["task"], str):
+                links[1].page_link("dashboard_pages/processes.py", label=f"Processes of {f['task']}",
+                                   icon=":material/account_tree:", query_params={"run": f["run_id"], "task": f["task"]})
+        if isinstance(f["host_id"], str):
+            links[2].page_link("dashboard_pages/hosts.py", label=f"Host {f['host_id']}", icon=":material/dns:",
+                               query_params={"host": f["host_id"]})
         if f["recommendation"]:
             st.markdown(f"**Recommendation:** {f['recommendation']}")
         ev = pd.DataFrame(_json(f["evidence"]) or [])

@@ -47,6 +47,8 @@ hourly = float(executed["hourly_usd"].dropna().max()) if not executed.empty and 
 st.markdown(f"**{host['hostname'] or host_id}** · instance type **{host['instance_type'] or 'unknown'}** · "
             f"{host['cpu_count'] or fmt.MISSING} CPUs · {fmt.size(host['mem_total_bytes'])} memory · region "
             f"{host['region'] or fmt.MISSING}")
+st.page_link("dashboard_pages/runs.py", label="Runs on this host", icon=":material/play_circle:",
+             query_params={"host": host_id})
 m = st.columns(5)
 m[0].metric("State", str(host["state"]))
 m[1].metric("Average CPU busy", fmt.ratio(series["cpu_busy_ratio"].mean()) if not series.empty else fmt.MISSING)

@@ -30,7 +30,17 @@ labels = {None: "(run root, outside any task)"} | {
 }
 options = [*choices["task_id"].tolist(), None]
 busiest = int(choices["process_count"].idxmax()) if not choices.empty else len(options) - 1
-task_id = c2.selectbox("Task", options, index=busiest, format_func=lambda t: labels.get(t, str(t)), key="proc_task")
+wanted_task = st.query_params.get("task")  # a task's link on the run page: /processes?run=R&task=TASK_ID
+by_name = dict(zip(choices["task"], choices["task_id"], strict=True))  # a finding names its task, not its id
+if wanted_task is not None and wanted_task not in options:
+    wanted_task = by_name.get(wanted_task)
+start = options.index(wanted_task) if wanted_task is not None and wanted_task in options else busiest
+task_id = c2.selectbox("Task", options, index=start, format_func=lambda t: labels.get(t, str(t)), key="proc_task")
+st.query_params["run"] = run_id
+if task_id is None:
+    st.query_params.pop("task", None)
+else:
+    st.query_params["task"] = task_id
 
 f1, f2, f3 = st.columns([2, 3, 2])
 show_short = f1.toggle("Show short-lived processes", value=True, key="proc_short")
@@ -46,19 +56,26 @@ if procs.empty:
 tree = shaping.process_tree(procs)
 shown = shaping.filter_processes(tree, show_short, text.strip(), float(min_ms))
 short = int(procs["short_lived"].sum())
-m = st.columns(4)
+m = st.columns(6)
 m[0].metric("Processes", f"{len(procs):,}")
 m[1].metric("Short-lived", f"{short:,}", help="Shorter than EXECSIGHT_SHORT_LIVED_S (1 s by default)")
-m[2].metric("Time in short-lived", f"{procs.loc[procs['short_lived'], 'wall_ns'].sum() / 1e9:.2f} s")
-m[3].metric("Shown", f"{len(shown):,}")
+m[2].metric("Time in short-lived", fmt.duration(procs.loc[procs['short_lived'], 'wall_ns'].sum()))
+m[3].metric("Read · written", f"{fmt.size(procs['read_bytes'].sum())} · {fmt.size(procs['write_bytes'].sum())}",
+            help="Bytes these processes read from and wrote to block devices")
+m[4].metric("Block-I/O wait", fmt.duration(procs["blkio_ns"].sum()),
+            help="Time these processes waited for block I/O to complete (kernel delay accounting)")
+m[5].metric("Shown", f"{len(shown):,}")
 
 st.dataframe(
     shown.assign(
         command=shown["argv"].map(lambda a: " ".join(a or [])),
         wall_ms=shown["wall_ns"] / 1e6, cpu_ms=shown["cpu_ns"] / 1e6, runq_ms=shown["runq_ns"] / 1e6,
         io_ms=shown["blkio_ns"] / 1e6, peak_mib=shown["peak_rss_bytes"] / 2**20,
+        read_mib=shown["read_bytes"] / 2**20, write_mib=shown["write_bytes"] / 2**20,
+        tool_package=shown["tool_package"].fillna(fmt.MISSING), tool_method=shown["tool_method"].fillna(fmt.MISSING),
+        exit_code=shown["exit_code"].map(lambda c: fmt.MISSING if c is None or c != c else str(int(c))),
     )[["tree", "pid", "command", "tool", "tool_package", "tool_method", "start_time", "wall_ms", "cpu_ms", "runq_ms",
-       "io_ms", "peak_mib", "exit_code", "short_lived"]],
+       "io_ms", "read_mib", "write_mib", "peak_mib", "exit_code", "short_lived"]],
     hide_index=True, width="stretch", height=min(38 + 35 * len(shown), 700),
     column_config={
         "tree": st.column_config.TextColumn("Process", width="medium"), "pid": st.column_config.NumberColumn(
@@ -69,7 +86,10 @@ st.dataframe(
         "wall_ms": st.column_config.NumberColumn("Wall (ms)", format="%.1f"),
         "cpu_ms": st.column_config.NumberColumn("CPU (ms)", format="%.1f"),
         "runq_ms": st.column_config.NumberColumn("Run-queue (ms)", format="%.1f"),
-        "io_ms": st.column_config.NumberColumn("I/O wait (ms)", format="%.1f"),
+        "io_ms": st.column_config.NumberColumn("I/O wait (ms)", format="%.1f",
+                                               help="Block-I/O wait: time waiting for the disk"),
+        "read_mib": st.column_config.NumberColumn("Read MiB", format="%.2f"),
+        "write_mib": st.column_config.NumberColumn("Written MiB", format="%.2f"),
         "peak_mib": st.column_config.NumberColumn("Peak MiB", format="%.1f"),
         "exit_code": "Exit", "short_lived": "Short-lived",
     },
