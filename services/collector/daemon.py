@@ -20,7 +20,7 @@ from execsight.reloading import Reloading
 from execsight.settings import Settings
 from schemas.codec import default_codec
 from schemas.topics import RAW_HOST, RAW_PROCESS
-from services.collector import identity, procfs, wallclock
+from services.collector import identity, live_set, procfs, wallclock
 from services.collector.assembler import Assembler
 from services.collector.btf import BtfError, task_offsets
 from services.collector.cgroups import read_cgroup_path
@@ -123,6 +123,10 @@ class Collector:
         self.gpus = Gpus()
         self.metrics = CollectorMetrics()
         self.metrics_port = 0
+        # what it reported live, saved for the next start to reconcile (processes exiting while it is down)
+        self.live_set = live_set.LiveSetFile(settings.state_dir / "collector" / "live_set.json")
+        self.gap_totals = live_set.Totals()
+        self.exits_unobserved = 0  # this start's
 
     # ---- start-up --------------------------------------------------------------------------
 
@@ -205,6 +209,28 @@ class Collector:
                 n += 1
         return n
 
+    def _reconcile(self, asm: Assembler) -> None:
+        """After the /proc seed: exits of the processes the last run reported live that are gone now,
+        and the gap itself (services/collector/live_set.py)."""
+        saved = self.live_set.load()
+        if saved is None:
+            return
+        alive = {(p.pid, p.start_ns) for p in asm.procs.values()}
+        done = live_set.reconcile(saved, alive, self.settings.host_id, identity.boot_id(), time.time_ns())
+        self.gap_totals, self.exits_unobserved = done.totals, len(done.exits)
+        for rec in done.exits:
+            self.publish("ProcessExitUnobserved", rec)
+        self.publish("CollectorGap", done.gap)
+        log.warning("collector was not observing: exits in the gap reported unobserved", extra={
+            "from_ns": done.gap["from_ns"], "to_ns": done.gap["to_ns"], "reason": done.gap["reason"],
+            "blind_s": round((done.gap["to_ns"] - done.gap["from_ns"]) / 1e9, 3),
+            "unobserved_exits": len(done.exits), "carried_over": done.gap["carried_over"]})
+
+    def _save_live_set(self, asm: Assembler, clean: bool) -> None:
+        self.live_set.save(live_set.snapshot(
+            (live_set.Entry(p.pid, p.start_ns, p.comm) for p in asm.live()), identity.boot_id(), time.time_ns(),
+            clean, self.gap_totals))
+
     # ---- output -------------------------------------------------------------------------------
 
     def publish(self, name: str, record: dict[str, Any]) -> None:
@@ -229,6 +255,7 @@ class Collector:
             lost["ringbuf_decode"] = self.probes.decode_errors
         sink = self.sink.stats()
         lost["undeliverable"] = sink.get("undeliverable", 0)  # dropped: Kafka can never accept them
+        lost["exit_unobserved"] = self.exits_unobserved  # exited while the collector was down
         ru = resource.getrusage(resource.RUSAGE_SELF)
         rss = 0
         st = procfs.read_stat(os.getpid())
@@ -236,6 +263,7 @@ class Collector:
             rss = st.rss_pages * procfs.PAGE_SIZE
         self.metrics.update(dict(self.events_total), rates, lost, sink)
         self.metrics.cpu_escalations.set(self.cpu.escalations)
+        self.metrics.gap_totals(self.gap_totals.gaps, self.gap_totals.blind_ns, self.gap_totals.unobserved_exits)
         return {
             "host_id": self.settings.host_id, "time_ns": time.time_ns(), "version": VERSION,
             "mode": "EBPF" if self.probes else "FALLBACK",
@@ -280,6 +308,8 @@ class Collector:
             "metrics_port": self.metrics_port, "pid": os.getpid()})
         for name, rec in asm.drain():
             self.publish(name, rec)
+        self._reconcile(asm)
+        self._save_live_set(asm, clean=False)
         rules_path = self.opts.rules_path
         rules = (Reloading(lambda: load_rules(rules_path), lambda: [rules_path], (RulesError,))
                  if rules_path is not None else None)
@@ -289,6 +319,7 @@ class Collector:
         next_sample = started + self.opts.sample_interval_s
         next_host = started
         last_host = started
+        next_live_save = started + live_set.SAVE_INTERVAL_S
         while not self.stop.is_set():
             self.clock.poll()  # before this loop's events are converted to wall time
             lag = 0  # age of the oldest event handled in this loop: drives the adaptive CPU policy
@@ -331,6 +362,9 @@ class Collector:
                 if self.probes is not None:
                     self.probes.forget([t for t in totals if t not in asm.procs
                                         and not os.path.exists(f"/proc/{t}")])
+            if mono >= next_live_save:
+                next_live_save = mono + live_set.SAVE_INTERVAL_S
+                self._save_live_set(asm, clean=False)
             if mono >= next_host:
                 interval = mono - last_host
                 last_host, next_host = mono, mono + self.opts.host_interval_s
@@ -366,6 +400,7 @@ class Collector:
         for name, rec in asm.drain():
             self.publish(name, rec)
         self.publish("CollectorStatus", self.status_record(max(time.monotonic() - last_host, 1e-3), asm))
+        self._save_live_set(asm, clean=True)
         self.stop.set()
         self.sink.close(10.0)
         if self.probes is not None:

@@ -28,10 +28,24 @@ class CollectorMetrics:
                                    registry=self.registry)
         self.delivery_errors = Gauge("execsight_collector_delivery_errors_total", "Kafka delivery failures.",
                                      registry=self.registry)
+        # restarts (services/collector/live_set.py): totals kept in the state dir, so they survive the restart
+        self.gaps = Gauge("execsight_collector_gaps_total", "Times the collector started again after a gap.",
+                          registry=self.registry)
+        self.blind_seconds = Gauge("execsight_collector_blind_seconds_total",
+                                   "Seconds the collector was not observing (between a save and the next start).",
+                                   registry=self.registry)
+        self.exits_unobserved = Gauge("execsight_collector_exits_unobserved_total",
+                                      "Processes reported live that exited while the collector was down.",
+                                      registry=self.registry)
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> int:
         server, _thread = start_http_server(port, addr=addr, registry=self.registry)
         return int(server.server_port)
+
+    def gap_totals(self, gaps: int, blind_ns: int, unobserved_exits: int) -> None:
+        self.gaps.set(gaps)
+        self.blind_seconds.set(blind_ns / 1e9)
+        self.exits_unobserved.set(unobserved_exits)
 
     def update(self, totals: dict[str, int], rates: dict[str, float], lost: dict[str, int],
                sink: dict[str, int]) -> None:

@@ -34,7 +34,8 @@ ORIGIN = "correlator"
 MAX_MESSAGE_BYTES = 900_000
 DEADLETTER_VALUE_MAX = 512 * 1024  # the head of an oversized message, with its full size in a header
 
-PROCESS_TYPES = frozenset({"ProcessExec", "ProcessFork", "ProcessExit", "ProcessSample", "ProcessThrottle"})
+PROCESS_TYPES = frozenset({"ProcessExec", "ProcessFork", "ProcessExit", "ProcessSample", "ProcessThrottle",
+                           "ProcessExitUnobserved", "CollectorGap"})  # the last two: after a collector restart
 HOST_TYPES = frozenset({"HostSample", "CollectorStatus"})
 
 
