@@ -99,8 +99,11 @@ def run_page() -> None:
         series = queries.run_series(conn, run_id, r["start_time"], end)
         found = queries.run_findings(conn, run_id)
         history = queries.previous_runs(conn, r["pipeline"], r["start_time"]) if r["pipeline"] else pd.DataFrame()
+        gaps = queries.run_collector_gaps(conn, run_id)
 
     st.subheader(f"{r['pipeline'] or '(no pipeline)'} · {run_id}")
+    for gap in gaps:  # exits in the gap have no exit code; processes started and ended in it are missing
+        st.warning(gap[0].upper() + gap[1:], icon=":material/visibility_off:")
     badge = {"RUNNING": ":blue-badge[RUNNING]", "SUCCEEDED": ":green-badge[SUCCEEDED]",
              "FAILED": ":red-badge[FAILED]"}.get(str(r["status"]), f":gray-badge[{r['status']}]")
     st.markdown(f"{badge} on **{r['host_id']}** ({r['instance_type'] or 'unknown instance type'}) · "
