@@ -226,10 +226,13 @@ class Collector:
             "blind_s": round((done.gap["to_ns"] - done.gap["from_ns"]) / 1e9, 3),
             "unobserved_exits": len(done.exits), "carried_over": done.gap["carried_over"]})
 
-    def _save_live_set(self, asm: Assembler, clean: bool) -> None:
+    def _save_live_set(self, asm: Assembler, clean: bool) -> float:
+        """Saves what it reports live; returns the seconds to the next periodic save."""
+        began = time.monotonic()
         self.live_set.save(live_set.snapshot(
             (live_set.Entry(p.pid, p.start_ns, p.comm) for p in asm.live()), identity.boot_id(), time.time_ns(),
             clean, self.gap_totals))
+        return live_set.save_interval(time.monotonic() - began)
 
     # ---- output -------------------------------------------------------------------------------
 
@@ -363,8 +366,7 @@ class Collector:
                     self.probes.forget([t for t in totals if t not in asm.procs
                                         and not os.path.exists(f"/proc/{t}")])
             if mono >= next_live_save:
-                next_live_save = mono + live_set.SAVE_INTERVAL_S
-                self._save_live_set(asm, clean=False)
+                next_live_save = mono + self._save_live_set(asm, clean=False)
             if mono >= next_host:
                 interval = mono - last_host
                 last_host, next_host = mono, mono + self.opts.host_interval_s

@@ -3,12 +3,13 @@
 While the collector is down nothing is observed: a process it reported at exec that exits in the
 gap would never get an end, and its run would stay RUNNING until the run timeout. So the collector
 saves the identities (pid, start_time_ns: services/collector/identity.py, stable across restarts)
-of the processes it reported live, every SAVE_INTERVAL_S and at a clean stop, in one small JSON
-file of its state dir (atomic rename, 0600, at most MAX_ENTRIES). At start, after /proc has been
-seeded, ``reconcile`` compares the saved set with what runs now: each saved process that is gone
-gets a ProcessExitUnobserved record (its exit lies between the save and now), and one CollectorGap
-record tells the window itself. Totals (gaps, blind seconds, unobserved exits) are kept in the file
-too, so the collector's counters do not reset with it.
+of the processes it reported live, every SAVE_INTERVAL_S (less often where a save would cost more
+than SAVE_MAX_SHARE of a core) and at a clean stop, in one small JSON file of its state dir
+(atomic rename, 0600, at most MAX_ENTRIES). At start, after /proc has been seeded, ``reconcile``
+compares the saved set with what runs now: each saved process that is gone gets a
+ProcessExitUnobserved record (its exit lies between the save and now), and one CollectorGap record
+tells the window itself. Totals (gaps, blind seconds, unobserved exits) are kept in the file too,
+so the collector's counters do not reset with it.
 
 The bound is only as good as the last save: a crash loses up to SAVE_INTERVAL_S, and an exit that
 was observed and sent in that time is reported unobserved too (the correlator keeps the real exit).
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 SAVE_INTERVAL_S = 2.0
+SAVE_MAX_SHARE = 0.005  # of one core: a host with very many processes saves less often (3,000: ~8 ms a save)
 MAX_ENTRIES = 65536  # ~2.5 MB of JSON at most; far above the live processes of one host
 COMM_MAX = 16
 
@@ -67,6 +69,11 @@ class Reconciled:
 
 
 # ---- pure ---------------------------------------------------------------------------------------
+
+def save_interval(save_s: float) -> float:
+    """Seconds to the next periodic save, given how long the last one took."""
+    return max(SAVE_INTERVAL_S, save_s / SAVE_MAX_SHARE)
+
 
 def snapshot(entries: Iterable[Entry], boot_id: str, now_ns: int, clean: bool, totals: Totals,
              limit: int = MAX_ENTRIES) -> Saved:

@@ -60,3 +60,8 @@ def test_file_round_trip_is_atomic_private_and_survives_garbage(tmp_path: Path) 
     f.path.write_bytes(b'{"format": 1, "procs": [[1')  # torn or foreign: logged, no reconciliation
     assert f.load() is None
     assert f.save(saved) and f.load() == saved
+
+
+def test_saves_are_spaced_to_cost_at_most_half_a_percent_of_a_core() -> None:
+    assert live_set.save_interval(0.008) == live_set.SAVE_INTERVAL_S
+    assert live_set.save_interval(0.13) == 26.0
