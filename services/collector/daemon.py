@@ -209,14 +209,20 @@ class Collector:
                 n += 1
         return n
 
-    def _reconcile(self, asm: Assembler) -> None:
+    def _reconcile(self, asm: Assembler, observing_ns: int) -> None:
         """After the /proc seed: exits of the processes the last run reported live that are gone now,
-        and the gap itself (services/collector/live_set.py)."""
+        and the gap itself, which ended when the probes (or the fallback's scans) began to observe
+        (services/collector/live_set.py)."""
         saved = self.live_set.load()
         if saved is None:
             return
+        if self.probes is not None:  # exits since the probes attached are observed: take them first
+            now_boot = identity.boot_ns_now()
+            for ev in self.probes.poll(0):
+                asm.on_kernel(ev, now_boot)
         alive = {(p.pid, p.start_ns) for p in asm.procs.values()}
-        done = live_set.reconcile(saved, alive, self.settings.host_id, identity.boot_id(), time.time_ns())
+        alive |= {(pid, start) for pid, (start, _at) in asm.exited.items()}
+        done = live_set.reconcile(saved, alive, self.settings.host_id, identity.boot_id(), observing_ns)
         self.gap_totals, self.exits_unobserved = done.totals, len(done.exits)
         for rec in done.exits:
             self.publish("ProcessExitUnobserved", rec)
@@ -290,6 +296,7 @@ class Collector:
         if self.taskstats is not None:
             threading.Thread(target=self._taskstats_thread, name="taskstats", daemon=True).start()
         self._load_probes()
+        observing_ns = time.time_ns()  # the end of a gap since the last run (reconciled below)
         if self.probes is None:
             log.warning(
                 "FALLBACK mode: %s. Reporting from taskstats + /proc only: exec/exit and exact exit "
@@ -311,7 +318,7 @@ class Collector:
             "metrics_port": self.metrics_port, "pid": os.getpid()})
         for name, rec in asm.drain():
             self.publish(name, rec)
-        self._reconcile(asm)
+        self._reconcile(asm, observing_ns)
         self._save_live_set(asm, clean=False)
         rules_path = self.opts.rules_path
         rules = (Reloading(lambda: load_rules(rules_path), lambda: [rules_path], (RulesError,))

@@ -114,7 +114,8 @@ def decode(data: bytes) -> Saved:
 
 
 def reconcile(saved: Saved, alive: set[tuple[int, int]], host_id: str, boot_id: str, now_ns: int) -> Reconciled:
-    """Saved set vs what runs now (identities (pid, start_time_ns) found in /proc at this start)."""
+    """Saved set vs what runs now: ``alive`` the identities (pid, start_time_ns) found in /proc at this start
+    (or whose exit is in hand), ``now_ns`` when the collector began to observe again (the end of the gap)."""
     if saved.boot_id and boot_id and saved.boot_id != boot_id:
         reason = "reboot"  # identities of another boot: none of them can still run
         alive = set()
