@@ -115,3 +115,33 @@ def test_sink_stores_the_flag_and_the_gap_once(database_url: str) -> None:
         marked = conn.execute("SELECT run_id, run_unobserved_exits FROM run_collector_gaps").fetchall()
         (run,) = out.runs
         assert marked == [(run, 2)]
+
+
+@pytest.mark.db
+def test_a_real_exit_arriving_after_the_unobserved_one_wins_in_the_row(database_url: str) -> None:
+    """A spooled exit sent before the crash may be delivered after the restart's records."""
+    h = Host(H)
+    sh = h.seed(100, ["-bash"], exe="/usr/bin/bash")
+    root = h.spawn(sh, ["bash", "pipeline.sh"], exe="/usr/bin/bash")
+    tool = h.spawn(root, ["bwa", "mem", "ref.fa"])
+    seen = h.tick(S)
+    tree, first = run_events([*h.events, unobserved(h, tool, seen, h.tick(10 * S))])
+    h.events = []
+    h.exit(tool, "bwa", code=3, cpu_ns=5 * MS)
+    _, second = run_events(h.events, tree=tree, first_offset=100)
+    (late,) = [r for (_, pid, _), r in second.processes.items() if pid == tool]
+    assert (late["exit_code"], late["exit_unobserved"]) == (3, False)
+
+    async def write() -> None:
+        sink = Sink(database_url)
+        try:
+            await sink.write(first)
+            await sink.write(second)
+        finally:
+            await sink.close()
+
+    asyncio.run(write())
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT exit_code, exit_unobserved, run_id IS NOT NULL FROM processes WHERE pid = %s",
+                           (tool,)).fetchone()
+    assert row == (3, False, True)
