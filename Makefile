@@ -25,7 +25,7 @@ PLAIN_PG_PORT ?= 5434
 PLAIN_PG_DIR ?= /tmp/execsight-plain-pg-$(PLAIN_PG_PORT)
 PLAIN_DB_URL := postgresql://execsight:execsight@127.0.0.1:$(PLAIN_PG_PORT)/execsight
 PLAIN_UI_DB_URL := postgresql://execsight_ui:execsight_ui@127.0.0.1:$(PLAIN_PG_PORT)/execsight
-PLAIN_PG := $(PY) -m deploy.local.pg_cluster --dir $(PLAIN_PG_DIR) --dsn $(PLAIN_DB_URL) --ui-dsn $(PLAIN_UI_DB_URL)
+PLAIN_PG := $(PY) -m execsight.deploy.local.pg_cluster --dir $(PLAIN_PG_DIR) --dsn $(PLAIN_DB_URL) --ui-dsn $(PLAIN_UI_DB_URL)
 
 .PHONY: up down status test test-unit lint apt venv compose-plugin demo timescaledb plain-pg plain-pg-down test-plain
 

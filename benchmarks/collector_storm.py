@@ -85,7 +85,7 @@ class Collector:
         self.log = tmp / f"{name}.log"
         env = {**os.environ, "EXECSIGHT_STATE_DIR": str(tmp / "state"), "EXECSIGHT_LOG_LEVEL": "INFO"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.collector.main", "--output", "jsonl", str(self.out), "--no-imds",
+            [sys.executable, "-m", "execsight.collector.main", "--output", "jsonl", str(self.out), "--no-imds",
              "--mode", "ebpf"], cwd=REPO, env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
         deadline = time.monotonic() + 60
         while "collector started" not in self.log.read_text(errors="replace"):
@@ -129,7 +129,7 @@ def other_collectors() -> list[int]:
                 cmd = (d / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"services.collector.main" in cmd or (b"execsight.cli" in cmd and b"collector" in cmd):
+            if b"execsight.collector.main" in cmd or (b"execsight.cli" in cmd and b"collector" in cmd):
                 pids.append(int(d.name))
     return pids
 

@@ -45,12 +45,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from execsight.kafka_io import create_topics  # noqa: E402
-from schemas.codec import default_codec  # noqa: E402
-from schemas.migrate import apply_migrations  # noqa: E402
-from schemas.topics import RAW_PROCESS, load_changelog_config, load_topics  # noqa: E402
+from execsight.schemas.codec import default_codec  # noqa: E402
+from execsight.schemas.migrate import apply_migrations  # noqa: E402
+from execsight.schemas.topics import RAW_PROCESS, load_changelog_config, load_topics  # noqa: E402
 from tests.correlator.correlator_events import Host  # noqa: E402
 
-ENTRY = "import sys; from services.correlator.main import main; sys.exit(main(sys.argv[1:]))"
+ENTRY = "import sys; from execsight.correlator.main import main; sys.exit(main(sys.argv[1:]))"
 CHANGELOG = "execsight-correlator-state-changelog"
 OLD_CONFIG = {"cleanup.policy": "compact"}  # what Faust created: compacting=True, nothing else
 

@@ -39,13 +39,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-from schemas.codec import default_codec  # noqa: E402
-from schemas.migrate import apply_migrations  # noqa: E402
-from schemas.topics import RAW_HOST, RAW_PROCESS, load_topics  # noqa: E402
+from execsight.schemas.codec import default_codec  # noqa: E402
+from execsight.schemas.migrate import apply_migrations  # noqa: E402
+from execsight.schemas.topics import RAW_HOST, RAW_PROCESS, load_topics  # noqa: E402
 from tests.correlator.correlator_events import MS, Host, S, sample  # noqa: E402
 
 HOST_TYPES = ("HostSample", "CollectorStatus")
-ENTRY = "import sys; from services.correlator.main import main; sys.exit(main(sys.argv[1:]))"
+ENTRY = "import sys; from execsight.correlator.main import main; sys.exit(main(sys.argv[1:]))"
 
 
 def workload(hosts: int, target_events: int, t0: int | None = None) -> list[tuple[str, dict[str, Any]]]:

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from services.correlator.owning_package import packages_from_image
-from services.correlator.program_name import name_key
-from services.correlator.tool_rules import METHOD_PACKAGE, METHOD_PROGRAM, METHOD_RULE, Recognition, load_rules
+from execsight.correlator.owning_package import packages_from_image
+from execsight.correlator.program_name import name_key
+from execsight.correlator.tool_rules import METHOD_PACKAGE, METHOD_PROGRAM, METHOD_RULE, Recognition, load_rules
 
 DATA = Path(__file__).resolve().parent / "data" / "nfcore_commands.jsonl"
 # modules at other offsets, never looked at while the heuristics were tuned on DATA

@@ -25,10 +25,10 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from schemas.migrate import apply_migrations  # noqa: E402
-from services.ui import db  # noqa: E402
-from services.ui.run_report import render_html  # noqa: E402
-from services.ui.run_report_data import load_report  # noqa: E402
+from execsight.schemas.migrate import apply_migrations  # noqa: E402
+from execsight.ui import db  # noqa: E402
+from execsight.ui.run_report import render_html  # noqa: E402
+from execsight.ui.run_report_data import load_report  # noqa: E402
 
 SYNTHETIC_RUN = "bench-report-run"
 

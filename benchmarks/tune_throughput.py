@@ -43,11 +43,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "tune"))
 
 
+from execsight.schemas.codec import default_codec  # noqa: E402
+from execsight.schemas.migrate import apply_migrations  # noqa: E402
+from execsight.schemas.topics import ENRICHED_RUN, ENRICHED_TASK, load_topics  # noqa: E402
 from execsight.settings import Settings, load_settings  # noqa: E402
-from schemas.codec import default_codec  # noqa: E402
-from schemas.migrate import apply_migrations  # noqa: E402
-from schemas.topics import ENRICHED_RUN, ENRICHED_TASK, load_topics  # noqa: E402
-from services.tune.worker import TuneWorker  # noqa: E402
+from execsight.tune.worker import TuneWorker  # noqa: E402
 
 records: Any = importlib.import_module("tune_records")  # tests/tune/tune_records.py: recorded workloads
 

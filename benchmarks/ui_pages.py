@@ -23,8 +23,8 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from schemas.migrate import apply_migrations  # noqa: E402
-from schemas.rollups import refresh_rollups  # noqa: E402
+from execsight.schemas.migrate import apply_migrations  # noqa: E402
+from execsight.schemas.rollups import refresh_rollups  # noqa: E402
 
 APP = str(REPO / "services" / "ui" / "app.py")
 PAGES = ("overview", "runs", "tasks", "processes", "hosts", "findings")
@@ -145,7 +145,7 @@ def seed(dsn: str, processes: int, hosts: int = 10, pipelines: int = 8, tasks_pe
 def time_pages(repeat: int) -> dict[str, list[float]]:
     from streamlit.testing.v1 import AppTest
 
-    from services.ui.page_support import close_pools
+    from execsight.ui.page_support import close_pools
 
     results: dict[str, list[float]] = {}
     try:

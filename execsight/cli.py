@@ -20,14 +20,14 @@ from execsight.settings import Settings
 
 # subcommand -> (module, function, help). Each function takes argv (list[str]) and returns an exit code.
 DISPATCH: dict[str, tuple[str, str, str]] = {
-    "collector": ("services.collector.main", "main", "run the eBPF collector on this host (root)"),
-    "correlator": ("services.correlator.main", "main", "run the Faust correlator worker"),
-    "tune": ("services.tune.main", "main", "run the tune worker (findings: how to make runs faster/cheaper)"),
-    "sweep": ("services.sweep.main", "main", "run the sweep worker (findings: wasted compute)"),
-    "notify": ("services.notify.main", "main", "post findings to webhooks (Slack, JSON), routed by a YAML file"),
-    "run": ("services.tune.observe", "main", "run a command under observation: execsight run -- CMD"),
-    "demo": ("deploy.demo.main", "main", "run the demo pipeline against the local stack"),
-    "report": ("services.ui.run_report_command", "main", "write a run's shareable report (one self-contained HTML)"),
+    "collector": ("execsight.collector.main", "main", "run the eBPF collector on this host (root)"),
+    "correlator": ("execsight.correlator.main", "main", "run the Faust correlator worker"),
+    "tune": ("execsight.tune.main", "main", "run the tune worker (findings: how to make runs faster/cheaper)"),
+    "sweep": ("execsight.sweep.main", "main", "run the sweep worker (findings: wasted compute)"),
+    "notify": ("execsight.notify.main", "main", "post findings to webhooks (Slack, JSON), routed by a YAML file"),
+    "run": ("execsight.tune.observe", "main", "run a command under observation: execsight run -- CMD"),
+    "demo": ("execsight.deploy.demo.main", "main", "run the demo pipeline against the local stack"),
+    "report": ("execsight.ui.run_report_command", "main", "write a run's shareable report (one self-contained HTML)"),
 }
 
 
@@ -56,7 +56,7 @@ def dispatch(name: str, argv: list[str]) -> int:
 
 # The local stack's commands live with the stack (deploy/local/commands.py): deploy is the layer on
 # top (it uses execsight's settings and Kafka helpers), so the CLI names them and never imports them.
-STACK_COMMANDS = "deploy.local.commands"
+STACK_COMMANDS = "execsight.deploy.local.commands"
 
 
 def stack_command(func: str) -> Callable[[Settings, argparse.Namespace], int]:
@@ -67,7 +67,7 @@ def stack_command(func: str) -> Callable[[Settings, argparse.Namespace], int]:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from schemas.migrate import apply_migrations
+    from execsight.schemas.migrate import apply_migrations
 
     applied = apply_migrations(settings.database_url)
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))

@@ -11,8 +11,8 @@ from typing import Any
 import psycopg
 from confluent_kafka import Producer
 
+from execsight.schemas.codec import Codec, default_codec
 from execsight.settings import Settings
-from schemas.codec import Codec, default_codec
 
 Record = dict[str, Any]
 

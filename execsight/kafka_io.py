@@ -16,8 +16,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     NewTopic,
 )
 
+from execsight.schemas.topics import DEADLETTER, Topic, load_topics
 from execsight.settings import Settings
-from schemas.topics import DEADLETTER, Topic, load_topics
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Every changed .avsc still reads old data and is read by old readers (`python -m schemas.compat_check`).
+"""Every changed .avsc still reads old data and is read by old readers (`python -m execsight.schemas.compat_check`).
 
 The base is `git merge-base HEAD origin/main` (or local main) when that is not HEAD itself, else
 HEAD~1, else (a first commit) nothing to compare. For each .avsc under schemas/avro/ that differs from the
@@ -21,7 +21,7 @@ from typing import Any
 
 import fastavro
 
-from schemas.codec import AVRO_DIR, Codec, CodecError, Schema, schema_fingerprint
+from execsight.schemas.codec import AVRO_DIR, Codec, CodecError, Schema, schema_fingerprint
 
 REPO = AVRO_DIR.parent.parent
 
@@ -126,7 +126,7 @@ def check(base: str, repo: Path = REPO) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m schemas.compat_check", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m execsight.schemas.compat_check", description=__doc__.splitlines()[0])
     p.add_argument("--base", help="commit to compare with (default: merge base with origin/main or main, else HEAD~1)")
     args = p.parse_args(argv)
     base = base_commit(args.base)

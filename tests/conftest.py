@@ -22,9 +22,9 @@ import psycopg
 import pytest
 
 from execsight.kafka_io import create_topics
+from execsight.schemas.migrate import apply_migrations
+from execsight.schemas.topics import load_topics
 from execsight.settings import Settings, load_settings
-from schemas.migrate import apply_migrations
-from schemas.topics import load_topics
 
 DEFAULT_KAFKA = "127.0.0.1:9092"
 DEFAULT_DB = "postgresql://execsight:execsight@127.0.0.1:5432/execsight"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from deploy.local.kafka_broker import kafka_version
+from execsight.deploy.local.kafka_broker import kafka_version
 from execsight.settings import REPO_ROOT, SETTINGS_DOC
 
 COMPOSE_FILE = REPO_ROOT / "deploy" / "docker-compose.yml"

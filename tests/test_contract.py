@@ -12,8 +12,8 @@ import fastavro
 import pytest
 from fastavro.schema import to_parsing_canonical_form
 
-from schemas import topics as topic_names
-from schemas.codec import (
+from execsight.schemas import topics as topic_names
+from execsight.schemas.codec import (
     AVRO_DIR,
     Codec,
     CodecError,
@@ -24,7 +24,7 @@ from schemas.codec import (
     parse_schema_file,
     schema_fingerprint,
 )
-from schemas.topics import load_topics
+from execsight.schemas.topics import load_topics
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "schemas" / "examples"
 
@@ -247,9 +247,9 @@ def _settings() -> Any:
 
 def correlator_consumes(topic: str, name: str, data: bytes) -> None:
     """The correlator's per-message path (services/correlator/batch.py): decode, type check, HostTree."""
-    from services.correlator.batch import HOST_TYPES, PROCESS_TYPES
-    from services.correlator.process_tree import HostTree, Outputs, TreeConfig
-    from services.correlator.tool_rules import load_rules
+    from execsight.correlator.batch import HOST_TYPES, PROCESS_TYPES
+    from execsight.correlator.process_tree import HostTree, Outputs, TreeConfig
+    from execsight.correlator.tool_rules import load_rules
 
     kind, rec = default_codec().decode(data)
     source, allowed = ("H", HOST_TYPES) if topic == topic_names.RAW_HOST else ("P", PROCESS_TYPES)
@@ -262,7 +262,7 @@ def correlator_consumes(topic: str, name: str, data: bytes) -> None:
 
 def tune_consumes(topic: str, name: str, data: bytes) -> None:
     """The tune worker's decode step (services/tune/worker.py): expected type per topic, validate()."""
-    from services.tune.worker import TuneWorker
+    from execsight.tune.worker import TuneWorker
 
     producer = RecordingProducer()
     worker = TuneWorker(_settings())
@@ -273,7 +273,7 @@ def tune_consumes(topic: str, name: str, data: bytes) -> None:
 
 def sweep_consumes(topic: str, name: str, data: bytes) -> None:
     """The sweep worker's handle() (services/sweep/worker.py): decode, then fold into the host tracker."""
-    from services.sweep.worker import SweepWorker
+    from execsight.sweep.worker import SweepWorker
 
     producer = RecordingProducer()
     worker = SweepWorker(_settings())
@@ -334,7 +334,7 @@ def test_every_example_passes_through_each_consumer_of_its_topic(topic: str, con
 # --- schemas/compat_check.py: the CI step on changed .avsc files -------------------------------------
 
 def _version(name: str, extra_fields: list[dict[str, Any]], extra_values: dict[str, Any]) -> Any:
-    from schemas.compat_check import Version
+    from execsight.schemas.compat_check import Version
 
     raw = json.loads((AVRO_DIR / "sweep_finding.avsc").read_text())
     assert raw["name"] == name
@@ -344,7 +344,7 @@ def _version(name: str, extra_fields: list[dict[str, Any]], extra_values: dict[s
 
 
 def test_compat_check_accepts_a_field_added_with_a_default() -> None:
-    from schemas.compat_check import problems
+    from execsight.schemas.compat_check import problems
 
     old = _version("SweepFinding", [], {})
     new = _version("SweepFinding", [{"name": "owner", "type": ["null", "string"], "default": None}], {"owner": "ops"})
@@ -353,7 +353,7 @@ def test_compat_check_accepts_a_field_added_with_a_default() -> None:
 
 
 def test_compat_check_names_a_field_without_default_and_a_changed_type() -> None:
-    from schemas.compat_check import problems
+    from execsight.schemas.compat_check import problems
 
     old = _version("SweepFinding", [], {})
     new = _version("SweepFinding", [{"name": "owner", "type": "string"}], {"owner": "ops"})
@@ -386,7 +386,7 @@ def _git_repo(root: Path) -> None:
 
 
 def test_compat_check_compares_changed_files_with_the_previous_commit(tmp_path: Path) -> None:
-    from schemas.compat_check import base_commit, changed_schemas, check
+    from execsight.schemas.compat_check import base_commit, changed_schemas, check
 
     _git_repo(tmp_path)
     base = base_commit(repo=tmp_path)  # on main itself: HEAD~1
@@ -413,7 +413,7 @@ def test_compat_check_compares_changed_files_with_the_previous_commit(tmp_path: 
 def test_compat_check_without_a_previous_commit_has_nothing_to_compare(tmp_path: Path) -> None:
     import subprocess
 
-    from schemas.compat_check import base_commit
+    from execsight.schemas.compat_check import base_commit
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     assert base_commit(repo=tmp_path) is None

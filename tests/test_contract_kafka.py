@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from schemas.codec import default_codec
-from schemas.topics import load_topics
+from execsight.schemas.codec import default_codec
+from execsight.schemas.topics import load_topics
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "schemas" / "examples"
 

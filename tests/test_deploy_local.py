@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local import host_prep, procs
-from deploy.local.endpoints import kafka_endpoint, pg_endpoint
-from deploy.local.kafka_broker import kafka_version, new_cluster_id, server_properties
+from execsight.deploy.local import host_prep, procs
+from execsight.deploy.local.endpoints import kafka_endpoint, pg_endpoint
+from execsight.deploy.local.kafka_broker import kafka_version, new_cluster_id, server_properties
 
 
 def test_endpoints_from_settings() -> None:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import all_versions  # type: ignore[import-untyped]
 
-from deploy.kubernetes.render import RenderError, merge, render
+from execsight.deploy.kubernetes.render import RenderError, merge, render
 from execsight.settings import SETTINGS_DOC
 
 ROOT = Path(__file__).resolve().parent.parent

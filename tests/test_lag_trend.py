@@ -8,9 +8,9 @@ import time
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from deploy.local import lag_trend
+from execsight.deploy.local import lag_trend
+from execsight.schemas.topics import ENRICHED_TASK
 from execsight.settings import Settings
-from schemas.topics import ENRICHED_TASK
 
 
 def test_growth_over_more_than_a_minute_is_reported_with_the_amount() -> None:
@@ -43,7 +43,7 @@ def test_samples_are_kept_for_a_while_and_vanished_groups_dropped() -> None:
 @pytest.mark.kafka
 @pytest.mark.db
 def test_status_marks_a_group_whose_lag_grew_for_over_a_minute(settings: Settings) -> None:
-    from deploy.local.stack import LocalStack
+    from execsight.deploy.local.stack import LocalStack
 
     topic = settings.topic(ENRICHED_TASK)
     group = f"{settings.topic_prefix}tune"

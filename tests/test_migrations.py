@@ -10,9 +10,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from schemas.migrate import apply_migrations, detect_flavour, plan
-from schemas.rollups import refresh_rollups
-from schemas.storage_health import JobState, StorageHealth, describe, read_health
+from execsight.schemas.migrate import apply_migrations, detect_flavour, plan
+from execsight.schemas.rollups import refresh_rollups
+from execsight.schemas.storage_health import JobState, StorageHealth, describe, read_health
 
 TABLES = {
     "hosts", "host_samples", "collector_status", "pipelines", "runs", "tasks", "processes",
@@ -146,7 +146,7 @@ def test_rollups_show_the_newest_minute_and_late_samples(database_url: str, db_f
     """What the Hosts page reads (services/ui/queries.host_series): plain PostgreSQL shows what the last
     refresh saw; TimescaleDB (real-time aggregates) shows the minute in progress before any refresh. After
     a refresh both show every sample, including late ones into an already materialized minute."""
-    from services.ui.queries import host_series
+    from execsight.ui.queries import host_series
 
     now = datetime.now(UTC)
     minute = now.replace(second=0, microsecond=0)

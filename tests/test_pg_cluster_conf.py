@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy.local import pg_cluster
-from deploy.local.endpoints import PgEndpoint
+from execsight.deploy.local import pg_cluster
+from execsight.deploy.local.endpoints import PgEndpoint
 
 
 def _conf(tmp_path: Path, timescaledb: bool) -> str:

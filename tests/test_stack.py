@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from deploy.local import pg_cluster, services
-from deploy.local.stack import ComponentStatus, LocalStack, StackError
 from execsight import kafka_admin
+from execsight.deploy.local import pg_cluster, services
+from execsight.deploy.local.stack import ComponentStatus, LocalStack, StackError
 from execsight.settings import load_settings
 
 pytestmark = [
@@ -57,7 +57,6 @@ def _fake_services(root: Path) -> None:
     """A repository with two services that only sleep and a one-line dashboard. sweep exits 3 at once
     while a file `crash-sweep` is in the state dir (a crash loop on demand)."""
     (root / "services").mkdir(parents=True)
-    (root / "services" / "__init__.py").write_text("")
     for name in ("tune", "sweep"):
         pkg = root / "services" / name
         pkg.mkdir()
@@ -74,6 +73,12 @@ def _fake_services(root: Path) -> None:
         """))
     (root / "services" / "ui").mkdir()
     (root / "services" / "ui" / "app.py").write_text("import streamlit as st\n\nst.write('execsight')\n")
+    # As in the repository, execsight/<name> is services/<name>; this execsight comes first on the path
+    # (the stack starts services in the repository root) and finds everything else in the real one.
+    (root / "execsight").mkdir()
+    (root / "execsight" / "__init__.py").write_text(f"__path__.append({str(Path(kafka_admin.__file__).parent)!r})\n")
+    for name in ("tune", "sweep", "ui"):
+        (root / "execsight" / name).symlink_to(f"../services/{name}", target_is_directory=True)
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from deploy.local.stack import LocalStack
+from execsight.deploy.local.stack import LocalStack
+from execsight.schemas.storage_health import describe, read_health
 from execsight.settings import load_settings
-from schemas.storage_health import describe, read_health
 
 pytestmark = pytest.mark.db
 

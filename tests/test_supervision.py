@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from deploy.local import procs, services, supervisor
-from deploy.local.endpoints import exposure_problems, is_loopback, port_free
-from deploy.local.stack import LocalStack, StackError
+from execsight.deploy.local import procs, services, supervisor
+from execsight.deploy.local.endpoints import exposure_problems, is_loopback, port_free
+from execsight.deploy.local.stack import LocalStack, StackError
 from execsight.lifecycle import describe_exit, failures_in_a_row, restart_delay_s
 from execsight.settings import SettingsError, load_settings
 from tests.test_compose import config  # noqa: F401  (the fixture)
@@ -40,9 +40,9 @@ def test_backoff_and_exit_descriptions() -> None:
 def test_last_log_line_of_json_and_text_logs(tmp_path: Path) -> None:
     log = tmp_path / "x.log"
     log.write_text("plain start\n"
-                   + json.dumps({"logger": "services.correlator", "msg": "failed",
+                   + json.dumps({"logger": "execsight.correlator", "msg": "failed",
                                  "exc": "Traceback...\nOSError: [Errno 98] Address already in use"}) + "\n"
-                   + json.dumps({"logger": "deploy.local.supervisor", "msg": "exited; starting it again"}) + "\n\n")
+                   + json.dumps({"logger": "execsight.deploy.local.supervisor", "msg": "exited; starting it again"}) + "\n\n")
     assert supervisor.last_log_line(log) == "failed: OSError: [Errno 98] Address already in use"
     log.write_text("Traceback\nValueError: boom\n")
     assert supervisor.last_log_line(log) == "ValueError: boom"
@@ -122,7 +122,7 @@ def _listeners(port: int) -> set[str]:
 
 
 def test_correlator_metrics_listen_on_loopback() -> None:
-    from services.correlator.metrics import CorrelatorMetrics
+    from execsight.correlator.metrics import CorrelatorMetrics
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -172,7 +172,7 @@ def test_compose_restarts_every_long_lived_service_and_keeps_the_ui_local(config
 
 
 def test_exposed_dashboard_needs_a_login(tmp_path: Path) -> None:
-    from deploy.local.endpoints import ui_exposure_problem
+    from execsight.deploy.local.endpoints import ui_exposure_problem
 
     strong = {"EXECSIGHT_DATABASE_URL": "postgresql://execsight:Xk3-long@127.0.0.1:5432/execsight",
               "EXECSIGHT_UI_DATABASE_URL": "postgresql://execsight_ui:Yq9-long@127.0.0.1:5432/execsight",

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from deploy.demo.scales import SNAKEFILE
+from execsight.deploy.demo.scales import SNAKEFILE
 
 
 def snakemake_command(
@@ -30,7 +30,7 @@ def nextflow_shaped_command(
 ) -> list[str]:
     """The Nextflow-shaped launcher (deploy/demo/nextflow_shaped.py) on the same scale."""
     return [
-        python, "-m", "deploy.demo.nextflow_shaped",
+        python, "-m", "execsight.deploy.demo.nextflow_shaped",
         "--out", str(workdir), "--scale", scale, "--seed", str(seed), "--cpus", str(cores),
     ]
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from deploy.demo import engines, labels, outcome, stack_check
-from deploy.demo.scales import load_scale
+from execsight.deploy.demo import engines, labels, outcome, stack_check
+from execsight.deploy.demo.scales import load_scale
 from execsight.settings import Settings, SettingsError, load_settings
 
 

@@ -8,7 +8,7 @@ exports NXF_HOME, NXF_ORG, NXF_CLI and NXF_WORK as the `nextflow` launcher scrip
 `.command.run` exports NXF_BOXID and NXF_TASK_WORKDIR to its task. The tasks run real tools (python
 for the synthetic inputs, gzip, bwa, samtools) and one of them fails on purpose (gzip -t, exit 1).
 
-    python -m deploy.demo.nextflow_shaped --out /tmp/nf-demo --scale small
+    python -m execsight.deploy.demo.nextflow_shaped --out /tmp/nf-demo --scale small
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from deploy.demo import nextflow_wrapper as wrapper
-from deploy.demo.scales import SYNTHETIC, Scale, load_scale
+from execsight.deploy.demo import nextflow_wrapper as wrapper
+from execsight.deploy.demo.scales import SYNTHETIC, Scale, load_scale
 
 TRACE_HEADER = ("task_id", "hash", "native_id", "name", "process", "tag", "status", "exit", "workdir")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy.demo.scales import Scale
+from execsight.deploy.demo.scales import Scale
 
 FAILING_RULE = "verify_archive"
 FAILING_PROCESS = "VERIFY_ARCHIVE"

@@ -2,7 +2,7 @@
 
 ``kubectl kustomize`` (or ``kubectl apply -k``) is what people run; this renders the same
 objects for the tests (tests/test_kubernetes.py) on machines without kubectl, and for a quick
-look: ``python -m deploy.kubernetes.render deploy/kubernetes/overlays/example``. Where kubectl
+look: ``python -m execsight.deploy.kubernetes.render deploy/kubernetes/overlays/example``. Where kubectl
 is installed the tests check that both render identical objects.
 
 Supported, and nothing else (any other field is an error, so the subset cannot drift silently):
@@ -134,7 +134,7 @@ def render(directory: Path) -> list[Obj]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m deploy.kubernetes.render DIRECTORY", file=sys.stderr)
+        print("usage: python -m execsight.deploy.kubernetes.render DIRECTORY", file=sys.stderr)
         return 2
     try:
         yaml.safe_dump_all(render(Path(args[0])), sys.stdout, sort_keys=False)

@@ -15,14 +15,14 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from deploy.local import services
-from deploy.local.endpoints import ui_exposure_problem
-from deploy.local.stack import LocalStack, StackError
 from execsight import kafka_admin
+from execsight.deploy.local import services
+from execsight.deploy.local.endpoints import ui_exposure_problem
+from execsight.deploy.local.stack import LocalStack, StackError
 from execsight.kafka_io import create_topics
+from execsight.schemas import collector_gaps
+from execsight.schemas.topics import load_topics
 from execsight.settings import Settings
-from schemas import collector_gaps
-from schemas.topics import load_topics
 
 UI_HELP = """usage: execsight ui [-h] [-- APP_ARGS...]
 

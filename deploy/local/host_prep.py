@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from services.collector.taskstats import enable_delay_accounting
+from execsight.collector.taskstats import enable_delay_accounting
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.local.endpoints import KafkaEndpoint
+from execsight.deploy.local.endpoints import KafkaEndpoint
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ only over the cluster's private Unix socket (trust, socket directory mode 0700);
 password (scram-sha-256). TimescaleDB is preloaded and created when its package is installed
 (unless the caller asks for plain PostgreSQL, as CI's second cluster does).
 
-`python -m deploy.local.pg_cluster start|stop` runs one such cluster on its own (CI's plain-PostgreSQL
+`python -m execsight.deploy.local.pg_cluster start|stop` runs one such cluster on its own (CI's plain-PostgreSQL
 pass, a relocated PostgreSQL tree with `--pg-root`).
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from deploy.local.endpoints import PgEndpoint, PgRole
+from execsight.deploy.local.endpoints import PgEndpoint, PgRole
 
 log = logging.getLogger(__name__)
 
@@ -236,10 +236,10 @@ def select_one(dsn: str, timeout_s: int = 3) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """One cluster outside the stack: `start` (initdb, conf, start, roles, database) or `stop`."""
-    from deploy.local.endpoints import pg_endpoint, pg_role
+    from execsight.deploy.local.endpoints import pg_endpoint, pg_role
 
     global PG_BIN, PG_SHARE
-    p = argparse.ArgumentParser(prog="python -m deploy.local.pg_cluster", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m execsight.deploy.local.pg_cluster", description=main.__doc__)
     p.add_argument("action", choices=("start", "stop"))
     p.add_argument("--dir", type=Path, required=True, help="cluster root (data/, run/, postgres.log)")
     p.add_argument("--dsn", required=True, help="writer DSN: port, database, writer role and password")

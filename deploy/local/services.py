@@ -16,7 +16,15 @@ from pathlib import Path
 from execsight.settings import REPO_ROOT, Settings
 
 SERVICE_NAMES: tuple[str, ...] = ("collector", "correlator", "tune", "sweep", "ui")
-UI_APP = REPO_ROOT / "services" / "ui" / "app.py"
+
+
+def service_dir(name: str, root: Path = REPO_ROOT) -> Path:
+    """A service's folder: services/<name>/ in the repository, execsight/<name>/ in an installed copy."""
+    src = root / "services" / name
+    return src if src.is_dir() else root / "execsight" / name
+
+
+UI_APP = service_dir("ui") / "app.py"
 
 
 @dataclass(frozen=True)
@@ -32,15 +40,15 @@ class ServiceSpec:
 
 def service_exists(name: str, root: Path = REPO_ROOT) -> bool:
     if name == "ui":
-        return (root / "services" / "ui" / "app.py").is_file()
-    return (root / "services" / name / "main.py").is_file()
+        return (service_dir("ui", root) / "app.py").is_file()
+    return (service_dir(name, root) / "main.py").is_file()
 
 
 def ui_command(settings: Settings, extra: list[str] | None = None, root: Path = REPO_ROOT,
                address: str | None = None) -> list[str]:
     """streamlit run of the dashboard on address (default EXECSIGHT_UI_ADDRESS, itself 127.0.0.1)."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(root / "services" / "ui" / "app.py"),
+        sys.executable, "-m", "streamlit", "run", str(service_dir("ui", root) / "app.py"),
         "--server.port", str(settings.ui_port), "--server.address", address or settings.ui_address,
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
         *(["--", *extra] if extra else []),
@@ -67,7 +75,7 @@ def metrics_port(name: str, settings: Settings) -> tuple[str, int] | None:
 
 def spec(name: str, settings: Settings, root: Path = REPO_ROOT) -> ServiceSpec:
     if name == "ui":
-        app = root / "services" / "ui" / "app.py"
+        app = service_dir("ui", root) / "app.py"
         return ServiceSpec(name, tuple(ui_command(settings, root=root)), marker=str(app),
                            health_url=f"{ui_url(settings)}_stcore/health",
                            port_setting=("EXECSIGHT_UI_PORT", settings.ui_port))

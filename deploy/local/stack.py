@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.local import host_prep, kafka_broker, lag_trend, pg_cluster, procs, services, supervisor
-from deploy.local.endpoints import (
+from execsight import kafka_admin
+from execsight.deploy.local import host_prep, kafka_broker, lag_trend, pg_cluster, procs, services, supervisor
+from execsight.deploy.local.endpoints import (
     exposure_problems,
     kafka_endpoint,
     pg_endpoint,
@@ -25,12 +26,11 @@ from deploy.local.endpoints import (
     port_open,
     ui_exposure_problem,
 )
-from execsight import kafka_admin
 from execsight.kafka_io import create_topics
 from execsight.lifecycle import STABLE_AFTER_S
+from execsight.schemas.storage_health import health_line
+from execsight.schemas.topics import TOPICS_FILE, load_topics
 from execsight.settings import REPO_ROOT, Settings
-from schemas.storage_health import health_line
-from schemas.topics import TOPICS_FILE, load_topics
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def _package_version() -> str:
 def _apply_migrations(dsn: str) -> list[str] | None:
     """Run the lead's migrations when schemas/migrate.py exists; None when it does not (yet)."""
     try:
-        from schemas import migrate
+        from execsight.schemas import migrate
     except ImportError:
         log.warning("schemas/migrate.py is missing: database migrations skipped")
         return None

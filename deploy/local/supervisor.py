@@ -1,6 +1,6 @@
 """Keeps one long-lived process of the local stack running: restarts it after any exit, with backoff.
 
-`python -m deploy.local.supervisor --name NAME --run-dir DIR --log FILE -- CMD...` runs CMD as a
+`python -m execsight.deploy.local.supervisor --name NAME --run-dir DIR --log FILE -- CMD...` runs CMD as a
 child in its own session (so that a crash test can SIGKILL the child's group without hitting the
 supervisor) and starts it again whenever it exits, whatever the exit status, until the supervisor
 itself gets SIGTERM or SIGINT. Each exit is recorded in DIR/NAME.state.json (restarts, the last
@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 
-from deploy.local import procs
+from execsight.deploy.local import procs
 from execsight.lifecycle import describe_exit, failures_in_a_row, restart_delay_s
 
-log = logging.getLogger("deploy.local.supervisor")
+log = logging.getLogger("execsight.deploy.local.supervisor")
 
 STOP_GRACE_S = 20.0
 CRASH_LOOP_AFTER = 3  # this many exits in a row without a stable run is a crash loop
@@ -175,17 +175,17 @@ class Supervisor:
 
 def command(name: str, cmd: list[str], run_dir: Path, log_file: Path,
             stop_grace_s: float = STOP_GRACE_S) -> list[str]:
-    """The command line that supervises cmd (its marker: `deploy.local.supervisor --name NAME`)."""
-    return [sys.executable, "-m", "deploy.local.supervisor", "--name", name, "--run-dir", str(run_dir),
+    """The command line that supervises cmd (its marker: `execsight.deploy.local.supervisor --name NAME`)."""
+    return [sys.executable, "-m", "execsight.deploy.local.supervisor", "--name", name, "--run-dir", str(run_dir),
             "--log", str(log_file), "--stop-grace", str(stop_grace_s), "--", *cmd]
 
 
 def marker(name: str) -> str:
-    return f"deploy.local.supervisor --name {name} "
+    return f"execsight.deploy.local.supervisor --name {name} "
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deploy.local.supervisor", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m execsight.deploy.local.supervisor", description=__doc__)
     p.add_argument("--name", required=True)
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--log", type=Path, required=True)

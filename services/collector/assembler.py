@@ -13,15 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from schemas.record_bounds import PATH_MAX_CHARS, bound_argv, bound_env
-from services.collector import identity
-from services.collector.cgroups import parse_container
-from services.collector.filters import ExecRateLimiter, Rules, is_kernel_thread
-from services.collector.probes import ExecEvent, ExitEvent, ForkEvent, KernelEvent, OomEvent
-from services.collector.procfs import EnvironFilter
-from services.collector.redact import redact_argv
-from services.collector.taskstats import TaskstatsRecord
-from services.collector.wallclock import BootClock
+from execsight.collector import identity
+from execsight.collector.cgroups import parse_container
+from execsight.collector.filters import ExecRateLimiter, Rules, is_kernel_thread
+from execsight.collector.probes import ExecEvent, ExitEvent, ForkEvent, KernelEvent, OomEvent
+from execsight.collector.procfs import EnvironFilter
+from execsight.collector.redact import redact_argv
+from execsight.collector.taskstats import TaskstatsRecord
+from execsight.collector.wallclock import BootClock
+from execsight.schemas.record_bounds import PATH_MAX_CHARS, bound_argv, bound_env
 
 Record = dict[str, Any]
 Emitted = tuple[str, Record]

@@ -16,22 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from execsight.collector import identity, live_set, procfs, wallclock
+from execsight.collector.assembler import Assembler
+from execsight.collector.btf import BtfError, task_offsets
+from execsight.collector.cgroups import read_cgroup_path
+from execsight.collector.cpu_policy import CpuPolicy
+from execsight.collector.filters import ExecRateLimiter, Rules, RulesError, load_rules
+from execsight.collector.metrics import CollectorMetrics
+from execsight.collector.nvml import Gpus
+from execsight.collector.probes import ExecEvent, Probes
+from execsight.collector.publisher import Sink
+from execsight.collector.sampler import HostSampler, ProcessSampler
+from execsight.collector.taskstats import TaskstatsListener, TaskstatsRecord, enable_delay_accounting
 from execsight.reloading import Reloading
+from execsight.schemas.codec import default_codec
+from execsight.schemas.topics import RAW_HOST, RAW_PROCESS
 from execsight.settings import Settings
-from schemas.codec import default_codec
-from schemas.topics import RAW_HOST, RAW_PROCESS
-from services.collector import identity, live_set, procfs, wallclock
-from services.collector.assembler import Assembler
-from services.collector.btf import BtfError, task_offsets
-from services.collector.cgroups import read_cgroup_path
-from services.collector.cpu_policy import CpuPolicy
-from services.collector.filters import ExecRateLimiter, Rules, RulesError, load_rules
-from services.collector.metrics import CollectorMetrics
-from services.collector.nvml import Gpus
-from services.collector.probes import ExecEvent, Probes
-from services.collector.publisher import Sink
-from services.collector.sampler import HostSampler, ProcessSampler
-from services.collector.taskstats import TaskstatsListener, TaskstatsRecord, enable_delay_accounting
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"

@@ -7,8 +7,8 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.collector import probes as probes_mod
-from services.collector.btf import VMLINUX_BTF, BtfError, task_offsets
+from execsight.collector import probes as probes_mod
+from execsight.collector.btf import VMLINUX_BTF, BtfError, task_offsets
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def run_checks() -> list[Check]:
         checks.append(Check("bcc", False, str(exc),
                             "apt-get install python3-bpfcc and add /usr/lib/python3/dist-packages via a .pth file"))
     try:
-        from services.collector.taskstats import TaskstatsListener
+        from execsight.collector.taskstats import TaskstatsListener
 
         TaskstatsListener().close()
         checks.append(Check("taskstats", True, "generic netlink TASKSTATS registered for all CPUs", "",

@@ -7,11 +7,11 @@ import logging
 import sys
 from pathlib import Path
 
+from execsight.collector.cpu_policy import CHOICES, CpuPolicy
+from execsight.collector.filters import RulesError, load_rules
 from execsight.lifecycle import settings_or_exit
-from services.collector.cpu_policy import CHOICES, CpuPolicy
-from services.collector.filters import RulesError, load_rules
 
-log = logging.getLogger("services.collector.main")  # its module path: it also runs as __main__
+log = logging.getLogger("execsight.collector.main")  # its module path: it also runs as __main__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     settings = settings_or_exit("execsight collector")
     if args.command == "doctor":
-        from services.collector.doctor import report, run_checks
+        from execsight.collector.doctor import report, run_checks
 
         text, code = report(run_checks())
         print(text)
@@ -55,10 +55,10 @@ def main(argv: list[str]) -> int:
         print(f"execsight collector: {exc}", file=sys.stderr)
         return 2
 
-    from services.collector.daemon import Collector, Options, install_signal_handlers
-    from services.collector.jsonl import JsonlSink
-    from services.collector.publisher import KafkaSink, Sink
-    from services.collector.spool import Spool
+    from execsight.collector.daemon import Collector, Options, install_signal_handlers
+    from execsight.collector.jsonl import JsonlSink
+    from execsight.collector.publisher import KafkaSink, Sink
+    from execsight.collector.spool import Spool
 
     kind = args.output[0]
     sink: Sink

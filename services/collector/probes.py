@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.collector.btf import TaskOffsets
+from execsight.collector.btf import TaskOffsets
 
 SOURCE = Path(__file__).with_name("probes.bpf.c")
 TRACEFS_DIRS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))

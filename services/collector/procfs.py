@@ -10,8 +10,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.record_bounds import ENV_MAX_VALUE_CHARS
-from services.collector.redact import redact_env_value
+from execsight.collector.redact import redact_env_value
+from execsight.schemas.record_bounds import ENV_MAX_VALUE_CHARS
 
 PROC = Path("/proc")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from services.collector.spool import Spool, SpoolRecord
+from execsight.collector.spool import Spool, SpoolRecord
 
 log = logging.getLogger(__name__)
 

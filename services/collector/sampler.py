@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.collector import procfs
-from services.collector.assembler import Proc
-from services.collector.probes import KernelTotalsRaw
-from services.collector.wallclock import BootClock
+from execsight.collector import procfs
+from execsight.collector.assembler import Proc
+from execsight.collector.probes import KernelTotalsRaw
+from execsight.collector.wallclock import BootClock
 
 
 @dataclass(frozen=True)

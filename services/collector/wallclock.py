@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from services.collector import identity
-from services.collector.identity import TICK_NS, boot_id
+from execsight.collector import identity
+from execsight.collector.identity import TICK_NS, boot_id
 
 log = logging.getLogger("execsight.collector.clock")
 

@@ -29,16 +29,16 @@ from typing import Any
 
 import faust
 
+from execsight.correlator.batch import BatchProcessor, Publisher, RawMessage
+from execsight.correlator.batch_consumer import CorrelatorApp
+from execsight.correlator.containers import ContainerDirectory
+from execsight.correlator.metrics import CorrelatorMetrics
+from execsight.correlator.sink import Sink
+from execsight.correlator.tool_rules import ReloadingRules, RulesError
 from execsight.kafka_io import ensure_topic
+from execsight.schemas.codec import default_codec
+from execsight.schemas.topics import RAW_HOST, RAW_PROCESS, load_changelog_config, load_topics
 from execsight.settings import Settings
-from schemas.codec import default_codec
-from schemas.topics import RAW_HOST, RAW_PROCESS, load_changelog_config, load_topics
-from services.correlator.batch import BatchProcessor, Publisher, RawMessage
-from services.correlator.batch_consumer import CorrelatorApp
-from services.correlator.containers import ContainerDirectory
-from services.correlator.metrics import CorrelatorMetrics
-from services.correlator.sink import Sink
-from services.correlator.tool_rules import ReloadingRules, RulesError
 
 log = logging.getLogger(__name__)
 EXIT_UNFINISHED_BATCH = 70

@@ -19,13 +19,13 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaException, Producer
 
+from execsight.correlator import context, validation
+from execsight.correlator.process_tree import HostTree, Outputs, TreeConfig
+from execsight.correlator.sink import Sink
+from execsight.correlator.tool_rules import ReloadingRules
+from execsight.schemas.codec import Codec, CodecError
+from execsight.schemas.topics import DEADLETTER, ENRICHED_HOST, ENRICHED_PROCESS, ENRICHED_RUN, ENRICHED_TASK, RAW_HOST
 from execsight.settings import Settings
-from schemas.codec import Codec, CodecError
-from schemas.topics import DEADLETTER, ENRICHED_HOST, ENRICHED_PROCESS, ENRICHED_RUN, ENRICHED_TASK, RAW_HOST
-from services.correlator import context, validation
-from services.correlator.process_tree import HostTree, Outputs, TreeConfig
-from services.correlator.sink import Sink
-from services.correlator.tool_rules import ReloadingRules
 
 log = logging.getLogger(__name__)
 ORIGIN = "correlator"

@@ -7,7 +7,7 @@ follows one batch later, so a replay never meets a key whose removal it has not 
 
 from __future__ import annotations
 
-from services.correlator.tree_state import Json, State
+from execsight.correlator.tree_state import Json, State
 
 
 class ChangeLog:

@@ -10,7 +10,7 @@ scheduler job -> a direct child of a generic root.
 Children inherit their parent's context; ids are derived deterministically from the
 process identity, so a replay derives the same ids.
 
-Each engine and scheduler is a detector in services.correlator.engines; derive() runs them in
+Each engine and scheduler is a detector in execsight.correlator.engines; derive() runs them in
 order. The names below are re-exported for the process tree and tests.
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from services.correlator.engines import DETECTORS
-from services.correlator.engines.base import (
+from execsight.correlator.engines import DETECTORS
+from execsight.correlator.engines.base import (
     DEFAULT_GENERIC,
     ROLE_GENERIC_CANDIDATE,
     ROLE_GENERIC_ROOT,
@@ -35,15 +35,15 @@ from services.correlator.engines.base import (
     parent_roots_tasks,
     short_id,
 )
-from services.correlator.engines.generic import (
+from execsight.correlator.engines.generic import (
     generic_candidate,
     generic_pipeline_name,
     generic_task_name,
     is_launcher,
     session_launcher,
 )
-from services.correlator.engines.nextflow import nextflow_driver, nextflow_task, nextflow_task_name
-from services.correlator.engines.snakemake import (
+from execsight.correlator.engines.nextflow import nextflow_driver, nextflow_task, nextflow_task_name
+from execsight.correlator.engines.snakemake import (
     SnakemakeJob,
     match_snakefile_rule,
     parse_snakefile,

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from services.correlator.changelog import ChangeLog
-from services.correlator.outputs import Outputs
-from services.correlator.tree_state import HOST_FIELDS, EventGate, HostActivity, HostInfo, Proc
+from execsight.correlator.changelog import ChangeLog
+from execsight.correlator.outputs import Outputs
+from execsight.correlator.tree_state import HOST_FIELDS, EventGate, HostActivity, HostInfo, Proc
 
 _SAMPLE_INFO = tuple(k for k in HOST_FIELDS if k != "collector_mode")
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from services.correlator import concurrent_peak
-from services.correlator.changelog import ChangeLog
-from services.correlator.host_activity import Activity
-from services.correlator.outputs import Outputs
-from services.correlator.process_table import ProcessTable
-from services.correlator.projections import Container, run_record, task_record
-from services.correlator.tree_state import EventGate, Json, Proc, Run, Task
+from execsight.correlator import concurrent_peak
+from execsight.correlator.changelog import ChangeLog
+from execsight.correlator.host_activity import Activity
+from execsight.correlator.outputs import Outputs
+from execsight.correlator.process_table import ProcessTable
+from execsight.correlator.projections import Container, run_record, task_record
+from execsight.correlator.tree_state import EventGate, Json, Proc, Run, Task
 
 
 class Lifecycle:

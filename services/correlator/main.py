@@ -77,7 +77,7 @@ def supervise(argv: list[str]) -> int:
 
 
 def _migrate(settings: Settings) -> None:
-    from schemas.migrate import apply_migrations
+    from execsight.schemas.migrate import apply_migrations
 
     delay = 1.0
     while True:
@@ -102,7 +102,7 @@ def _worker_class(base: type, settings: Settings) -> type:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["skip"]:  # operator: step past one raw message (services/correlator/skip.py)
-        from services.correlator.skip import main as skip_main
+        from execsight.correlator.skip import main as skip_main
 
         return skip_main(argv[1:])
     args = _parser().parse_args(argv)
@@ -112,9 +112,9 @@ def main(argv: list[str]) -> int:
 
     import faust
 
+    from execsight.correlator.app import Options, build_app
+    from execsight.correlator.metrics import CorrelatorMetrics
     from execsight.kafka_io import create_topics, wait_for_broker
-    from services.correlator.app import Options, build_app
-    from services.correlator.metrics import CorrelatorMetrics
 
     metrics = CorrelatorMetrics()
     port = args.metrics_port if args.metrics_port is not None else settings.correlator_metrics_port

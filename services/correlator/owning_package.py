@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from services.correlator.program_name import name_key
+from execsight.correlator.program_name import name_key
 
 _SHARE = re.compile(r"/(?:share|opt)/([A-Za-z][\w.+-]*?)-v?\d[\w.]*(?:-\w+)?/")
 _SITE_PACKAGES = re.compile(r"/(?:site|dist)-packages/([A-Za-z_][\w]*)(?:/|\.py$)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from services.correlator.tree_state import Proc
+from execsight.correlator.tree_state import Proc
 
 
 class ProcessTable:

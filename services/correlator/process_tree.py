@@ -2,7 +2,7 @@
 
 HostTree applies decoded records in per-host order and delegates to its parts: the process
 table (live processes), the task/run lifecycle, host info and activity, and the change log
-(the typed state's JSON boundary). State is typed (services.correlator.tree_state); every value
+(the typed state's JSON boundary). State is typed (execsight.correlator.tree_state); every value
 remembers the offset of the last event applied to it per source topic: after a crash the worker
 replays from the committed offset, and an event already applied to a value is not applied to
 it twice, so a replay rebuilds exactly the same state.
@@ -20,19 +20,19 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from execsight.correlator import context
+from execsight.correlator.changelog import ChangeLog
+from execsight.correlator.context import Context, Parent
+from execsight.correlator.engines.base import DEFAULT_GENERIC, GenericPolicy, base_name, first_name
+from execsight.correlator.host_activity import Activity
+from execsight.correlator.host_clock import HostClock
+from execsight.correlator.lifecycle import Lifecycle
+from execsight.correlator.outputs import Outputs
+from execsight.correlator.process_table import ProcessTable
+from execsight.correlator.projections import Container, process_record
+from execsight.correlator.tool_rules import Recognition
+from execsight.correlator.tree_state import EventGate, HostActivity, HostInfo, Json, Proc, Run, Task, decode
 from execsight.settings import Settings
-from services.correlator import context
-from services.correlator.changelog import ChangeLog
-from services.correlator.context import Context, Parent
-from services.correlator.engines.base import DEFAULT_GENERIC, GenericPolicy, base_name, first_name
-from services.correlator.host_activity import Activity
-from services.correlator.host_clock import HostClock
-from services.correlator.lifecycle import Lifecycle
-from services.correlator.outputs import Outputs
-from services.correlator.process_table import ProcessTable
-from services.correlator.projections import Container, process_record
-from services.correlator.tool_rules import Recognition
-from services.correlator.tree_state import EventGate, HostActivity, HostInfo, Json, Proc, Run, Task, decode
 
 __all__ = ["HostTree", "Outputs", "TreeConfig"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.correlator import concurrent_peak
-from services.correlator.tree_state import HostInfo, Json, Proc, Run, Task
+from execsight.correlator import concurrent_peak
+from execsight.correlator.tree_state import HostInfo, Json, Proc, Run, Task
 
 Container = dict[str, Any] | None
 

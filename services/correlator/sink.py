@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from services.correlator.process_tree import Outputs
+from execsight.correlator.process_tree import Outputs
 
 log = logging.getLogger(__name__)
 

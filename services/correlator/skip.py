@@ -15,8 +15,8 @@ import argparse
 import sys
 
 from execsight.lifecycle import settings_or_exit
+from execsight.schemas.topics import DEADLETTER, RAW_HOST, RAW_PROCESS
 from execsight.settings import Settings
-from schemas.topics import DEADLETTER, RAW_HOST, RAW_PROCESS
 
 SOURCES = {"process": (RAW_PROCESS, "P"), "host": (RAW_HOST, "H")}
 

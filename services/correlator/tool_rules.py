@@ -42,11 +42,11 @@ from typing import Any
 
 import yaml
 
+from execsight.correlator.owning_package import owning_package
+from execsight.correlator.program_name import basename as _basename
+from execsight.correlator.program_name import display_name, is_denied, name_key, unwrap_launchers
+from execsight.correlator.subcommand import SubcommandCap, generic_subcommand
 from execsight.reloading import Reloading
-from services.correlator.owning_package import owning_package
-from services.correlator.program_name import basename as _basename
-from services.correlator.program_name import display_name, is_denied, name_key, unwrap_launchers
-from services.correlator.subcommand import SubcommandCap, generic_subcommand
 
 SHIPPED_RULES = Path(__file__).resolve().parent / "tool_rules.yaml"
 

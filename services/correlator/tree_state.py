@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.correlator import concurrent_peak
-from services.correlator.concurrent_peak import PeakState, Segments
+from execsight.correlator import concurrent_peak
+from execsight.correlator.concurrent_peak import PeakState, Segments
 
 Json = dict[str, Any]
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from schemas import record_bounds as rb
+from execsight.schemas import record_bounds as rb
 
 D = dict[str, Any]
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.notify.routes import RetryPolicy
+from execsight.notify.routes import RetryPolicy
 
 USER_AGENT = "execsight-notify"
 

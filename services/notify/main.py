@@ -9,10 +9,10 @@ from pathlib import Path
 
 from execsight.kafka_io import wait_for_broker
 from execsight.lifecycle import settings_or_exit, stop_on_signals
-from services.notify.routes import RoutesError
-from services.notify.worker import NotifyWorker
+from execsight.notify.routes import RoutesError
+from execsight.notify.worker import NotifyWorker
 
-log = logging.getLogger("services.notify")
+log = logging.getLogger("execsight.notify")
 
 
 def main(argv: list[str]) -> int:

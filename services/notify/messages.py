@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.notify.routes import ESCALATED, OPENED, REOPENED, RESOLVED
+from execsight.notify.routes import ESCALATED, OPENED, REOPENED, RESOLVED
 
 Finding = Mapping[str, Any]
 

@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from services.notify.routes import Posted
+from execsight.notify.routes import Posted
 
 State = dict[tuple[str, str], Posted]
 

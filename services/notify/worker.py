@@ -27,13 +27,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from execsight.kafka_io import consume_messages, make_consumer, make_producer, send_to_deadletter
+from execsight.notify import delivery, messages
+from execsight.notify.posted_state import State, load_state, save_state
+from execsight.notify.routes import Delivery, NotifyConfig, RoutesError, after, load_config, plan
 from execsight.reloading import Reloading
+from execsight.schemas.codec import CodecError, default_codec
+from execsight.schemas.topics import FINDINGS_SWEEP, FINDINGS_TUNE
 from execsight.settings import Settings
-from schemas.codec import CodecError, default_codec
-from schemas.topics import FINDINGS_SWEEP, FINDINGS_TUNE
-from services.notify import delivery, messages
-from services.notify.posted_state import State, load_state, save_state
-from services.notify.routes import Delivery, NotifyConfig, RoutesError, after, load_config, plan
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from services.sweep.inventory import (
+from execsight.sweep.inventory import (
     Address,
     ComputeEnvironment,
     EcsCluster,
@@ -33,7 +33,7 @@ from services.sweep.inventory import (
     TargetGroupHealth,
     Volume,
 )
-from services.sweep.readonly import read_only_client, retry_config
+from execsight.sweep.readonly import read_only_client, retry_config
 
 log = logging.getLogger(__name__)
 

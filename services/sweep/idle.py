@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from execsight.settings import Settings
-from services.sweep.finding_records import (
+from execsight.sweep.finding_records import (
     ALLOCATED_AFTER_COMPLETION,
     HOST,
     IDLE_GPU,

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from execsight import pricing
-from services.sweep.finding_records import (
+from execsight.sweep.finding_records import (
     EBS_SNAPSHOT,
     EBS_VOLUME,
     EC2_INSTANCE,
@@ -32,8 +32,8 @@ from services.sweep.finding_records import (
     UNMONITORED_INSTANCE,
     Finding,
 )
-from services.sweep.idle import NS, HostVerdict, duration
-from services.sweep.inventory import (
+from execsight.sweep.idle import NS, HostVerdict, duration
+from execsight.sweep.inventory import (
     BATCH_CE_TAG,
     ECS_CLUSTER_TAGS,
     EKS_CLUSTER_TAG,

@@ -9,10 +9,10 @@ import sys
 
 from execsight.kafka_io import wait_for_broker
 from execsight.lifecycle import settings_or_exit, stop_on_signals
-from services.sweep.aws_scanner import AwsScanner
-from services.sweep.readonly import guard_process
-from services.sweep.report_table import format_table
-from services.sweep.worker import run_forever, run_once
+from execsight.sweep.aws_scanner import AwsScanner
+from execsight.sweep.readonly import guard_process
+from execsight.sweep.report_table import format_table
+from execsight.sweep.worker import run_forever, run_once
 
 log = logging.getLogger(__name__)
 

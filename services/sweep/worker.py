@@ -24,12 +24,12 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaException, Message, Produ
 from execsight import pricing
 from execsight.findings import publish_findings, upsert_findings
 from execsight.kafka_io import consume_messages, consumer_config, make_producer, send_to_deadletter
+from execsight.schemas.codec import CodecError, default_codec
+from execsight.schemas.rollups import RollupRefresher
+from execsight.schemas.storage_health import log_failing_jobs, read_health
+from execsight.schemas.topics import ENRICHED_HOST, ENRICHED_RUN, FINDINGS_SWEEP, RAW_HOST
 from execsight.settings import Settings
-from schemas.codec import CodecError, default_codec
-from schemas.rollups import RollupRefresher
-from schemas.storage_health import log_failing_jobs, read_health
-from schemas.topics import ENRICHED_HOST, ENRICHED_RUN, FINDINGS_SWEEP, RAW_HOST
-from services.sweep.finding_records import (
+from execsight.sweep.finding_records import (
     ALL_KINDS,
     HOST,
     IDLE_GPU,
@@ -40,9 +40,9 @@ from services.sweep.finding_records import (
     Record,
     reconcile,
 )
-from services.sweep.idle import NS, HostTracker, IdleConfig, host_findings
-from services.sweep.inventory import RegionInventory
-from services.sweep.inventory_rules import RuleConfig, region_findings
+from execsight.sweep.idle import NS, HostTracker, IdleConfig, host_findings
+from execsight.sweep.inventory import RegionInventory
+from execsight.sweep.inventory_rules import RuleConfig, region_findings
 
 log = logging.getLogger(__name__)
 

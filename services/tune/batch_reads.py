@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 
 from execsight.findings import upsert_findings
-from services.tune import store
-from services.tune.cost import Cost
+from execsight.tune import store
+from execsight.tune.cost import Cost
 
 Row = dict[str, Any]
 TypeKey = tuple[str | None, str]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from execsight.findings import evidence, finding_id
-from services.tune.breakdown import (
+from execsight.tune.breakdown import (
     COMPUTE_BOUND,
     CONTENDED,
     HELPER_CHURN,
@@ -42,10 +42,10 @@ from services.tune.breakdown import (
     Breakdown,
     Classification,
 )
-from services.tune.cost import Cost
-from services.tune.process_definition import process_definition
-from services.tune.regression import RegressionResult
-from services.tune.rightsize import (
+from execsight.tune.cost import Cost
+from execsight.tune.process_definition import process_definition
+from execsight.tune.regression import RegressionResult
+from execsight.tune.rightsize import (
     CPU_LOWER,
     CPU_RAISE,
     DEFAULT_POLICY,

@@ -7,14 +7,14 @@ import logging
 
 from execsight.kafka_io import wait_for_broker
 from execsight.lifecycle import settings_or_exit, stop_on_signals
-from services.tune.worker import TuneWorker
+from execsight.tune.worker import TuneWorker
 
 log = logging.getLogger(__name__)
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["config"]:  # `execsight tune config`: right-sized config per process definition
-        from services.tune.config_command import main as config_main
+        from execsight.tune.config_command import main as config_main
         return config_main(argv[1:])
     parser = argparse.ArgumentParser(prog="execsight tune", description=__doc__)
     parser.add_argument("--idle-exit", type=float, default=None, metavar="S",

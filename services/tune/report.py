@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.tune.breakdown import classify, sum_breakdowns, time_breakdown
-from services.tune.cost import cost_per_gb, split_by_cpu
+from execsight.tune.breakdown import classify, sum_breakdowns, time_breakdown
+from execsight.tune.cost import cost_per_gb, split_by_cpu
 
 Row = Mapping[str, Any]
 

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.tune.counters import plausible_delay
+from execsight.tune.counters import plausible_delay
 
 MIB = 1 << 20
 

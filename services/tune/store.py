@@ -10,7 +10,7 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg.rows import dict_row
 
-from services.tune.process_definition import TAGGED_ENGINES, process_definition
+from execsight.tune.process_definition import TAGGED_ENGINES, process_definition
 
 Row = dict[str, Any]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from execsight.pricing import HostRate
-from services.tune.breakdown import (
+from execsight.tune.breakdown import (
     DEFAULT_THRESHOLDS,
     MEMORY_BOUND,
     Breakdown,
@@ -24,16 +24,16 @@ from services.tune.breakdown import (
     sampled_cpu,
     time_breakdown,
 )
-from services.tune.cost import Cost, task_cost
-from services.tune.finding_rules import (
+from execsight.tune.cost import Cost, task_cost
+from execsight.tune.finding_rules import (
     DEFAULT_FLOOR,
     FindingFloor,
     HostShare,
     classification_findings,
     rightsize_findings,
 )
-from services.tune.process_definition import process_definition
-from services.tune.rightsize import CPU_RAISE, DEFAULT_POLICY, Policy, Rightsizing, SampledCpu, rightsize
+from execsight.tune.process_definition import process_definition
+from execsight.tune.rightsize import CPU_RAISE, DEFAULT_POLICY, Policy, Rightsizing, SampledCpu, rightsize
 
 Record = dict[str, Any]
 

@@ -30,16 +30,16 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from execsight import pricing
 from execsight.findings import publish_findings
 from execsight.kafka_io import consume_messages, make_consumer, make_producer, send_to_deadletter
+from execsight.schemas.codec import CodecError, default_codec
+from execsight.schemas.topics import ENRICHED_RUN, ENRICHED_TASK, FINDINGS_TUNE
 from execsight.settings import Settings
-from schemas.codec import CodecError, default_codec
-from schemas.topics import ENRICHED_RUN, ENRICHED_TASK, FINDINGS_TUNE
-from services.tune import store
-from services.tune.batch_reads import BatchReads
-from services.tune.cost import task_cost
-from services.tune.finding_rules import REGRESSION, TASK_KINDS, FindingFloor, regression_finding, resolved
-from services.tune.process_definition import process_definition
-from services.tune.regression import detect_regression
-from services.tune.task_analysis import analyze_task, merge_history
+from execsight.tune import store
+from execsight.tune.batch_reads import BatchReads
+from execsight.tune.cost import task_cost
+from execsight.tune.finding_rules import REGRESSION, TASK_KINDS, FindingFloor, regression_finding, resolved
+from execsight.tune.process_definition import process_definition
+from execsight.tune.regression import detect_regression
+from execsight.tune.task_analysis import analyze_task, merge_history
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from execsight.settings import load_settings
-from services.ui import access
+from execsight.ui import access
 
 HERE = Path(__file__).resolve().parent
 

@@ -7,7 +7,7 @@ from typing import Any, TypeAlias
 import altair as alt
 import pandas as pd
 
-from services.ui.shaping import BREAKDOWN_ORDER
+from execsight.ui.shaping import BREAKDOWN_ORDER
 
 Chart: TypeAlias = Any  # an altair chart (altair is untyped here)
 

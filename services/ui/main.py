@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
     setup_logging(settings.log_level, settings.log_format)
     port = args.port if args.port is not None else settings.ui_port
     address = args.address or settings.ui_address
-    logging.getLogger("services.ui.main").info("serving the dashboard on %s:%d", address, port)
+    logging.getLogger("execsight.ui.main").info("serving the dashboard on %s:%d", address, port)
     cmd = streamlit_argv(port, address)
     os.execv(cmd[0], cmd)
     return 0  # not reached

@@ -12,7 +12,7 @@ import streamlit as st
 from psycopg_pool import ConnectionPool
 
 from execsight.settings import load_settings
-from services.ui import db
+from execsight.ui import db
 
 LIVE_REFRESH = timedelta(seconds=5)   # while runs are in progress
 IDLE_REFRESH = timedelta(seconds=30)  # otherwise (notices a run that starts)

@@ -112,7 +112,7 @@ def run_detail(conn: Conn, run_id: str) -> pd.DataFrame:
 
 def run_collector_gaps(conn: Conn, run_id: str) -> list[str]:
     """One warning line per collector gap of the run's host that overlaps the run (migration 0011)."""
-    from schemas import collector_gaps
+    from execsight.schemas import collector_gaps
 
     return [collector_gaps.describe(g) for g in collector_gaps.of_run(conn, run_id)]
 

@@ -2,7 +2,7 @@
 
 No server and no external asset: the CSS is inline, the charts are SVG drawn here, there is no script,
 so the file opens the same from a mail attachment, a wiki or a laptop without network. Every number is
-formatted by services.ui.formatting (the dashboard's units); every text from the database is escaped.
+formatted by execsight.ui.formatting (the dashboard's units); every text from the database is escaped.
 Sections carry ids (summary, breakdown, definitions, timeline, tools, findings, config) and the summary
 tiles a data-value with the raw number, so scripts and tests can read them back.
 """
@@ -14,9 +14,9 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from services.tune.breakdown import Breakdown
-from services.ui import formatting as fmt
-from services.ui.run_report_data import (
+from execsight.tune.breakdown import Breakdown
+from execsight.ui import formatting as fmt
+from execsight.ui.run_report_data import (
     SLICE_LABELS,
     BoxStats,
     DefinitionStats,

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from execsight.lifecycle import settings_or_exit
-from services.ui import db
-from services.ui.run_report import render_html
-from services.ui.run_report_data import as_json, load_report
+from execsight.ui import db
+from execsight.ui.run_report import render_html
+from execsight.ui.run_report_data import as_json, load_report
 
 log = logging.getLogger("execsight.report")
 

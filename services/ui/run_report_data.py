@@ -1,14 +1,14 @@
 """What the shareable run report shows: read once from the database (read-only), shaped by pure functions.
 
-`load_report` is the only part that touches the database: the dashboard's queries (services.ui.queries)
+`load_report` is the only part that touches the database: the dashboard's queries (execsight.ui.queries)
 for the run, its tasks and findings, one query of its own for every process's totals (the dashboard's
 run_processes keeps only the longest 400 and no I/O), the task samples the idle slice needs, and the
-pipeline's right-sized config (services.tune.config_command.load_configs). Everything else here is pure:
-rows in, the report's numbers out, so the rendering (services.ui.run_report) never computes.
+pipeline's right-sized config (execsight.tune.config_command.load_configs). Everything else here is pure:
+rows in, the report's numbers out, so the rendering (execsight.ui.run_report) never computes.
 
-Definitions reused, not redefined: the time breakdown is services.tune.breakdown (the slices
+Definitions reused, not redefined: the time breakdown is execsight.tune.breakdown (the slices
 `execsight run` prints, idle measured from process samples), process definitions are
-services.tune.process_definition, per-tool totals are services.tune.report.tool_totals (each task's
+execsight.tune.process_definition, per-tool totals are execsight.tune.report.tool_totals (each task's
 cost split among its processes by CPU time).
 """
 
@@ -23,18 +23,18 @@ from typing import Any
 import pandas as pd
 from psycopg.rows import dict_row
 
-from services.tune import config_export
-from services.tune.batch_reads import process_samples_many
-from services.tune.breakdown import Breakdown, idle_from_samples, sum_breakdowns, time_breakdown
-from services.tune.config_command import load_configs
-from services.tune.process_definition import definition_of
-from services.tune.report import tool_label, tool_totals
-from services.tune.rightsize import percentile
-from services.ui import queries
+from execsight.tune import config_export
+from execsight.tune.batch_reads import process_samples_many
+from execsight.tune.breakdown import Breakdown, idle_from_samples, sum_breakdowns, time_breakdown
+from execsight.tune.config_command import load_configs
+from execsight.tune.process_definition import definition_of
+from execsight.tune.report import tool_label, tool_totals
+from execsight.tune.rightsize import percentile
+from execsight.ui import queries
 
 Row = dict[str, Any]
 
-# Slices of services.tune.breakdown.Breakdown.shares(), in its order, with the words `execsight run` uses.
+# Slices of execsight.tune.breakdown.Breakdown.shares(), in its order, with the words `execsight run` uses.
 SLICE_LABELS: dict[str, str] = {
     "on_cpu": "on CPU", "runq_wait": "run-queue wait", "blkio_wait": "block I/O wait",
     "other_off_cpu": "other off-CPU", "idle": "idle",

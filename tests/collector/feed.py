@@ -57,7 +57,7 @@ class CollectorProcess:
         self.log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
         e = {**os.environ, "EXECSIGHT_LOG_LEVEL": "INFO", **(env or {})}
         self.proc = subprocess.Popen(
-            [*(prefix or []), sys.executable, "-m", "services.collector.main", *args],
+            [*(prefix or []), sys.executable, "-m", "execsight.collector.main", *args],
             cwd=REPO, env=e, stdout=self.log, stderr=subprocess.STDOUT,
         )
 

@@ -19,9 +19,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from services.correlator import concurrent_peak
-from services.correlator.process_tree import HostTree, Outputs, TreeConfig
-from services.correlator.tool_rules import load_rules
+from execsight.correlator import concurrent_peak
+from execsight.correlator.process_tree import HostTree, Outputs, TreeConfig
+from execsight.correlator.tool_rules import load_rules
 
 Rec = dict[str, Any]
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from schemas import record_bounds
-from schemas.codec import default_codec
-from schemas.topics import RAW_HOST, RAW_PROCESS
-from services.collector.publisher import KafkaSink
-from services.collector.spool import Spool, SpoolRecord
+from execsight.collector.publisher import KafkaSink
+from execsight.collector.spool import Spool, SpoolRecord
+from execsight.schemas import record_bounds
+from execsight.schemas.codec import default_codec
+from execsight.schemas.topics import RAW_HOST, RAW_PROCESS
 
 from .feed import CollectorProcess
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from schemas.codec import default_codec
-from services.collector.assembler import Assembler
-from services.collector.filters import ExecRateLimiter, parse_rules
-from services.collector.probes import ExecEvent, ExitEvent, ForkEvent, KernelTotalsRaw, OomEvent
-from services.collector.taskstats import TaskstatsRecord
+from execsight.collector.assembler import Assembler
+from execsight.collector.filters import ExecRateLimiter, parse_rules
+from execsight.collector.probes import ExecEvent, ExitEvent, ForkEvent, KernelTotalsRaw, OomEvent
+from execsight.collector.taskstats import TaskstatsRecord
+from execsight.schemas.codec import default_codec
 
 BOOT = 1_700_000_000_000_000_000
 MS = 1_000_000
@@ -147,7 +147,7 @@ def test_tgid_aggregate_record_completes_the_exit() -> None:
 def test_seeded_process_with_huge_argv_and_environment_is_bounded() -> None:
     """1,500 allow-listed variables and a 10 MB argument (legal for execve, read from /proc) make one record
     that Kafka refuses; the record is cut to schemas/record_bounds.py and says so."""
-    from schemas import record_bounds
+    from execsight.schemas import record_bounds
 
     a = Assembler("h", BOOT)
     env = {f"NXF_V{i}": "x" * 1000 for i in range(1500)}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.collector.cgroups import parse_container, parse_proc_cgroup
+from execsight.collector.cgroups import parse_container, parse_proc_cgroup
 
 H = "3f4c9b8e2a1d7c6b5a4938271605f4e3d2c1b0a9f8e7d6c5b4a39281706f5e4d"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.collector.main import main
+from execsight.collector.main import main
 
 from .feed import CollectorProcess, JsonlFeed
 

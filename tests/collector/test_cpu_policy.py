@@ -7,7 +7,7 @@ import resource
 
 import pytest
 
-from services.collector.cpu_policy import AdaptivePolicy, CpuPolicy, can_leave_idle
+from execsight.collector.cpu_policy import AdaptivePolicy, CpuPolicy, can_leave_idle
 
 MS = 1_000_000
 

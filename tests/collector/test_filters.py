@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from services.collector.filters import ExecRateLimiter, RulesError, load_rules, parse_rules
+from execsight.collector.filters import ExecRateLimiter, RulesError, load_rules, parse_rules
 
 
 def test_rules_include_exclude() -> None:

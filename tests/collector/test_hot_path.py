@@ -6,11 +6,11 @@ import os
 import random
 import struct
 
-from schemas.codec import default_codec
-from services.collector.assembler import Assembler
-from services.collector.probes import ExecEvent, ExitEvent, KernelTotalsRaw, decode_event, join_cwd
-from services.collector.procfs import ENV_ALLOW_NAMES, EnvironFilter, filter_environ
-from services.collector.taskstats import decode_stats
+from execsight.collector.assembler import Assembler
+from execsight.collector.probes import ExecEvent, ExitEvent, KernelTotalsRaw, decode_event, join_cwd
+from execsight.collector.procfs import ENV_ALLOW_NAMES, EnvironFilter, filter_environ
+from execsight.collector.taskstats import decode_stats
+from execsight.schemas.codec import default_codec
 
 BOOT = 1_700_000_000_000_000_000
 MS = 1_000_000

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from schemas.codec import default_codec
-from schemas.topics import RAW_HOST, RAW_PROCESS
-from services.collector.spool import Spool
+from execsight.collector.spool import Spool
+from execsight.schemas.codec import default_codec
+from execsight.schemas.topics import RAW_HOST, RAW_PROCESS
 
 from .feed import CollectorProcess, burst_script
 from .netproxy import NetnsProxy

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from services.collector import procfs, wallclock
-from services.collector.identity import TICK_NS, boot_id
+from execsight.collector import procfs, wallclock
+from execsight.collector.identity import TICK_NS, boot_id
 
 from .feed import CollectorProcess, JsonlFeed, Rec
 

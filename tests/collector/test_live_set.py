@@ -6,9 +6,9 @@ import os
 import stat
 from pathlib import Path
 
-from schemas.codec import default_codec
-from services.collector import live_set
-from services.collector.live_set import Entry, LiveSetFile, Totals, decode, encode, reconcile, snapshot
+from execsight.collector import live_set
+from execsight.collector.live_set import Entry, LiveSetFile, Totals, decode, encode, reconcile, snapshot
+from execsight.schemas.codec import default_codec
 
 S = 1_000_000_000
 T0 = 1_763_750_000 * S

@@ -6,11 +6,11 @@ import struct
 
 import pytest
 
-from services.collector import identity, wallclock
-from services.collector.btf import task_offsets
-from services.collector.probes import ExecEvent, ExitEvent, decode_event, plan_net_probes
-from services.collector.procfs import cpu_ratios, filter_environ, parse_psi, parse_stat
-from services.collector.taskstats import decode_message
+from execsight.collector import identity, wallclock
+from execsight.collector.btf import task_offsets
+from execsight.collector.probes import ExecEvent, ExitEvent, decode_event, plan_net_probes
+from execsight.collector.procfs import cpu_ratios, filter_environ, parse_psi, parse_stat
+from execsight.collector.taskstats import decode_message
 
 
 def test_wait_status_split() -> None:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.collector.procfs import filter_environ
-from services.collector.redact import MASK, redact_argv, redact_env
+from execsight.collector.procfs import filter_environ
+from execsight.collector.redact import MASK, redact_argv, redact_env
 
 
 @pytest.mark.parametrize(

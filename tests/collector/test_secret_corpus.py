@@ -15,9 +15,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from execsight.schemas.codec import default_codec
+from execsight.schemas.topics import RAW_PROCESS
 from execsight.settings import Settings
-from schemas.codec import default_codec
-from schemas.topics import RAW_PROCESS
 
 from ..correlator.worker_process import WorkerProcess, query, wait_for
 from .feed import CollectorProcess

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.collector.spool import Spool, SpoolRecord
+from execsight.collector.spool import Spool, SpoolRecord
 
 
 def rec(i: int) -> SpoolRecord:

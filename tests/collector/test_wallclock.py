@@ -9,11 +9,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.collector import wallclock
-from services.collector.assembler import Assembler
-from services.collector.identity import TICK_NS
-from services.collector.probes import ExitEvent, ForkEvent, KernelTotalsRaw
-from services.collector.taskstats import TaskstatsRecord
+from execsight.collector import wallclock
+from execsight.collector.assembler import Assembler
+from execsight.collector.identity import TICK_NS
+from execsight.collector.probes import ExitEvent, ForkEvent, KernelTotalsRaw
+from execsight.collector.taskstats import TaskstatsRecord
 
 MS = 1_000_000
 S = 1_000_000_000

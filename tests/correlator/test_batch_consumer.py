@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from services.correlator.batch_consumer import BatchFeed, CorrelatorApp
+from execsight.correlator.batch_consumer import BatchFeed, CorrelatorApp
 
 
 @dataclass

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from execsight.correlator.batch import BatchProcessor, DictState, OffsetGapError, Publisher, RawMessage
+from execsight.correlator.sink import Sink
+from execsight.correlator.tool_rules import ReloadingRules
+from execsight.schemas.codec import default_codec
 from execsight.settings import load_settings
-from schemas.codec import default_codec
-from services.correlator.batch import BatchProcessor, DictState, OffsetGapError, Publisher, RawMessage
-from services.correlator.sink import Sink
-from services.correlator.tool_rules import ReloadingRules
 
 
 def processor(tmp_path: Path, state: DictState) -> BatchProcessor:

@@ -11,8 +11,8 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
 
 from execsight.kafka_io import config_differences, ensure_topic
+from execsight.schemas.topics import RAW_PROCESS, load_changelog_config, load_topics
 from execsight.settings import Settings
-from schemas.topics import RAW_PROCESS, load_changelog_config, load_topics
 
 from .worker_process import WorkerProcess
 

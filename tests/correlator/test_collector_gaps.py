@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from services.correlator import validation
-from services.correlator.process_tree import Outputs
-from services.correlator.sink import Sink
+from execsight.correlator import validation
+from execsight.correlator.process_tree import Outputs
+from execsight.correlator.sink import Sink
 
 from .correlator_events import MS, Host, S, sample
 from .test_process_tree import run_events

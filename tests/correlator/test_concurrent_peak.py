@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from services.correlator import concurrent_peak as cp
+from execsight.correlator import concurrent_peak as cp
 
 
 def brute(intervals: list[tuple[int, int, int]]) -> int:

@@ -9,7 +9,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from services.correlator.containers import ContainerDirectory, parse_inspect, workload_of
+from execsight.correlator.containers import ContainerDirectory, parse_inspect, workload_of
 
 CID = "a" * 64
 INSPECT = {

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.correlator import context
-from services.correlator.context import Parent, derive
+from execsight.correlator import context
+from execsight.correlator.context import Parent, derive
 
 H = "host-a"
 
@@ -112,7 +112,7 @@ def test_generic_candidates() -> None:
 
 
 def test_detectors_in_order_an_engine_task_inside_a_scheduler_job_is_the_engine_s() -> None:
-    from services.correlator.engines import DETECTORS
+    from execsight.correlator.engines import DETECTORS
 
     assert [d.name for d in DETECTORS] == ["daemons", "labels", "nextflow", "snakemake", "cwl", "wdl", "schedulers",
                                           "generic"]

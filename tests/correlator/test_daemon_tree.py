@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from services.collector import procfs
-from services.collector.assembler import Assembler
-from services.collector.cgroups import read_cgroup_path
-from services.correlator.outputs import Outputs
-from services.correlator.process_tree import HostTree, TreeConfig
-from services.correlator.tool_rules import load_rules
+from execsight.collector import procfs
+from execsight.collector.assembler import Assembler
+from execsight.collector.cgroups import read_cgroup_path
+from execsight.correlator.outputs import Outputs
+from execsight.correlator.process_tree import HostTree, TreeConfig
+from execsight.correlator.tool_rules import load_rules
 
 DAEMON = r"""
 import os, sys, time

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from services.correlator.context import Parent, derive, parse_snakefile
-from services.correlator.engines import DETECTORS, cwl, snakemake, wdl
-from services.correlator.engines.base import ROLE_CWL_DRIVER, ROLE_SMK_DRIVER, ROLE_WDL_DRIVER, Context
+from execsight.correlator.context import Parent, derive, parse_snakefile
+from execsight.correlator.engines import DETECTORS, cwl, snakemake, wdl
+from execsight.correlator.engines.base import ROLE_CWL_DRIVER, ROLE_SMK_DRIVER, ROLE_WDL_DRIVER, Context
 
 H = "host-a"
 CWLTOOL = ("/venv/bin/python3", "/venv/bin/cwltool", "--no-container", "/wf/sort_count.cwl", "--lines", "in.txt")
@@ -125,7 +125,7 @@ def test_snakemake_wildcards_tell_jobs_of_one_rule_apart() -> None:
 
 
 def test_snakemake_task_names_group_under_the_rule() -> None:
-    from services.tune.process_definition import definition_of, instance_tag
+    from execsight.tune.process_definition import definition_of, instance_tag
 
     name = snakemake.task_name("align", snakemake.normalise_wildcards("sample=A,unit=1"))
     assert name == "align (sample=A, unit=1)"

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from execsight.schemas.codec import default_codec
+from execsight.schemas.topics import ENRICHED_PROCESS, ENRICHED_RUN, ENRICHED_TASK
 from execsight.settings import Settings
-from schemas.codec import default_codec
-from schemas.topics import ENRICHED_PROCESS, ENRICHED_RUN, ENRICHED_TASK
 
 from .test_worker import synthetic_host
 from .worker_process import WorkerProcess, consume_all, produce, query, wait_for

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from execsight.correlator.engines.base import GenericPolicy
+from execsight.correlator.outputs import Outputs
+from execsight.correlator.process_tree import HostTree, TreeConfig
+from execsight.correlator.tool_rules import load_rules
 from execsight.settings import SettingsError, load_settings
-from services.correlator.engines.base import GenericPolicy
-from services.correlator.outputs import Outputs
-from services.correlator.process_tree import HostTree, TreeConfig
-from services.correlator.tool_rules import load_rules
 
 from .correlator_events import MS, Host, S, sample
 

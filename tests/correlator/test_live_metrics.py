@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from execsight.correlator.metrics import CorrelatorMetrics, partition_lag
+from execsight.schemas.topics import RAW_PROCESS
 from execsight.settings import Settings
-from schemas.topics import RAW_PROCESS
-from services.correlator.metrics import CorrelatorMetrics, partition_lag
 
 from .correlator_events import MS, Host
 from .worker_process import REPO, WorkerProcess, produce, query, wait_for

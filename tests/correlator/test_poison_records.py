@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from execsight.schemas import record_bounds
+from execsight.schemas.codec import default_codec
+from execsight.schemas.topics import DEADLETTER, ENRICHED_PROCESS, RAW_PROCESS
 from execsight.settings import Settings
-from schemas import record_bounds
-from schemas.codec import default_codec
-from schemas.topics import DEADLETTER, ENRICHED_PROCESS, RAW_PROCESS
 
 from .correlator_events import MS, Host, S, exec_, exit_
 from .worker_process import WorkerProcess, consume_all, query, wait_for

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from services.correlator import concurrent_peak
-from services.correlator.context import read_local_file
-from services.correlator.process_tree import HostTree, Outputs, TreeConfig
-from services.correlator.tool_rules import load_rules
+from execsight.correlator import concurrent_peak
+from execsight.correlator.context import read_local_file
+from execsight.correlator.process_tree import HostTree, Outputs, TreeConfig
+from execsight.correlator.tool_rules import load_rules
 
 from . import fixture_streams
 from .correlator_events import MS, Host, S, exit_, fork

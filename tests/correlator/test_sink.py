@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from services.correlator.process_tree import HostTree, Outputs, TreeConfig
-from services.correlator.sink import Sink
-from services.correlator.tool_rules import load_rules
+from execsight.correlator.process_tree import HostTree, Outputs, TreeConfig
+from execsight.correlator.sink import Sink
+from execsight.correlator.tool_rules import load_rules
 
 from .correlator_events import MS, Host, S
 from .worker_process import query

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from services.correlator.context import read_local_file
-from services.correlator.process_tree import HostTree, Outputs, TreeConfig
-from services.correlator.tool_rules import load_rules
+from execsight.correlator.context import read_local_file
+from execsight.correlator.process_tree import HostTree, Outputs, TreeConfig
+from execsight.correlator.tool_rules import load_rules
 
 from . import fixture_streams
 from .correlator_events import MS, S, exec_, exit_, fork

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from services.correlator.program_name import name_key
-from services.correlator.tool_rules import (
+from execsight.correlator.program_name import name_key
+from execsight.correlator.tool_rules import (
     SHIPPED_RULES,
     ReloadingRules,
     RulesError,
@@ -344,8 +344,8 @@ def test_tool_package_and_method_are_stored_and_unidentified_processes_keep_thei
 ) -> None:
     import asyncio
 
-    from services.correlator.process_tree import HostTree, Outputs, TreeConfig
-    from services.correlator.sink import Sink
+    from execsight.correlator.process_tree import HostTree, Outputs, TreeConfig
+    from execsight.correlator.sink import Sink
 
     from .correlator_events import MS, Host, S
     from .worker_process import query

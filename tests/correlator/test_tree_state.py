@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 
-from services.correlator.changelog import ChangeLog
-from services.correlator.outputs import Outputs
-from services.correlator.process_tree import HostTree, TreeConfig
-from services.correlator.tool_rules import load_rules
-from services.correlator.tree_state import EventGate, HostActivity, HostInfo, Proc, Run, Task, decode
+from execsight.correlator.changelog import ChangeLog
+from execsight.correlator.outputs import Outputs
+from execsight.correlator.process_tree import HostTree, TreeConfig
+from execsight.correlator.tool_rules import load_rules
+from execsight.correlator.tree_state import EventGate, HostActivity, HostInfo, Proc, Run, Task, decode
 
 from .correlator_events import Host
 

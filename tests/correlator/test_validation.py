@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from schemas import record_bounds as rb
-from schemas.codec import default_codec
-from services.correlator.host_clock import HostClock
-from services.correlator.validation import MAX_FUTURE_NS, validate
+from execsight.correlator.host_clock import HostClock
+from execsight.correlator.validation import MAX_FUTURE_NS, validate
+from execsight.schemas import record_bounds as rb
+from execsight.schemas.codec import default_codec
 
 from .correlator_events import S, exec_, exit_, fork, host_sample, sample
 

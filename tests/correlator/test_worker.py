@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from execsight.schemas.codec import default_codec
+from execsight.schemas.topics import DEADLETTER, ENRICHED_RUN, ENRICHED_TASK
 from execsight.settings import Settings
-from schemas.codec import default_codec
-from schemas.topics import DEADLETTER, ENRICHED_RUN, ENRICHED_TASK
 
 from . import fixture_streams
 from .correlator_events import MS, Host, S, host_sample

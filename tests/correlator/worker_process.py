@@ -14,14 +14,14 @@ from typing import Any, TypeVar
 import psycopg
 from confluent_kafka import Consumer, Producer
 
+from execsight.schemas.codec import default_codec
+from execsight.schemas.topics import RAW_HOST, RAW_PROCESS
 from execsight.settings import Settings
-from schemas.codec import default_codec
-from schemas.topics import RAW_HOST, RAW_PROCESS
 
 REPO = Path(__file__).resolve().parents[2]
 HOST_TYPES = ("HostSample", "CollectorStatus")
 T = TypeVar("T")
-ENTRY = "import sys; from services.correlator.main import main; sys.exit(main(sys.argv[1:]))"
+ENTRY = "import sys; from execsight.correlator.main import main; sys.exit(main(sys.argv[1:]))"
 
 
 class WorkerProcess:

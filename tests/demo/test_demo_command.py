@@ -7,8 +7,8 @@ import time
 import psycopg
 import pytest
 
-from deploy.demo import main as demo_main
-from deploy.demo import stack_check
+from execsight.deploy.demo import main as demo_main
+from execsight.deploy.demo import stack_check
 from execsight.findings import finding_id
 from execsight.settings import Settings, load_settings
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.demo import engines, labels, nextflow_wrapper, outcome, synthetic
-from deploy.demo.nextflow_shaped import Task, check_graph, demo_tasks, launcher_env, run_tasks, trace_lines
-from deploy.demo.scales import SNAKEFILE, load_scale
+from execsight.deploy.demo import engines, labels, nextflow_wrapper, outcome, synthetic
+from execsight.deploy.demo.nextflow_shaped import Task, check_graph, demo_tasks, launcher_env, run_tasks, trace_lines
+from execsight.deploy.demo.scales import SNAKEFILE, load_scale
 
 _REVCOMP = str.maketrans("ACGT", "TGCA")
 
@@ -153,7 +153,7 @@ def test_engine_commands(tmp_path: Path) -> None:
     assert "--keep-going" in cmd and cmd[cmd.index("--cores") + 1] == "2"
     assert cmd[cmd.index("--config") + 1 :] == ["scale=small", "seed=9", "python=/py"]
     nf = engines.nextflow_shaped_command(tmp_path, "small", 9, 2, python="/py")
-    assert nf[:3] == ["/py", "-m", "deploy.demo.nextflow_shaped"]
+    assert nf[:3] == ["/py", "-m", "execsight.deploy.demo.nextflow_shaped"]
 
 
 def test_scales() -> None:

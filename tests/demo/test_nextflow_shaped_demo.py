@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.demo import main as demo_main
-from deploy.demo import outcome
-from deploy.demo.scales import Scale, load_scale
+from execsight.deploy.demo import main as demo_main
+from execsight.deploy.demo import outcome
+from execsight.deploy.demo.scales import Scale, load_scale
 
 from .conftest import recorded_path
 from .process_recorder import Invocation, read_records
@@ -98,7 +98,7 @@ def test_process_tree_is_command_run_then_command_sh_then_tool(nextflow_run: Nex
         assert chain[run_at].cwd == wd
         assert chain[run_at].pid == int(row["native_id"])
         # and the wrapper's parent is the launcher, as Nextflow's JVM would be
-        assert "deploy.demo.nextflow_shaped" in chain[run_at + 1].argv
+        assert "execsight.deploy.demo.nextflow_shaped" in chain[run_at + 1].argv
         assert inv.env["NXF_BOXID"].startswith("nxf-")
         assert inv.env["NXF_WORK"] == str(nextflow_run.out / "work")
         assert inv.env["EXECSIGHT_RUN_ID"] == RUN_ID

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.demo import main as demo_main
-from deploy.demo import outcome
-from deploy.demo.scales import Scale, load_scale
+from execsight.deploy.demo import main as demo_main
+from execsight.deploy.demo import outcome
+from execsight.deploy.demo.scales import Scale, load_scale
 
 from .conftest import recorded_path
 from .process_recorder import Ancestor, Invocation, read_records

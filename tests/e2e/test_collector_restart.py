@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
+from execsight.collector import live_set
+from execsight.schemas.codec import default_codec
+from execsight.schemas.topics import RAW_PROCESS
 from execsight.settings import Settings
-from schemas.codec import default_codec
-from schemas.topics import RAW_PROCESS
-from services.collector import live_set
 from tests.collector.feed import CollectorProcess
 from tests.correlator.worker_process import WorkerProcess, consume_all, query, wait_for
 

@@ -37,12 +37,12 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from deploy.demo import outcome
-from deploy.demo.scales import load_scale
-from deploy.local import services
+from execsight.deploy.demo import outcome
+from execsight.deploy.demo.scales import load_scale
+from execsight.deploy.local import services
 from execsight.settings import REPO_ROOT, Settings
-from services.tune.breakdown import DEFAULT_THRESHOLDS
-from services.tune.process_definition import definition_of
+from execsight.tune.breakdown import DEFAULT_THRESHOLDS
+from execsight.tune.process_definition import definition_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ebpf, pytest.mark.kafka, pytest.mark.db]
 
@@ -146,8 +146,8 @@ def _wait_for_findings(dsn: str, run_id: str, kinds: set[str], timeout_s: float)
 def _tune_findings_on_topic(settings: Settings, timeout_s: float) -> list[dict[str, Any]]:
     from confluent_kafka import Consumer
 
-    from schemas.codec import default_codec
-    from schemas.topics import FINDINGS_TUNE
+    from execsight.schemas.codec import default_codec
+    from execsight.schemas.topics import FINDINGS_TUNE
 
     codec = default_codec()
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"e2e-{settings.topic_prefix}",
@@ -249,8 +249,8 @@ def test_snakemake_demo_end_to_end(settings: Settings, tmp_path: Path) -> None:
         assert expected <= on_topic, sorted(on_topic)
 
         # what the dashboard's Runs page reads
-        from services.ui import queries
-        from services.ui.db import connect
+        from execsight.ui import queries
+        from execsight.ui.db import connect
 
         with connect(dsn) as conn:
             assert len(queries.run_detail(conn, run_id)) == 1

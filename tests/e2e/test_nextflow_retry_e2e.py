@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from deploy.demo import nextflow_wrapper as wrapper
+from execsight.deploy.demo import nextflow_wrapper as wrapper
 from execsight.settings import Settings
 
 from .test_demo_e2e import _rows, _service_env, running_services

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy.demo import engines, outcome
-from deploy.demo.scales import load_scale
+from execsight.deploy.demo import engines, outcome
+from execsight.deploy.demo.scales import load_scale
 from execsight.settings import Settings
-from services.tune.process_definition import definition_of
+from execsight.tune.process_definition import definition_of
 
 from .test_demo_e2e import SNAKEMAKE_RULES, _rows, _service_env, running_services
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from execsight.settings import REPO_ROOT, Settings
-from services.tune.process_definition import definition_of
+from execsight.tune.process_definition import definition_of
 
 from .test_demo_e2e import _rows, _service_env, running_services
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local import pg_cluster, services
-from deploy.local.stack import LocalStack, StackError
+from execsight.deploy.local import pg_cluster, services
+from execsight.deploy.local.stack import LocalStack, StackError
 from execsight.settings import REPO_ROOT, load_settings
 from tests.test_stack import _free_port
 

@@ -15,9 +15,9 @@ import pytest
 
 from execsight.findings import publish_findings
 from execsight.kafka_io import make_producer
+from execsight.notify.worker import NotifyWorker
+from execsight.schemas.topics import FINDINGS_SWEEP, FINDINGS_TUNE
 from execsight.settings import Settings, load_settings
-from schemas.topics import FINDINGS_SWEEP, FINDINGS_TUNE
-from services.notify.worker import NotifyWorker
 from tests.notify.findings_data import sweep_finding, tune_finding
 
 pytestmark = [pytest.mark.kafka]

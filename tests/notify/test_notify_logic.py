@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from services.notify import delivery, messages
-from services.notify.posted_state import load_state, save_state
-from services.notify.routes import (
+from execsight.notify import delivery, messages
+from execsight.notify.posted_state import load_state, save_state
+from execsight.notify.routes import (
     ESCALATED,
     OPENED,
     REOPENED,
@@ -196,7 +196,7 @@ def test_state_round_trip(tmp_path: Path) -> None:
 
 
 def test_check_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from services.notify.main import main
+    from execsight.notify.main import main
 
     routes = tmp_path / "routes.yaml"
     routes.write_text(ROUTES)

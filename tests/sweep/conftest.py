@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.sweep.readonly import release_process_guard
+from execsight.sweep.readonly import release_process_guard
 
 from . import sweep_aws_guard as aws_guard
 

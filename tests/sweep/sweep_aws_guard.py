@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.client import BaseClient
 
-from services.sweep.readonly import MutatingCallBlocked, is_guarded, is_read_operation
+from execsight.sweep.readonly import MutatingCallBlocked, is_guarded, is_read_operation
 
 
 @dataclass

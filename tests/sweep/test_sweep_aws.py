@@ -9,10 +9,10 @@ import boto3
 import pytest
 
 from execsight.settings import load_settings
-from services.sweep.aws_scanner import IAM_POLICY, AwsScanner, policy_actions
-from services.sweep.idle import IdleConfig
-from services.sweep.readonly import MutatingCallBlocked, is_read_operation
-from services.sweep.worker import SweepWorker
+from execsight.sweep.aws_scanner import IAM_POLICY, AwsScanner, policy_actions
+from execsight.sweep.idle import IdleConfig
+from execsight.sweep.readonly import MutatingCallBlocked, is_read_operation
+from execsight.sweep.worker import SweepWorker
 
 from . import sweep_aws_guard as aws_guard
 from .sweep_planted import PRIMARY, SECONDARY, plant

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from execsight import pricing
-from services.sweep.finding_records import Finding, reconcile, to_record
-from services.sweep.idle import HostTracker, IdleConfig, host_findings
-from services.sweep.inventory import RegionInventory, Snapshot, Volume
-from services.sweep.inventory_rules import RuleConfig, storage_findings
-from services.sweep.report_table import format_table
+from execsight.sweep.finding_records import Finding, reconcile, to_record
+from execsight.sweep.idle import HostTracker, IdleConfig, host_findings
+from execsight.sweep.inventory import RegionInventory, Snapshot, Volume
+from execsight.sweep.inventory_rules import RuleConfig, storage_findings
+from execsight.sweep.report_table import format_table
 
 from .sweep_records import NS, activity, host_sample, run_event
 

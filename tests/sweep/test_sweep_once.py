@@ -9,10 +9,10 @@ import psycopg
 import pytest
 
 from execsight.kafka_io import make_producer
+from execsight.schemas.codec import default_codec
+from execsight.schemas.topics import RAW_HOST
 from execsight.settings import Settings
-from schemas.codec import default_codec
-from schemas.topics import RAW_HOST
-from services.sweep.main import main
+from execsight.sweep.main import main
 
 from .sweep_aws_guard import seeding
 from .sweep_records import NS, host_sample
@@ -55,9 +55,9 @@ def test_once_prints_and_stores_findings(
 
 def test_sweep_main_guards_the_whole_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """`execsight sweep` fences every AWS client of its process, boto3.resource ones too."""
-    from services.sweep import readonly
+    from execsight.sweep import readonly
 
-    monkeypatch.setattr("services.sweep.main.settings_or_exit", lambda _name: (_ for _ in ()).throw(SystemExit(9)))
+    monkeypatch.setattr("execsight.sweep.main.settings_or_exit", lambda _name: (_ for _ in ()).throw(SystemExit(9)))
     with pytest.raises(SystemExit):
         main(["--once"])
     assert readonly.process_guarded()

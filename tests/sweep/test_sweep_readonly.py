@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from services.sweep.aws_scanner import AwsScanner, policy_actions
-from services.sweep.readonly import ALLOWED_OPERATIONS, MutatingCallBlocked, allowed_actions, guard_process
+from execsight.sweep.aws_scanner import AwsScanner, policy_actions
+from execsight.sweep.readonly import ALLOWED_OPERATIONS, MutatingCallBlocked, allowed_actions, guard_process
 
 from . import sweep_aws_guard as aws_guard
 from .sweep_planted import PRIMARY

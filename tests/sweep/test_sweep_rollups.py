@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from execsight.schemas.rollups import refresh_rollups
 from execsight.settings import Settings
-from schemas.rollups import refresh_rollups
-from services.sweep.worker import run_forever
-from services.ui.queries import host_series
+from execsight.sweep.worker import run_forever
+from execsight.ui.queries import host_series
 
 pytestmark = [pytest.mark.kafka, pytest.mark.db]
 

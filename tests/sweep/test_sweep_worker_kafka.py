@@ -16,10 +16,10 @@ from confluent_kafka import Consumer
 
 from execsight.findings import load_finding
 from execsight.kafka_io import make_producer
+from execsight.schemas.codec import default_codec
+from execsight.schemas.topics import DEADLETTER, ENRICHED_HOST, FINDINGS_SWEEP, RAW_HOST
 from execsight.settings import Settings
-from schemas.codec import default_codec
-from schemas.topics import DEADLETTER, ENRICHED_HOST, FINDINGS_SWEEP, RAW_HOST
-from services.sweep.worker import ScanResult, run_forever
+from execsight.sweep.worker import ScanResult, run_forever
 
 from .sweep_records import NS, activity, host_sample
 

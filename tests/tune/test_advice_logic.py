@@ -14,12 +14,12 @@ import pytest
 from execsight.findings import finding_id
 from execsight.pricing import HostRate
 from execsight.settings import SettingsError, load_settings
-from services.tune.breakdown import CONTENDED, sampled_cpu
-from services.tune.finding_rules import TIME_KINDS, FindingFloor, severity_for_money
-from services.tune.process_definition import definition_of, instance_tag, process_definition
-from services.tune.regression import run_metrics
-from services.tune.rightsize import MIB
-from services.tune.task_analysis import analyze_task
+from execsight.tune.breakdown import CONTENDED, sampled_cpu
+from execsight.tune.finding_rules import TIME_KINDS, FindingFloor, severity_for_money
+from execsight.tune.process_definition import definition_of, instance_tag, process_definition
+from execsight.tune.regression import run_metrics
+from execsight.tune.rightsize import MIB
+from execsight.tune.task_analysis import analyze_task
 
 from .tune_records import workload_task
 

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from execsight.settings import Settings
-from services.tune.worker import TuneWorker
+from execsight.tune.worker import TuneWorker
 
 from .tune_records import enriched_run, insert_host, insert_run, insert_task, pipeline_runs, workload_task
 

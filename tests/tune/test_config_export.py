@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.tune.config_export import (
+from execsight.tune.config_export import (
     definition_configs,
     nextflow_duration,
     nextflow_memory,
@@ -17,7 +17,7 @@ from services.tune.config_export import (
     render_nextflow,
     render_snakemake,
 )
-from services.tune.rightsize import MIB, SampledCpu, recommend_time
+from execsight.tune.rightsize import MIB, SampledCpu, recommend_time
 
 from .tune_records import workload_task
 

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from execsight.settings import Settings
-from services.tune import observe
-from services.tune.report import RunReport, render
+from execsight.tune import observe
+from execsight.tune.report import RunReport, render
 
 from .test_tune_worker import produce, running_worker
 from .tune_records import enriched_run, insert_host, insert_run, insert_task, pipeline_runs, workload_task
@@ -118,7 +118,7 @@ def test_execsight_run_prints_the_analysed_run(
 
 
 def test_tool_totals_split_task_cost_over_recorded_processes() -> None:
-    from services.tune.report import tool_totals
+    from execsight.tune.report import tool_totals
 
     from .tune_records import recorded
 
@@ -138,8 +138,8 @@ def test_tool_totals_split_task_cost_over_recorded_processes() -> None:
 
 def test_run_labels_leave_the_tasks_to_the_engine() -> None:
     """Without --task, CMD gets the run labels only (an outer run's task label is dropped too)."""
-    from services.correlator import context
-    from services.correlator.context import Parent, derive
+    from execsight.correlator import context
+    from execsight.correlator.context import Parent, derive
 
     env = observe.labelled_env({"PATH": "/bin", "EXECSIGHT_TASK": "outer", "EXECSIGHT_TASK_ID": "o1"}, "demo", "r9")
     assert {k: v for k, v in env.items() if k.startswith("EXECSIGHT_")} == {

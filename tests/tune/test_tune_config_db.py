@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from services.tune import store
-from services.tune.config_command import main as tune_config
+from execsight.tune import store
+from execsight.tune.config_command import main as tune_config
 
 from .test_config_export import parse_nextflow_config
 from .tune_records import enriched_run, insert_host, insert_run, insert_task, workload_task

@@ -8,8 +8,8 @@ import pytest
 
 from execsight.findings import finding_id
 from execsight.pricing import HostRate
-from schemas.codec import default_codec
-from services.tune.breakdown import (
+from execsight.schemas.codec import default_codec
+from execsight.tune.breakdown import (
     COMPUTE_BOUND,
     HELPER_CHURN,
     IDLE_STALLED,
@@ -21,11 +21,11 @@ from services.tune.breakdown import (
     sum_breakdowns,
     time_breakdown,
 )
-from services.tune.cost import rollup, task_cost
-from services.tune.finding_rules import HostShare, classification_findings, regression_finding, rightsize_findings
-from services.tune.regression import baseline, detect_regression
-from services.tune.rightsize import MIB, SampledCpu, confidence_for, recommend_cpu, recommend_memory, rightsize
-from services.tune.task_analysis import analyze_task
+from execsight.tune.cost import rollup, task_cost
+from execsight.tune.finding_rules import HostShare, classification_findings, regression_finding, rightsize_findings
+from execsight.tune.regression import baseline, detect_regression
+from execsight.tune.rightsize import MIB, SampledCpu, confidence_for, recommend_cpu, recommend_memory, rightsize
+from execsight.tune.task_analysis import analyze_task
 
 from .tune_records import pipeline_runs, recorded, workload_task
 

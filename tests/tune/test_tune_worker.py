@@ -25,9 +25,9 @@ from confluent_kafka import Consumer, Producer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from psycopg.rows import dict_row
 
+from execsight.schemas.codec import default_codec
 from execsight.settings import Settings
-from schemas.codec import default_codec
-from services.tune.worker import TuneWorker
+from execsight.tune.worker import TuneWorker
 
 from .tune_records import HOST, insert_host, insert_run, insert_task, pipeline_runs, workload_task
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from services.ui.page_support import close_pools
+from execsight.ui.page_support import close_pools
 
 from . import observed_fixture
 

@@ -16,7 +16,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from execsight.findings import upsert_findings
-from schemas.rollups import refresh_rollups
+from execsight.schemas.rollups import refresh_rollups
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "observed_runs.json"
 

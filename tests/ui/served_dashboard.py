@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from services.ui.main import streamlit_argv
+from execsight.ui.main import streamlit_argv
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from schemas import collector_gaps
-from services.tune.observe import run_gaps
+from execsight.schemas import collector_gaps
+from execsight.tune.observe import run_gaps
 
 from . import observed_fixture as fx
 from .test_pages import open_page

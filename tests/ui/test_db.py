@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from services.ui import db, queries
+from execsight.ui import db, queries
 
 from . import observed_fixture as fx
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.ui.access import password_ok
+from execsight.ui.access import password_ok
 
 from . import observed_fixture as fx
 from .chromium_cdp import CHROMIUM, Chromium

@@ -17,10 +17,10 @@ from psycopg.rows import dict_row
 from streamlit.testing.v1 import AppTest
 
 from execsight import cli
-from services.ui import db
-from services.ui import formatting as fmt
-from services.ui.run_report import nice_step, render_html
-from services.ui.run_report_data import (
+from execsight.ui import db
+from execsight.ui import formatting as fmt
+from execsight.ui.run_report import nice_step, render_html
+from execsight.ui.run_report_data import (
     ReportData,
     definition_stats,
     load_report,

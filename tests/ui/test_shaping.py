@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from services.ui import formatting as fmt
-from services.ui import shaping
-from services.ui.main import streamlit_argv
+from execsight.ui import formatting as fmt
+from execsight.ui import shaping
+from execsight.ui.main import streamlit_argv
 
 
 def _tasks(**cols: list[object]) -> pd.DataFrame:

@@ -8,8 +8,8 @@ Adding an engine: a module with a DETECTOR, listed here.
 
 from __future__ import annotations
 
-from services.correlator.engines import cwl, daemons, generic, labels, nextflow, schedulers, snakemake, wdl
-from services.correlator.engines.base import Detector
+from execsight.correlator.engines import cwl, daemons, generic, labels, nextflow, schedulers, snakemake, wdl
+from execsight.correlator.engines.base import Detector
 
 DETECTORS: tuple[Detector, ...] = (
     daemons.DETECTOR,

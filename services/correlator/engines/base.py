@@ -1,6 +1,6 @@
 """What context detection works with: the exec being classified, the context it builds, a detector.
 
-Derivation runs three phases over the ordered detectors (services.correlator.engines.DETECTORS):
+Derivation runs three phases over the ordered detectors (execsight.correlator.engines.DETECTORS):
 run level (the first detector that recognises a run wins), driver (a workflow engine's main
 process: run level, never a task; first wins), task level (detectors in order until one
 settles the context). A detector takes part in the phases it has a step for.

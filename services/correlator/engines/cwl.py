@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.correlator.engines.base import (
+from execsight.correlator.engines.base import (
     ROLE_CWL_DRIVER,
     Context,
     Detector,

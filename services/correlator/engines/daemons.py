@@ -9,8 +9,8 @@ are off. A known daemon started inside a generic run (e.g. `pg_ctl start` from a
 
 from __future__ import annotations
 
-from services.correlator.engines.base import Context, Detector, Exec, base_name
-from services.correlator.engines.generic import session_launcher
+from execsight.correlator.engines.base import Context, Detector, Exec, base_name
+from execsight.correlator.engines.generic import session_launcher
 
 # Program names (executable or argv[0] base name) of long-lived daemons seen on workstations and servers.
 KNOWN_DAEMONS = frozenset({

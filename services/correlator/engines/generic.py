@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.correlator.engines.base import (
+from execsight.correlator.engines.base import (
     DEFAULT_GENERIC,
     ROLE_GENERIC_CANDIDATE,
     Context,
@@ -86,7 +86,7 @@ def generic_task_name(tool: str | None, exe: str, comm: str, *more: str | None) 
 
 def generic_pipeline_name(exe: str, argv: Sequence[str], comm: str) -> str:
     """What a generic run is called: its script or program (bash pipeline.sh -> pipeline.sh)."""
-    from services.correlator.tool_rules import parse_invocation
+    from execsight.correlator.tool_rules import parse_invocation
 
     if not exe and not argv:
         return first_name(comm) or "run"

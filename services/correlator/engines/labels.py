@@ -6,7 +6,7 @@ else the parent's task; a workflow engine's driver stops here (it is run level, 
 
 from __future__ import annotations
 
-from services.correlator.engines.base import Context, Detector, Exec, inherit_requests
+from execsight.correlator.engines.base import Context, Detector, Exec, inherit_requests
 
 
 def run(ex: Exec, ctx: Context) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from services.correlator.engines.base import ROLE_NF_DRIVER, Context, Detector, Exec, FileReader, base_name, short_id
+from execsight.correlator.engines.base import ROLE_NF_DRIVER, Context, Detector, Exec, FileReader, base_name, short_id
 
 NF_WORKDIR = re.compile(r"(?P<root>.*/work)/(?P<h1>[0-9a-f]{2})/(?P<h2>[0-9a-f]{30})(?:/|$)")
 NF_HEADER_OLD = re.compile(r"^# NEXTFLOW TASK: (?P<name>.+?)\s*$", re.M)

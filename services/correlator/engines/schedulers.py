@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.correlator.engines.base import Context, Detector, Exec, base_name, first_name
+from execsight.correlator.engines.base import Context, Detector, Exec, base_name, first_name
 
 # engine -> (job id variable, job name variable, run id prefix); the first present wins
 SCHEDULERS = (

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from services.correlator.engines.base import (
+from execsight.correlator.engines.base import (
     ROLE_SMK_DRIVER,
     Context,
     Detector,
@@ -102,7 +102,7 @@ def normalise_wildcards(raw: str | None) -> str | None:
 
 
 def task_name(rule: str, wildcards: str | None) -> str:
-    """`align (sample=A)`: services.tune.process_definition groups it under `align`."""
+    """`align (sample=A)`: execsight.tune.process_definition groups it under `align`."""
     return f"{rule} ({wildcards})" if wildcards else rule
 
 

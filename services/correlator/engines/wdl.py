@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from services.correlator.engines.base import (
+from execsight.correlator.engines.base import (
     ROLE_WDL_DRIVER,
     Context,
     Detector,

@@ -8,9 +8,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from services.ui import formatting as fmt
-from services.ui import queries
-from services.ui.page_support import connection, empty_state, header
+from execsight.ui import formatting as fmt
+from execsight.ui import queries
+from execsight.ui.page_support import connection, empty_state, header
 
 SEVERITIES = ["HIGH", "MEDIUM", "LOW", "INFO"]
 

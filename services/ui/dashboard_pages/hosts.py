@@ -8,9 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from execsight.settings import load_settings
-from services.ui import charts, queries, shaping
-from services.ui import formatting as fmt
-from services.ui.page_support import connection, empty_state, header
+from execsight.ui import charts, queries, shaping
+from execsight.ui import formatting as fmt
+from execsight.ui.page_support import connection, empty_state, header
 
 WINDOWS = {"Last hour": timedelta(hours=1), "Last 6 hours": timedelta(hours=6), "Last 24 hours": timedelta(days=1),
            "Last 7 days": timedelta(days=7)}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from services.ui import formatting as fmt
-from services.ui import queries
-from services.ui.page_support import connection, empty_state, header, refresh_every
+from execsight.ui import formatting as fmt
+from execsight.ui import queries
+from execsight.ui.page_support import connection, empty_state, header, refresh_every
 
 header("Overview", "What is running now, what it costs, and what to look at first.")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from services.ui import formatting as fmt
-from services.ui import queries, shaping
-from services.ui.page_support import connection, empty_state, header
+from execsight.ui import formatting as fmt
+from execsight.ui import queries, shaping
+from execsight.ui.page_support import connection, empty_state, header
 
 header("Processes", "The process tree of a task, including the processes that live for milliseconds.")
 

@@ -9,11 +9,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from services.tune import config_export
-from services.tune.config_command import load_configs
-from services.ui import charts, queries, run_report, run_report_data, shaping
-from services.ui import formatting as fmt
-from services.ui.page_support import connection, empty_state, header, refresh_every
+from execsight.tune import config_export
+from execsight.tune.config_command import load_configs
+from execsight.ui import charts, queries, run_report, run_report_data, shaping
+from execsight.ui import formatting as fmt
+from execsight.ui.page_support import connection, empty_state, header, refresh_every
 
 STATUSES = ["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT"]
 

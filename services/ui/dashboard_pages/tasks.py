@@ -6,9 +6,9 @@ import json
 
 import streamlit as st
 
-from services.tune.process_definition import untagged
-from services.ui import charts, queries, shaping
-from services.ui.page_support import connection, empty_state, header
+from execsight.tune.process_definition import untagged
+from execsight.ui import charts, queries, shaping
+from execsight.ui.page_support import connection, empty_state, header
 
 header("Tasks & tools", "Distributions across runs, and requested vs used vs recommended resources.")
 
