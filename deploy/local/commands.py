@@ -20,6 +20,7 @@ from execsight.deploy.local import services
 from execsight.deploy.local.endpoints import ui_exposure_problem
 from execsight.deploy.local.stack import LocalStack, StackError
 from execsight.kafka_io import create_topics
+from execsight.schemas import collector_gaps
 from execsight.schemas.topics import load_topics
 from execsight.settings import Settings
 
@@ -96,6 +97,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         _print_components(components, sys.stdout)
+        gaps = collector_gaps.status_lines(settings.database_url)  # collector restarts of the last 24 h
+        if gaps:
+            sys.stdout.write("collector gaps (last 24 h):\n" + "".join(f"  {g}\n" for g in gaps))
     return 0 if all(c.healthy for c in components) else 1
 
 

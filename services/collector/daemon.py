@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from execsight.collector import identity, procfs, wallclock
+from execsight.collector import identity, live_set, procfs, wallclock
 from execsight.collector.assembler import Assembler
 from execsight.collector.btf import BtfError, task_offsets
 from execsight.collector.cgroups import read_cgroup_path
@@ -134,6 +134,10 @@ class Collector:
             settings.docker_sockets, settings.cri_sockets, settings.kubelet_pods_url,
             settings.container_lookups_per_s))
         self.context = ContextReader(settings.host_id)  # context files, read off the exec path
+        # what it reported live, saved for the next start to reconcile (processes exiting while it is down)
+        self.live_set = live_set.LiveSetFile(settings.state_dir / "collector" / "live_set.json")
+        self.gap_totals = live_set.Totals()
+        self.exits_unobserved = 0  # this start's
 
     # ---- start-up --------------------------------------------------------------------------
 
@@ -216,6 +220,37 @@ class Collector:
                 n += 1
         return n
 
+    def _reconcile(self, asm: Assembler, observing_ns: int) -> None:
+        """After the /proc seed: exits of the processes the last run reported live that are gone now,
+        and the gap itself, which ended when the probes (or the fallback's scans) began to observe
+        (services/collector/live_set.py)."""
+        saved = self.live_set.load()
+        if saved is None:
+            return
+        if self.probes is not None:  # exits since the probes attached are observed: take them first
+            now_boot = identity.boot_ns_now()
+            for ev in self.probes.poll(0):
+                asm.on_kernel(ev, now_boot)
+        alive = {(p.pid, p.start_ns) for p in asm.procs.values()}
+        alive |= {(pid, start) for pid, (start, _at) in asm.exited.items()}
+        done = live_set.reconcile(saved, alive, self.settings.host_id, identity.boot_id(), observing_ns)
+        self.gap_totals, self.exits_unobserved = done.totals, len(done.exits)
+        for rec in done.exits:
+            self.publish("ProcessExitUnobserved", rec)
+        self.publish("CollectorGap", done.gap)
+        log.warning("collector was not observing: exits in the gap reported unobserved", extra={
+            "from_ns": done.gap["from_ns"], "to_ns": done.gap["to_ns"], "reason": done.gap["reason"],
+            "blind_s": round((done.gap["to_ns"] - done.gap["from_ns"]) / 1e9, 3),
+            "unobserved_exits": len(done.exits), "carried_over": done.gap["carried_over"]})
+
+    def _save_live_set(self, asm: Assembler, clean: bool) -> float:
+        """Saves what it reports live; returns the seconds to the next periodic save."""
+        began = time.monotonic()
+        self.live_set.save(live_set.snapshot(
+            (live_set.Entry(p.pid, p.start_ns, p.comm) for p in asm.live()), identity.boot_id(), time.time_ns(),
+            clean, self.gap_totals))
+        return live_set.save_interval(time.monotonic() - began)
+
     # ---- output -------------------------------------------------------------------------------
 
     def publish(self, name: str, record: dict[str, Any]) -> None:
@@ -251,6 +286,7 @@ class Collector:
             lost["ringbuf_decode"] = self.probes.decode_errors
         sink = self.sink.stats()
         lost["undeliverable"] = sink.get("undeliverable", 0)  # dropped: Kafka can never accept them
+        lost["exit_unobserved"] = self.exits_unobserved  # exited while the collector was down
         ru = resource.getrusage(resource.RUSAGE_SELF)
         rss = 0
         st = procfs.read_stat(os.getpid())
@@ -262,6 +298,7 @@ class Collector:
             self.conda_gauge.labels(k).set(v)
         self.metrics.update_containers(dict(self.containers.counts), dict(self.containers.failures))
         self.metrics.context_files(self.context.counters.as_dict())
+        self.metrics.gap_totals(self.gap_totals.gaps, self.gap_totals.blind_ns, self.gap_totals.unobserved_exits)
         return {
             "host_id": self.settings.host_id, "time_ns": time.time_ns(), "version": VERSION,
             "mode": "EBPF" if self.probes else "FALLBACK",
@@ -285,6 +322,7 @@ class Collector:
         if self.taskstats is not None:
             threading.Thread(target=self._taskstats_thread, name="taskstats", daemon=True).start()
         self._load_probes()
+        observing_ns = time.time_ns()  # the end of a gap since the last run (reconciled below)
         if self.probes is None:
             log.warning(
                 "FALLBACK mode: %s. Reporting from taskstats + /proc only: exec/exit and exact exit "
@@ -307,6 +345,8 @@ class Collector:
         self.containers.start()
         self.context.start()
         self._publish_drained(asm)
+        self._reconcile(asm, observing_ns)
+        self._save_live_set(asm, clean=False)
         rules_path = self.opts.rules_path
         rules = (Reloading(lambda: load_rules(rules_path), lambda: [rules_path], (RulesError,))
                  if rules_path is not None else None)
@@ -316,6 +356,7 @@ class Collector:
         next_sample = started + self.opts.sample_interval_s
         next_host = started
         last_host = started
+        next_live_save = started + live_set.SAVE_INTERVAL_S
         while not self.stop.is_set():
             self.clock.poll()  # before this loop's events are converted to wall time
             lag = 0  # age of the oldest event handled in this loop: drives the adaptive CPU policy
@@ -358,6 +399,8 @@ class Collector:
                 if self.probes is not None:
                     self.probes.forget([t for t in totals if t not in asm.procs
                                         and not os.path.exists(f"/proc/{t}")])
+            if mono >= next_live_save:
+                next_live_save = mono + self._save_live_set(asm, clean=False)
             if mono >= next_host:
                 interval = mono - last_host
                 last_host, next_host = mono, mono + self.opts.host_interval_s
@@ -400,6 +443,7 @@ class Collector:
         for rec in self.containers.drain():
             self.publish("ContainerInfo", rec)
         self.publish("CollectorStatus", self.status_record(max(time.monotonic() - last_host, 1e-3), asm))
+        self._save_live_set(asm, clean=True)
         self.stop.set()
         self.sink.close(10.0)
         if self.probes is not None:

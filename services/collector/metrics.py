@@ -44,6 +44,16 @@ class CollectorMetrics:
         for k, v in counters.items():
             self.context.labels(k).set(v)
 
+        # restarts (services/collector/live_set.py): totals kept in the state dir, so they survive the restart
+        self.gaps = Gauge("execsight_collector_gaps_total", "Times the collector started again after a gap.",
+                          registry=self.registry)
+        self.blind_seconds = Gauge("execsight_collector_blind_seconds_total",
+                                   "Seconds the collector was not observing (between a save and the next start).",
+                                   registry=self.registry)
+        self.exits_unobserved = Gauge("execsight_collector_exits_unobserved_total",
+                                      "Processes reported live that exited while the collector was down.",
+                                      registry=self.registry)
+
     def serve(self, port: int, addr: str = "127.0.0.1") -> int:
         server, _thread = start_http_server(port, addr=addr, registry=self.registry)
         return int(server.server_port)
@@ -53,6 +63,11 @@ class CollectorMetrics:
             self.container_lookups.labels(k).set(v)
         for k, v in failures.items():
             self.container_failures.labels(k).set(v)
+
+    def gap_totals(self, gaps: int, blind_ns: int, unobserved_exits: int) -> None:
+        self.gaps.set(gaps)
+        self.blind_seconds.set(blind_ns / 1e9)
+        self.exits_unobserved.set(unobserved_exits)
 
     def update(self, totals: dict[str, int], rates: dict[str, float], lost: dict[str, int],
                sink: dict[str, int]) -> None:

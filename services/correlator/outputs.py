@@ -20,6 +20,7 @@ class Outputs:
     hosts: dict[str, D] = field(default_factory=dict)
     host_samples: list[D] = field(default_factory=list)
     collector_status: list[D] = field(default_factory=list)
+    collector_gaps: list[D] = field(default_factory=list)  # CollectorGap records (services/collector/live_set.py)
     enriched_process: list[D] = field(default_factory=list)
     enriched_task: list[D] = field(default_factory=list)
     enriched_run: list[D] = field(default_factory=list)

@@ -183,6 +183,10 @@ class HostTree:
             out.throttled_execs += int(rec.get("suppressed_execs", 0))
         elif kind == "ProcessContext":
             self._context(rec, out)
+        elif kind == "ProcessExitUnobserved":
+            self._exit_unobserved(rec, out)
+        elif kind == "CollectorGap":
+            out.collector_gaps.append(dict(rec))
         elif kind == "HostSample":
             self.activity.host_sample(rec, out)
         elif kind == "CollectorStatus":
@@ -511,6 +515,17 @@ class HostTree:
             if rec["cpu_ns"] > 0:
                 r.active = max(r.active, rec["time_ns"])
         self.log.touch(p)
+
+    def _exit_unobserved(self, rec: D, out: Outputs) -> None:
+        """It exited while the collector was down: closed at the last time it was known alive, exit code
+        and signal unknown, totals from its samples, flagged; its task and run can complete."""
+        if self.table.get(rec["pid"], rec["start_time_ns"]) is None:
+            return  # its exit arrived after all (sent before the crash), or it was never seen: nothing to close
+        self._exit({"pid": rec["pid"], "start_time_ns": rec["start_time_ns"], "comm": rec.get("comm") or "",
+                    "time_ns": rec.get("last_seen_ns") or rec["time_ns"]}, out)
+        row = out.processes.get((self.host_id, rec["pid"], rec["start_time_ns"]))
+        if row is not None:  # the same dict as its enriched record
+            row["exit_unobserved"] = True
 
     def _exit(self, rec: D, out: Outputs) -> None:
         pid, start = rec["pid"], rec["start_time_ns"]

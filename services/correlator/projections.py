@@ -26,6 +26,7 @@ def process_record(host_id: str, p: Proc, container: Container) -> Json:
         "container_id": p.container_id, "container_name": c.get("name"), "image": c.get("image"),
         "pod": c.get("pod"), "namespace": c.get("namespace"), "tool_package": p.tool_package,
         "tool_method": p.tool_method,
+        "exit_unobserved": False,  # True: it exited while the collector was down (process_tree._exit_unobserved)
     }
 
 

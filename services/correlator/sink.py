@@ -50,7 +50,7 @@ def _ts(col: str) -> str:
 CONTAINER_FIELDS = ("container_name", "image", "pod", "namespace")
 PROCESS_COLS = record_columns("EnrichedProcess", exclude=CONTAINER_FIELDS)
 _EXIT_FIELDS = ("exit_code", "signal", "oom_killed", "cpu_ns", "runq_ns", "blkio_ns", "peak_rss_bytes", "read_bytes",
-                "write_bytes", "net_tx_bytes", "net_rx_bytes", "short_lived")
+                "write_bytes", "net_tx_bytes", "net_rx_bytes", "short_lived", "exit_unobserved")
 _IDENTITY_FIELDS = ("host_id", "pid", "start_time_ns", "end_ns", "ppid", "parent_start_time_ns", "comm", "exe",
                     "argv")
 # context: everything else, kept once known (a field added to EnrichedProcess lands here)
@@ -207,7 +207,18 @@ COLLECTOR_STATUS = Staged(
     + ", ".join(_ST_OUT) + " FROM stage_collector_status ON CONFLICT (host_id, time) DO NOTHING",
 )
 
-ALL = (PROCESSES, SAMPLES, TASKS, RUNS, PIPELINES, TOOLS, CONTAINERS, HOSTS, HOST_SAMPLES, COLLECTOR_STATUS)
+GAP_COLS = (("host_id", "text"), ("from_ns", "bigint"), ("to_ns", "bigint"), ("reason", "text"),
+            ("unobserved_exits", "bigint"), ("carried_over", "bigint"), ("live_set_truncated", "boolean"))
+COLLECTOR_GAPS = Staged(  # one CollectorGap record per collector restart (0011_collector_gaps.sql)
+    "stage_collector_gaps",
+    GAP_COLS,
+    "INSERT INTO collector_gaps (host_id, gap_from, gap_to, reason, unobserved_exits, carried_over,"
+    " live_set_truncated) SELECT host_id, " + _ts("from_ns") + ", " + _ts("to_ns") + ", reason, unobserved_exits,"
+    " carried_over, live_set_truncated FROM stage_collector_gaps ON CONFLICT (host_id, gap_from) DO NOTHING",
+)
+
+ALL = (PROCESSES, SAMPLES, TASKS, RUNS, PIPELINES, TOOLS, CONTAINERS, HOSTS, HOST_SAMPLES, COLLECTOR_STATUS,
+       COLLECTOR_GAPS)
 
 
 def _rows(staged: Staged, dicts: Iterable[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -246,6 +257,8 @@ def table_rows(out: Outputs) -> list[tuple[Staged, list[tuple[Any, ...]]]]:
              "lost_events": Jsonb(s.get("lost_events") or {}),
              "lost_events_total": sum((s.get("lost_events") or {}).values())}
             for s in out.collector_status))))
+    if out.collector_gaps:
+        plan.append((COLLECTOR_GAPS, _rows(COLLECTOR_GAPS, out.collector_gaps)))
     return plan
 
 

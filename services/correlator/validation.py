@@ -348,10 +348,39 @@ def _container_info(f: _Fixer, now_ns: int) -> None:
         f.fixes.append("labels cleaned" + (" and cut to their bound" if cut else ""))
 
 
+GAP_REASONS = frozenset({"crash", "stop", "reboot"})
+
+
+def _exit_unobserved(f: _Fixer, now_ns: int) -> None:
+    """After a collector restart: the exit lies between last_seen_ns and time_ns (the restart)."""
+    t = _time(f, now_ns)
+    _identity(f, t)
+    f.text("comm", rb.COMM_MAX_CHARS)
+    seen = f.int_in("last_seen_ns", MIN_TIME_NS, t, " (the exit lies between last_seen_ns and time_ns)")
+    if seen < f.rec["start_time_ns"]:
+        f.rec["last_seen_ns"] = f.rec["start_time_ns"]
+        f.fixes.append("last_seen_ns before the process started: its start")
+    if f.rec.get("reason") not in GAP_REASONS:
+        f.rec["reason"] = "crash"
+        f.fixes.append("reason unknown: crash")
+
+
+def _collector_gap(f: _Fixer, now_ns: int) -> None:
+    t = _time(f, now_ns)
+    to = f.int_in("to_ns", MIN_TIME_NS, t + START_SLACK_NS)
+    f.int_in("from_ns", MIN_TIME_NS, to, " (a gap ends after it begins)")
+    for name in ("unobserved_exits", "carried_over"):
+        f.int_in(name, 0, PID_MAX * 16)
+    if f.rec.get("reason") not in GAP_REASONS:
+        f.rec["reason"] = "crash"
+        f.fixes.append("reason unknown: crash")
+
+
 CHECKS: dict[str, Callable[[_Fixer, int], None]] = {
     "ProcessExec": _exec, "ProcessFork": _fork, "ProcessExit": _exit, "ProcessSample": _sample,
     "ProcessThrottle": _throttle, "ProcessContext": _context, "HostSample": _host_sample,
     "CollectorStatus": _collector_status, "ContainerInfo": _container_info,
+    "ProcessExitUnobserved": _exit_unobserved, "CollectorGap": _collector_gap,
 }
 
 

@@ -34,6 +34,7 @@ from typing import Any, TextIO
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from execsight.schemas import collector_gaps
 from execsight.settings import Settings, SettingsError, load_settings
 from execsight.tune import store
 from execsight.tune.report import RunReport, as_json, render
@@ -291,6 +292,15 @@ def wait_for_report(
         time.sleep(poll_s)
 
 
+def run_gaps(database_url: str, run_id: str) -> list[str]:
+    """Collector gaps overlapping the run (schemas/collector_gaps.py), one line each."""
+    try:
+        with psycopg.connect(database_url, connect_timeout=5) as conn:
+            return [collector_gaps.describe(g) for g in collector_gaps.of_run(conn, run_id)]
+    except psycopg.Error:
+        return []  # the report itself says when the database is away
+
+
 def dashboard_link(settings: Settings, run_id: str) -> str:
     from urllib.parse import quote
 
@@ -351,9 +361,11 @@ def main(argv: list[str]) -> int:
         note = "stopped waiting for the report (interrupted)"
     finally:
         line.done()
+    gaps = run_gaps(settings.database_url, run_id) if report is not None else []  # collector down meanwhile
     if args.json:
         doc = {"run_id": run_id, "pipeline": pipeline, "exit_status": status, "dashboard": link,
-               "complete": not note, "note": note or None, "report": as_json(report) if report else None}
+               "complete": not note, "note": note or None, "report": as_json(report) if report else None,
+               "collector_gaps": gaps}
         text = json.dumps(doc, indent=2) + "\n"
         if args.json == "-":
             sys.stdout.write(text)
@@ -364,6 +376,8 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(f"\ndashboard: {link}\n")
     if note:
         print(f"execsight run: {note}", file=sys.stderr)
+    for gap in gaps:
+        print(f"execsight run: warning: {gap}", file=sys.stderr)
     if not args.json and report is None:
         print(f"execsight run: dashboard {link}", file=sys.stderr)
     return status

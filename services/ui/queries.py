@@ -115,6 +115,13 @@ def run_detail(conn: Conn, run_id: str) -> pd.DataFrame:
         {"run_id": run_id})
 
 
+def run_collector_gaps(conn: Conn, run_id: str) -> list[str]:
+    """One warning line per collector gap of the run's host that overlaps the run (migration 0011)."""
+    from execsight.schemas import collector_gaps
+
+    return [collector_gaps.describe(g) for g in collector_gaps.of_run(conn, run_id)]
+
+
 def run_tasks(conn: Conn, run_id: str) -> pd.DataFrame:
     return frame(conn, """
         SELECT task_id, task, engine, tool, tools, status, exit_code, start_time, end_time, wall_ns, cpu_ns, runq_ns,

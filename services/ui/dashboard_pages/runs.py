@@ -221,10 +221,13 @@ def run_page() -> None:
         history = queries.previous_runs(conn, r["pipeline"], r["start_time"]) if r["pipeline"] else pd.DataFrame()
         earlier_ids = [x for x in history["run_id"].tolist() if x != run_id] if not history.empty else []
         earlier_tasks = queries.earlier_run_tasks(conn, earlier_ids) if earlier_ids else pd.DataFrame()
+        gaps = queries.run_collector_gaps(conn, run_id)
 
     start = pd.Timestamp(r["start_time"])
     divisor, x_title = shaping.time_axis((pd.Timestamp(end) - start).total_seconds())
     st.subheader(f"{r['pipeline'] or '(no pipeline)'} · {run_id}")
+    for gap in gaps:  # exits in the gap have no exit code; processes started and ended in it are missing
+        st.warning(gap[0].upper() + gap[1:], icon=":material/visibility_off:")
     badge = {"RUNNING": ":blue-badge[RUNNING]", "SUCCEEDED": ":green-badge[SUCCEEDED]",
              "FAILED": ":red-badge[FAILED]"}.get(str(r["status"]), f":gray-badge[{r['status']}]")
     hosts = sorted({str(h) for h in tasks["host_id"].dropna()} | {str(r["host_id"])}) if not tasks.empty \
