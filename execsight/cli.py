@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
+import logging
 import os
 import signal
 import sys
@@ -17,6 +18,8 @@ from typing import cast
 
 from execsight.lifecycle import settings_or_exit
 from execsight.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # subcommand -> (module, function, help). Each function takes argv (list[str]) and returns an exit code.
 DISPATCH: dict[str, tuple[str, str, str]] = {
@@ -67,9 +70,23 @@ def stack_command(func: str) -> Callable[[Settings, argparse.Namespace], int]:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    import time
+
+    import psycopg
+
     from execsight.schemas.migrate import apply_migrations
 
-    applied = apply_migrations(settings.database_url)
+    # a database still starting (compose, Kubernetes) is waited for, not a reason to fail
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            applied = apply_migrations(settings.database_url)
+            break
+        except psycopg.OperationalError as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("database not reachable yet; retrying", extra={"error": str(exc).splitlines()[0]})
+            time.sleep(2.0)
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     return 0
 
@@ -97,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     tp = sub.add_parser("topics", help="create the missing topics of schemas/topics.yaml")
     tp.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the broker")
     tp.set_defaults(func="cmd_topics")
-    sub.add_parser("migrate", help="apply the pending database migrations").set_defaults(func=cmd_migrate)
+    migrate = sub.add_parser("migrate", help="apply the pending database migrations")
+    migrate.add_argument("--wait", type=float, default=60.0, metavar="S",
+                         help="wait up to S seconds for the database to accept connections (default 60)")
+    migrate.set_defaults(func=cmd_migrate)
     for name, (_, _, help_text) in DISPATCH.items():
         sub.add_parser(name, help=help_text, add_help=False)
     sub.add_parser("ui", help="run the Streamlit dashboard in the foreground", add_help=False)
