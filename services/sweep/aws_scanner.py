@@ -34,6 +34,7 @@ from execsight.sweep.inventory import (
     Volume,
 )
 from execsight.sweep.readonly import read_only_client, retry_config
+from execsight.timestamps import to_ns
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,9 @@ class RegionScanError(RuntimeError):
 
 
 def _ns(value: Any) -> int:
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1e9)
     if isinstance(value, str) and value:
-        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1e9)
-    return 0
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return (to_ns(value) or 0) if isinstance(value, datetime) else 0
 
 
 def _chunks(items: Sequence[str], n: int) -> Iterator[list[str]]:

@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 import psycopg
@@ -43,6 +42,7 @@ from execsight.sweep.finding_records import (
 from execsight.sweep.idle import NS, HostTracker, IdleConfig, host_findings
 from execsight.sweep.inventory import RegionInventory
 from execsight.sweep.inventory_rules import RuleConfig, region_findings
+from execsight.timestamps import to_ns
 
 log = logging.getLogger(__name__)
 
@@ -163,18 +163,14 @@ class SweepWorker:
 
 # --- database -----------------------------------------------------------------------------------------
 
-def _ns(value: datetime | None) -> int | None:
-    return None if value is None else int(value.timestamp() * 1e9)
-
-
 def row_to_record(row: Mapping[str, Any]) -> Record:
     """A findings row (as written by upsert_findings) back into a SweepFinding record."""
     return {
         "finding_id": row["finding_id"], "kind": row["kind"], "status": row["status"], "severity": row["severity"],
-        "detected_ns": _ns(row["detected_at"]) or 0, "updated_ns": _ns(row["updated_at"]) or 0,
+        "detected_ns": to_ns(row["detected_at"]) or 0, "updated_ns": to_ns(row["updated_at"]) or 0,
         "summary": row["summary"], "evidence": list(row["evidence"] or []), "recommendation": row["recommendation"],
         "resource_type": row["resource_type"] or "", "resource_id": row["resource_id"] or "",
-        "region": row["region"], "host_id": row["host_id"], "since_ns": _ns(row["since"]),
+        "region": row["region"], "host_id": row["host_id"], "since_ns": to_ns(row["since"]),
         "last_run_id": row["last_run_id"], "monthly_waste_usd": row["monthly_waste_usd"],
         "accrued_waste_usd": row["accrued_waste_usd"],
     }

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from execsight.findings import evidence, finding_id
+from execsight.timestamps import to_ns
 from execsight.tune.breakdown import (
     COMPUTE_BOUND,
     CONTENDED,
@@ -489,10 +490,6 @@ def resolved(row: Mapping[str, Any], now_ns: int, run_id: str | None = None) -> 
     return f
 
 
-def _ns(ts: Any) -> int:
-    return int(ts.timestamp() * 1e9) if ts is not None else 0
-
-
 def finding_from_row(row: Mapping[str, Any]) -> Record:
     """A findings-table row as a TuneFinding record."""
     ev = row.get("evidence") or []
@@ -501,8 +498,8 @@ def finding_from_row(row: Mapping[str, Any]) -> Record:
         "kind": row["kind"],
         "status": row["status"],
         "severity": row["severity"],
-        "detected_ns": _ns(row.get("detected_at")),
-        "updated_ns": _ns(row.get("updated_at")),
+        "detected_ns": (to_ns(row.get("detected_at")) or 0),
+        "updated_ns": (to_ns(row.get("updated_at")) or 0),
         "summary": row["summary"],
         "evidence": [{"name": str(e["name"]), "value": float(e["value"]), "unit": str(e["unit"])} for e in ev],
         "recommendation": row.get("recommendation"),

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, LiteralString
 
 import psycopg
 from psycopg.rows import dict_row
 
+from execsight.timestamps import to_ns
 from execsight.tune.process_definition import TAGGED_ENGINES, process_definition
 
 Row = dict[str, Any]
@@ -23,15 +23,11 @@ TASK_COLUMNS = (
 )
 
 
-def _ns(ts: datetime | None) -> int:
-    return int(ts.timestamp() * 1_000_000) * 1000 if ts is not None else 0
-
-
 def task_from_row(row: Mapping[str, Any]) -> Row:
     """A tasks / task_overview row in the EnrichedTask shape the pure modules take (plus cost columns)."""
     out = {k: v for k, v in row.items() if k not in ("start_time", "end_time")}
-    out["start_ns"] = _ns(row.get("start_time"))
-    out["end_ns"] = _ns(row.get("end_time"))
+    out["start_ns"] = (to_ns(row.get("start_time")) or 0)
+    out["end_ns"] = (to_ns(row.get("end_time")) or 0)
     out["tools"] = list(row.get("tools") or [])
     return out
 
@@ -336,7 +332,7 @@ def first_detected(conn: psycopg.Connection[Any], ids: Sequence[str]) -> dict[st
         rows = cur.execute(
             "SELECT finding_id, detected_at FROM findings WHERE finding_id = ANY(%s)", (list(ids),)
         ).fetchall()
-    return {r["finding_id"]: _ns(r["detected_at"]) for r in rows}
+    return {r["finding_id"]: (to_ns(r["detected_at"]) or 0) for r in rows}
 
 
 def run_findings(conn: psycopg.Connection[Any], run_id: str, pipeline: str | None) -> list[Row]:
