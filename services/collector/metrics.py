@@ -40,10 +40,6 @@ class CollectorMetrics:
                              "Context files (services/collector/context_files.py), by outcome.",
                              ["outcome"], registry=self.registry)
 
-    def context_files(self, counters: dict[str, int]) -> None:
-        for k, v in counters.items():
-            self.context.labels(k).set(v)
-
         # restarts (services/collector/live_set.py): totals kept in the state dir, so they survive the restart
         self.gaps = Gauge("execsight_collector_gaps_total", "Times the collector started again after a gap.",
                           registry=self.registry)
@@ -53,6 +49,10 @@ class CollectorMetrics:
         self.exits_unobserved = Gauge("execsight_collector_exits_unobserved_total",
                                       "Processes reported live that exited while the collector was down.",
                                       registry=self.registry)
+
+    def context_files(self, counters: dict[str, int]) -> None:
+        for k, v in counters.items():
+            self.context.labels(k).set(v)
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> int:
         server, _thread = start_http_server(port, addr=addr, registry=self.registry)
