@@ -113,8 +113,8 @@ def test_sink_stores_the_flag_and_the_gap_once(database_url: str) -> None:
                             " FROM collector_gaps").fetchall()
         assert [(g[0], round(float(g[1])), g[2], g[3]) for g in gaps] == [(H, 60, "crash", 3)]
         marked = conn.execute("SELECT run_id, run_unobserved_exits FROM run_collector_gaps").fetchall()
-        (run,) = out.runs
-        assert marked == [(run, 2)]
+        (run,) = out.runs.values()  # keyed by host and run (a run may span hosts)
+        assert marked == [(run["run_id"], 2)]
 
 
 @pytest.mark.db
