@@ -127,21 +127,25 @@ def db_flavour(_template: tuple[str, str]) -> str:
 def database_url(database_server_url: str, migrated_template: str, db_flavour: str) -> Iterator[str]:
     """DSN of a fresh, fully migrated database of this test's own (of the flavour CI asked for)."""
     name = f"execsight_t_{uuid.uuid4().hex[:12]}"
-    deadline = time.monotonic() + 30
-    with psycopg.connect(database_server_url, autocommit=True) as conn:
-        while True:
-            try:
-                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
-                break
-            except psycopg.errors.ObjectInUse:
-                # a backend that has not quite gone yet (TimescaleDB's scheduler): it goes within moments
-                if time.monotonic() > deadline:
-                    raise
-                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                             (migrated_template,))
-                time.sleep(0.5)
+    clone_database(database_server_url, migrated_template, name)
     yield _with_dbname(database_server_url, name)
     drop_database(database_server_url, name)
+
+
+def clone_database(server_url: str, template: str, name: str, wait_s: float = 30.0) -> None:
+    """CREATE DATABASE name TEMPLATE template, waiting out a backend of the template that has not quite gone
+    (TimescaleDB's scheduler connects to a database with the extension): it goes within moments."""
+    deadline = time.monotonic() + wait_s
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        while True:
+            try:
+                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                return
+            except psycopg.errors.ObjectInUse:
+                if time.monotonic() > deadline:
+                    raise
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (template,))
+                time.sleep(0.5)
 
 
 def drop_database(server_url: str, name: str, wait_s: float = 10.0) -> None:

@@ -86,3 +86,9 @@ def test_background_process_lifecycle(tmp_path: Path) -> None:
     assert not procs.pid_alive(pid)
     assert not pid_file.exists()
     assert procs.stop(pid_file, marker) is False
+
+
+def test_cluster_ids_never_read_as_an_option() -> None:
+    ids = [new_cluster_id() for _ in range(3000)]  # about 47 would start with '-' if drawn plainly
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)

@@ -70,8 +70,12 @@ def ensure_jars(lib_dir: Path = DEFAULT_LIB_DIR, pom: Path = POM) -> bool:
 
 
 def new_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as Uuid.randomUuid())."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding, never starting with '-'
+    (as Uuid.randomUuid(): `kafka-storage format -t -abc` would read the id as an option)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from execsight.settings import Settings
 from execsight.tune.batch_analysis import DefinitionBatch
 from execsight.tune.task_analysis import analyze_task, merge_history
 from execsight.tune.worker import TuneWorker
+from tests.conftest import clone_database, drop_database
 
 from .tune_records import enriched_run, insert_host, insert_run, insert_task, pipeline_runs, workload_task
 
@@ -96,11 +97,9 @@ def _state(url: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
 @pytest.fixture()
 def second_database(database_server_url: str, migrated_template: str) -> Iterator[str]:
     name = f"execsight_ba_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(database_server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+    clone_database(database_server_url, migrated_template, name)
     yield urlunsplit(urlsplit(database_server_url)._replace(path=f"/{name}"))
-    with psycopg.connect(database_server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(database_server_url, name)
 
 
 @pytest.mark.db

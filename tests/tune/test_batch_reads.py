@@ -18,6 +18,7 @@ import pytest
 
 from execsight.settings import Settings
 from execsight.tune.worker import TuneWorker
+from tests.conftest import clone_database, drop_database
 
 from .tune_records import enriched_run, insert_host, insert_run, insert_task, pipeline_runs, workload_task
 
@@ -39,16 +40,11 @@ def _records() -> list[tuple[str, dict[str, Any]]]:
 
 
 @pytest.fixture()
-def second_database(database_url: str) -> Iterator[str]:
+def second_database(database_server_url: str, migrated_template: str) -> Iterator[str]:
     name = f"execsight_b_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        template = conn.execute("SELECT current_database()").fetchone()
-        assert template is not None
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template[0]}"')
-    url = urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
-    yield url
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    clone_database(database_server_url, migrated_template, name)
+    yield urlunsplit(urlsplit(database_server_url)._replace(path=f"/{name}"))
+    drop_database(database_server_url, name)
 
 
 def _load(url: str, recs: list[tuple[str, dict[str, Any]]]) -> None:
