@@ -119,10 +119,17 @@ def _services(settings: Settings, tag: str, cgroups: dict[str, Path], cg_root: P
 
 
 def _on_host(ns_pid: int, cgroup: Path, cwd: Path, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """argv started on a host: in the shared file system's mount namespace, in the host's cgroup."""
-    script = f"echo $$ > {cgroup}/cgroup.procs && cd {cwd} && exec \"$@\""
-    return subprocess.Popen(["nsenter", f"--mount=/proc/{ns_pid}/ns/mnt", "--", "sh", "-c", script, "sh", *argv],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """argv started on a host: in the shared file system's mount namespace, in the host's cgroup.
+
+    The shell moves itself into the host's cgroup and then execs argv, so the host's collector may see the
+    shell too (it reads a process's cgroup after its exec). The job's SLURM_* variables are given to argv
+    alone (`env` sets them for its exec), as slurmd gives them to the job: a shell of the harness that
+    carried them would open a Slurm job run of its own."""
+    job = [f"{k}={v}" for k, v in env.items() if k.startswith("SLURM_")]
+    base = {k: v for k, v in env.items() if not k.startswith("SLURM_")}
+    script = f"echo $$ > {cgroup}/cgroup.procs && cd {cwd} && exec env \"$@\""
+    return subprocess.Popen(["nsenter", f"--mount=/proc/{ns_pid}/ns/mnt", "--", "sh", "-c", script, "sh", *job,
+                             *argv], env=base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def test_a_run_across_three_hosts_is_one_run_with_its_tasks_named_on_their_hosts(settings: Settings,
