@@ -212,6 +212,16 @@ class TuneWorker:
             reads.stage_cost(str(t["run_id"]), str(t["task_id"]), cost)
         return cost.cost_usd, cost.waste_usd
 
+    def _run_cost(self, reads: BatchReads, tasks: Sequence[Record]) -> tuple[float, float]:
+        """A run's cost and waste: its tasks' (each stored, and set on the task as cost_usd)."""
+        total = waste = 0.0
+        for t in tasks:
+            c, w = self._task_cost_usd(reads, t, store_it=True)
+            t["cost_usd"] = c
+            total += c
+            waste += w
+        return total, waste
+
     def handle_run(self, reads: BatchReads, run: Mapping[str, Any], now_ns: int) -> list[Record]:
         if run["event"] != "COMPLETED":
             return []
@@ -219,12 +229,7 @@ class TuneWorker:
         conn = reads.conn
         run_id = str(run["run_id"])
         tasks = reads.run_tasks([run_id], fresh=True)[run_id]
-        total = waste = 0.0
-        for t in tasks:
-            c, w = self._task_cost_usd(reads, t, store_it=True)
-            t["cost_usd"] = c
-            total += c
-            waste += w
+        total, waste = self._run_cost(reads, tasks)
         store.upsert_run_cost(conn, run_id, total, waste)
         pipeline = run.get("pipeline")
         out: list[Record] = []
@@ -278,13 +283,8 @@ class TuneWorker:
         for run in done:
             run_id = str(run["run_id"])
             tasks = [dict(t) for t in fresh[run_id]]  # its own copy: others' checks fill cost_usd in the shared one
-            total = waste = 0.0
-            for t in tasks:
-                c, w = self._task_cost_usd(reads, t, store_it=True)
-                t["cost_usd"] = c
-                total += c
-                waste += w
-            run_costs[run_id] = (total, waste)
+            run_costs[run_id] = self._run_cost(reads, tasks)
+            total = run_costs[run_id][0]
             out: list[Record] = []
             pipeline = run.get("pipeline")
             if id(run) in prev_of:
