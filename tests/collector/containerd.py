@@ -14,9 +14,7 @@ kubelet makes them, and removed when the fixture ends; then containerd is stoppe
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -29,7 +27,7 @@ import grpc
 import pytest
 
 from .cri_messages import MESSAGES, call
-from .dockerd import IMAGE, Engine
+from .dockerd import IMAGE, Engine, stop_daemon
 
 PAUSE = "execsight-test/pause:1"
 NAMESPACE_NODE = 2  # runtime.v1 NamespaceMode NODE: the node's network, no CNI needed
@@ -124,11 +122,6 @@ def containerd(dockerd: Engine) -> Iterator[Containerd]:
     finally:
         if channel is not None:
             channel.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_daemon(proc)
         subprocess.run(["umount", "-R", str(root / "root")], capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)

@@ -64,6 +64,16 @@ def _wait_for_socket(proc: subprocess.Popen[bytes], sock: Path, log: Path, timeo
     raise AssertionError(f"dockerd did not listen on {sock}: {log.read_text(errors='replace')[-2000:]}")
 
 
+def stop_daemon(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL to its process group when it has not gone in 30 s (dockerd, containerd)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
 @pytest.fixture(scope="module")
 def dockerd() -> Iterator[Engine]:
     if os.geteuid() != 0:
@@ -86,11 +96,6 @@ def dockerd() -> Iterator[Engine]:
         engine.docker("import", str(root / "rootfs.tar"), IMAGE)
         yield engine
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_daemon(proc)
         subprocess.run(["umount", "-R", str(root / "data")], capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
