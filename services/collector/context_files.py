@@ -4,7 +4,8 @@ At the exec of a Nextflow task wrapper (`bash .command.run` in `work/<2 hex>/<30
 the wrapper's header (the lines before the first command: name, tag, cpus/memory/time, #SBATCH/#PBS/#$
 directives), and `.exitcode` when the wrapper exits; at the exec of a Snakemake main process, its Snakefile.
 The files are read through `/proc/<pid>/root` (the process's own mount namespace: a container's or another
-namespace's files too), falling back to the parent's root.
+namespace's files too), falling back to the parent's root. Both roots are pinned (an O_PATH descriptor) when the
+daemon sees the exec, so a task wrapper that exits before its read is still read in its own namespace.
 
 Off the exec hot path: the daemon asks ``wanted()`` (string checks on argv, no I/O) and hands the want to
 a ContextReader thread, which reads at most ``files_per_s`` files a second (a token bucket: excess waits
@@ -17,6 +18,7 @@ a task's context precedes its exit and the correlator names the task before the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import queue
@@ -27,7 +29,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from execsight.collector.redact import redact_arg
 from execsight.command_line import base_name, is_snakemake, option_value
@@ -53,6 +55,15 @@ NF_WORKDIR = re.compile(r"(?P<root>.*)/(?P<h1>[0-9a-f]{2})/(?P<h2>[0-9a-f]{30})/
 SNAKEFILE_DEFAULTS = ("Snakefile", "snakefile", "workflow/Snakefile", "workflow/snakefile")
 
 
+class PinnedRoot(NamedTuple):
+    """A process's root held open: ``path`` (/proc/self/fd/<n>) reaches it after the process is gone, and
+    ``ns_fd`` (its mount namespace) keeps that namespace's mounts attached once its last process exits."""
+
+    path: str
+    ns: int  # the mount namespace's inode: the cache key
+    ns_fd: int
+
+
 @dataclass(frozen=True, slots=True)
 class Want:
     """A context file an exec calls for, as the process sees its path."""
@@ -62,6 +73,7 @@ class Want:
     start_ns: int
     ppid: int
     paths: tuple[str, ...]  # candidates, first readable wins (Snakemake's default Snakefile names)
+    pinned: tuple[PinnedRoot, ...] = ()  # roots held open since the exec was seen
 
 
 
@@ -205,6 +217,7 @@ class ContextReader:
         self.files_per_s = files_per_s
         self.burst = float(burst)
         self.roots = roots or proc_roots
+        self._pin = roots is None  # given roots are the caller's own directories: nothing to pin
         self.clock = clock
         self.counters = ContextCounters()
         self._in: queue.Queue[tuple[str, Want] | None] = queue.Queue(maxsize=queue_max)
@@ -236,6 +249,8 @@ class ContextReader:
         self._dirs.clear()
 
     def submit(self, want: Want) -> None:
+        if self._pin and not want.pinned:
+            want = dataclasses.replace(want, pinned=pin_roots(want.pid, want.ppid))
         self._enqueue("read", want)
 
     def on_records(self, records: list[Emitted]) -> list[Emitted]:
@@ -300,6 +315,7 @@ class ContextReader:
             self._in.put_nowait((what, want))
         except queue.Full:
             self.counters.dropped += 1
+            unpin(want)
             with self._lock:
                 self._pending.discard(key)
 
@@ -317,6 +333,8 @@ class ContextReader:
                 self.counters.errors += 1
                 log.warning("context file read failed", extra={"pid": want.pid, "error": repr(exc)})
                 rec = None
+            finally:
+                unpin(want)
             if rec is not None:
                 self._out.put(("ProcessContext", rec))
             with self._lock:
@@ -340,8 +358,8 @@ class ContextReader:
     def _read(self, want: Want) -> dict[str, Any] | None:
         limit = HEADER_MAX_BYTES if want.kind == KIND_NEXTFLOW_TASK else SNAKEFILE_MAX_BYTES
         error = "no such file"
-        for root in self.roots(want.pid, want.ppid):
-            ns = _mount_ns(root)
+        roots = [(p.path, p.ns) for p in want.pinned] or [(r, _mount_ns(r)) for r in self.roots(want.pid, want.ppid)]
+        for root, ns in roots:
             for path in want.paths:
                 cached = self._cache.get((ns, path)) if ns else None
                 if cached is not None:
@@ -417,6 +435,32 @@ def _mount_ns(root: str) -> int:
             return os.stat(root[: -len("root")] + "ns/mnt").st_ino
         return 0
     return hash(root) & 0x7FFFFFFF or 1
+
+
+def pin_roots(pid: int, ppid: int) -> tuple[PinnedRoot, ...]:
+    """The process's and its parent's roots, held open: an O_PATH descriptor of /proc/<pid>/root keeps that mount
+    namespace's root reachable (as /proc/self/fd/<n>) after the process exits. Called on the exec path: two opens
+    and two stats, only for the few execs that want a context file."""
+    pinned: list[PinnedRoot] = []
+    for root in proc_roots(pid, ppid):
+        try:
+            ns_fd = os.open(root[: -len("root")] + "ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue  # gone already: the reader falls back to the live /proc paths
+        try:
+            fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            os.close(ns_fd)
+            continue
+        pinned.append(PinnedRoot(f"/proc/self/fd/{fd}", os.fstat(ns_fd).st_ino, ns_fd))
+    return tuple(pinned)
+
+
+def unpin(want: Want) -> None:
+    for pin in want.pinned:
+        for fd in (int(pin.path.rsplit("/", 1)[1]), pin.ns_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def proc_roots(pid: int, ppid: int) -> list[str]:

@@ -121,14 +121,18 @@ def _services(settings: Settings, tag: str, cgroups: dict[str, Path], cg_root: P
 def _on_host(ns_pid: int, cgroup: Path, cwd: Path, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     """argv started on a host: in the shared file system's mount namespace, in the host's cgroup.
 
-    The shell moves itself into the host's cgroup and then execs argv, so the host's collector may see the
-    shell too (it reads a process's cgroup after its exec). The job's SLURM_* variables are given to argv
-    alone (`env` sets them for its exec), as slurmd gives them to the job: a shell of the harness that
-    carried them would open a Slurm job run of its own."""
+    An outer shell, outside the host's cgroup, stands in for slurmstepd: argv's parent, in a mount namespace
+    that sees the shared file system, living on a little after the job (as slurmstepd does for its epilog), so
+    the collector can read a short task's wrapper through its parent's root, as on a real host. An inner
+    shell moves itself into the host's cgroup and then execs argv, so the host's collector may see that shell
+    too (it reads a process's cgroup after its exec). The job's SLURM_* variables are given to argv alone
+    (`env` sets them for its exec), as slurmd gives them to the job: a shell of the harness that carried them
+    would open a Slurm job run of its own."""
     job = [f"{k}={v}" for k, v in env.items() if k.startswith("SLURM_")]
     base = {k: v for k, v in env.items() if not k.startswith("SLURM_")}
-    script = f"echo $$ > {cgroup}/cgroup.procs && cd {cwd} && exec env \"$@\""
-    return subprocess.Popen(["nsenter", f"--mount=/proc/{ns_pid}/ns/mnt", "--", "sh", "-c", script, "sh", *job,
+    inner = f"echo $$ > {cgroup}/cgroup.procs && cd {cwd} && exec env \"$@\""
+    outer = 'sh -c "$0" sh "$@"; rc=$?; sleep 2; exit $rc'
+    return subprocess.Popen(["nsenter", f"--mount=/proc/{ns_pid}/ns/mnt", "--", "sh", "-c", outer, inner, *job,
                              *argv], env=base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
