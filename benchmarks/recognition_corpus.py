@@ -12,7 +12,8 @@ requirement, ``mulled-v1-<hash>`` for several; ``/usr/local/bin`` for none) or t
 the expected answer is its first package requirement (the others are accepted too), else its tool
 directory. Scripts of the tool's own directory (``$__tool_directory__``) lie where the Tool Shed installs it
 (``shed_tools/<shed>/repos/<owner>/<repo>/<changeset>/<repo>``, the repository named by .shed.yml);
-that repository is recorded per line and accepted as the package of such a script.
+that repository is recorded per line and accepted as the package of such a script. A ``<command
+interpreter="python">x.py ...`` runs ``python <tool dir>/x.py ...``, as Galaxy builds it.
 
 For every module (modules/nf-core/<tool>[/<sub>]/main.nf) it keeps the container image and the first
 command line of the script block that runs the module's tool (shell plumbing is skipped), with the
@@ -250,6 +251,11 @@ def galaxy_command(xml: str, macros: str, tool_dir: str = "/galaxy/tools/x") -> 
         kept.append(_CHEETAH.sub(lambda v: _galaxy_value(v.group(1) or v.group(2)), line))
     interp = re.search(r"interpreter=[\"'](\w+)[\"']", attrs)
     text = " ".join(kept)
+    if interp and text.split():
+        # Galaxy resolves the first word of an interpreter= command in the tool's directory
+        # (lib/galaxy/tools/evaluation.py: os.path.join(tool_dir, executable)) and prepends the interpreter
+        first = text.split()[0]
+        text = text.replace(first, first if first.startswith("/") else f"{tool_dir}/{first}", 1)
     return [f"{interp.group(1)} {text}" if interp else text]
 
 

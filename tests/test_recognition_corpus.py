@@ -78,6 +78,20 @@ def test_galaxy_command_block_loses_cheetah_and_keeps_the_tool() -> None:
     assert argv is not None and argv[:2] == ["frobnicate.pl", "--fast"] and "--threads" in argv
 
 
+def test_an_interpreter_attribute_runs_the_first_word_from_the_tools_directory_as_galaxy_does() -> None:
+    """<command interpreter="python">frob.py ...: Galaxy joins the first word to the tool's directory."""
+    xml = '<tool id="z"><command interpreter="python">zqx_frob.py $input $output</command></tool>'
+    argv = _command(galaxy_command(xml, "", "/galaxy/shed_tools/s/repos/o/zqx_suite/0123456789ab/zqx_suite"))
+    assert argv == ["python", "/galaxy/shed_tools/s/repos/o/zqx_suite/0123456789ab/zqx_suite/zqx_frob.py",
+                    "in_file.dat", "in_file.dat"]
+    found = load_rules([]).identify("/usr/local/bin/python", argv)
+    assert (found.tool, found.package) == ("zqx_frob", "zqx_suite")
+    # an absolute first word stays; no interpreter attribute: the command is taken as written
+    absolute = '<tool id="z"><command interpreter="perl">/opt/zqx.pl $input</command></tool>'
+    assert galaxy_command(absolute, "", "/t")[0].startswith("perl /opt/zqx.pl ")
+    assert galaxy_command(xml.replace(' interpreter="python"', ""), "", "/t")[0].startswith("zqx_frob.py ")
+
+
 @pytest.mark.parametrize(("path", "pkg"), [
     ("/galaxy/deps/_conda/envs/__frobnicate@2.1/bin/frobnicate.pl", "frobnicate"),
     ("/galaxy/deps/_conda/envs/mulled-v1-571029d8356bdc6bc89072865be7f2f2a118ee45/bin/zqxtool", None),

@@ -3,7 +3,8 @@
 Three steps, each a pure function of the exec's executable and argv:
 
 1. ``unwrap_launchers``: drop launchers that only start another program (env, time, nice, timeout,
-   nohup, stdbuf, taskset, numactl, conda/mamba/micromamba run, singularity/apptainer exec).
+   nohup, stdbuf, taskset, numactl, conda/mamba/micromamba run, singularity/apptainer exec, version
+   managers' ``pyenv exec`` / ``pyenv-exec`` and shims, also when a shell runs them as scripts).
 2. ``tool_rules.parse_invocation`` (not here): interpreter + script, ``python -m``, ``java -jar``, shebangs.
 3. ``display_name``: the program's own spelling without directory, script/jar extension and
    version or packaging suffix (``gatk-package-4.5.0.0-local.jar`` -> ``gatk``, ``miRDeep2.pl`` -> ``miRDeep2``);
@@ -86,6 +87,11 @@ _ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_]\w*=")
 _RUNNERS = frozenset({"conda", "mamba", "micromamba"})
 _RUNNER_VALUE_OPTS = frozenset({"-n", "--name", "-p", "--prefix", "--cwd", "-r", "--root-prefix"})
 _CONTAINER_RUNNERS = frozenset({"singularity", "apptainer"})
+# version managers whose shims exec ``<manager> exec PROG`` -> ``<manager>-exec PROG`` -> PROG (pyenv's design,
+# shared by rbenv, nodenv and friends; asdf has ``asdf exec``): launchers, not tools
+_VERSION_MANAGERS = frozenset({"pyenv", "rbenv", "nodenv", "plenv", "goenv", "jenv", "phpenv", "luaenv", "asdf"})
+_MANAGER_EXECS = frozenset(f"{m}-exec" for m in _VERSION_MANAGERS)
+_SHELLS = frozenset({"bash", "sh", "dash", "zsh"})
 _CONTAINER_VALUE_OPTS = frozenset({
     "-B", "--bind", "--home", "-H", "--pwd", "-W", "--workdir", "--env", "--env-file", "-S", "--scratch",
     "--overlay", "-o", "--security", "--network", "--dns", "--hostname", "--app", "--mount", "--nv-ccli",
@@ -104,11 +110,25 @@ def unwrap_launchers(exe: str, argv: Sequence[str]) -> tuple[str, tuple[str, ...
     """
     args = tuple(argv) if argv else ((exe,) if exe else ())
     image: str | None = None
-    for _ in range(6):  # bounded: chains are short (env time nice ...)
+    for _ in range(8):  # bounded: chains are short (env time nice ..., env bash pyenv exec ...)
         if not args:
             break
         name = basename(args[0])
-        if name in _LAUNCHER_VALUE_OPTS:
+        if name in _SHELLS:
+            script = _shell_script(args)
+            if script is None or not _is_manager_script(args[script]):
+                break
+            args = args[script:]  # bash .../libexec/pyenv-exec python3 x.py: the script is the launcher
+            exe = args[0]
+            continue
+        if "/shims/" in args[0] and name not in _LAUNCHER_VALUE_OPTS:
+            # a version manager's shim (~/.pyenv/shims/python3) is named like the program it ends in
+            rest: tuple[str, ...] = (name, *args[1:])
+        elif name in _VERSION_MANAGERS and len(args) > 1 and args[1] == "exec":
+            rest = tuple(args[2:])
+        elif name in _MANAGER_EXECS:
+            rest = tuple(args[1:])
+        elif name in _LAUNCHER_VALUE_OPTS:
             rest = _after_options(args[1:], _LAUNCHER_VALUE_OPTS[name], name == "env",
                                   _LAUNCHER_SKIP_POSITIONALS.get(name, 0))
         elif name in _RUNNERS and len(args) > 1 and args[1] == "run":
@@ -124,6 +144,23 @@ def unwrap_launchers(exe: str, argv: Sequence[str]) -> tuple[str, tuple[str, ...
         args = rest
         exe = rest[0]
     return exe, args, image
+
+
+def _shell_script(args: Sequence[str]) -> int | None:
+    """Index of the script a shell runs (bash [-eu] [-o pipefail] script ...); None for -c, stdin or no script."""
+    i = 1
+    while i < len(args) and args[i].startswith(("-", "+")) and args[i] not in ("-c", "--"):
+        opt = args[i]
+        i += 2 if (not opt.startswith("--") and opt[-1] in "oO") else 1
+    if i < len(args) and args[i] == "--":
+        i += 1
+    return i if i < len(args) and not args[i].startswith("-") else None
+
+
+def _is_manager_script(path: str) -> bool:
+    """pyenv / pyenv-exec (and their siblings) or a shim: a shell script that only execs the real program."""
+    name = basename(path)
+    return name in _VERSION_MANAGERS or name in _MANAGER_EXECS or "/shims/" in path
 
 
 def _after_options(args: Sequence[str], with_value: frozenset[str], assignments: bool,

@@ -442,3 +442,37 @@ def test_a_wrapper_scripts_suffix_is_not_part_of_the_name() -> None:
     found = SHIPPED.identify("/opt/conda/bin/python", ["python", "/opt/x/zqxtool_wrapper.py", "-i", "a"])
     assert found.tool == "zqxtool"
     assert name_key("zqx-wrapper.py") == name_key("zqx")
+
+
+PYENV = "/home/u/.pyenv"
+
+
+@pytest.mark.parametrize(
+    ("exe", "argv"),
+    [
+        # every exec of a pyenv shim's chain, as the kernel shows it (shebang: env bash SCRIPT ...) ...
+        ("/usr/bin/env", ["/usr/bin/env", "bash", f"{PYENV}/shims/python3", "/w/zqx_fit.py", "-n", "3"]),
+        ("/usr/bin/env", ["/usr/bin/env", "bash", f"{PYENV}/libexec/pyenv", "exec", "python3", "/w/zqx_fit.py",
+                          "-n", "3"]),
+        ("/usr/bin/bash", ["bash", f"{PYENV}/libexec/pyenv-exec", "python3", "/w/zqx_fit.py", "-n", "3"]),
+        # ... as the caller passed it (argv[0] the script), and typed by hand
+        ("/usr/bin/bash", [f"{PYENV}/libexec/pyenv-exec", "python3", "/w/zqx_fit.py", "-n", "3"]),
+        ("/usr/bin/bash", [f"{PYENV}/shims/python3", "/w/zqx_fit.py", "-n", "3"]),
+        (f"{PYENV}/bin/pyenv", ["pyenv", "exec", "python3", "/w/zqx_fit.py", "-n", "3"]),
+        # the real interpreter it ends in
+        (f"{PYENV}/versions/3.11.4/bin/python3", ["python3", "/w/zqx_fit.py", "-n", "3"]),
+    ],
+)
+def test_a_pyenv_shim_is_unwrapped_like_other_launchers(exe: str, argv: list[str]) -> None:
+    """pyenv shims exec `pyenv exec PROG`, which execs `pyenv-exec PROG`, which execs PROG: all are PROG."""
+    assert _id(exe, argv) == ("zqx_fit", "program", None)
+
+
+def test_a_pyenv_shim_for_a_bare_interpreter_stays_unnamed_and_pyenvs_own_commands_are_pyenv() -> None:
+    for argv in (["bash", f"{PYENV}/libexec/pyenv-exec", "python3"], [f"{PYENV}/shims/python3", "-c", "print(1)"]):
+        assert SHIPPED.identify("/usr/bin/bash", argv).tool is None  # not "pyenv-exec python3"
+    rb = SHIPPED.identify("/usr/bin/bash", ["bash", "/home/u/.rbenv/libexec/rbenv-exec", "zqxgem", "frob", "x"])
+    assert rb.tool == "zqxgem frob"
+    assert _id(f"{PYENV}/bin/pyenv", ["pyenv", "install", "3.12.1"])[0] == "pyenv install"
+    # a shell running an ordinary script is unchanged
+    assert _id("/bin/bash", ["bash", "-euo", "pipefail", "/w/zqx_run.sh", "x"])[0] == "zqx_run"
