@@ -1,6 +1,7 @@
 """The small workflow files only the process's host can see, read for the correlator (ProcessContext records).
 
-At the exec of a Nextflow task wrapper (`bash .command.run` in `work/<2 hex>/<30 hex>/`) the collector reads
+At the exec of a Nextflow task wrapper (`bash .command.run` in `work/<2 hex>/<30 hex>/`, or a Slurm job's copy
+of it, `<spool>/job<N>/slurm_script`, run in the task dir) the collector reads
 the wrapper's header (the lines before the first command: name, tag, cpus/memory/time, #SBATCH/#PBS/#$
 directives), and `.exitcode` when the wrapper exits; at the exec of a Snakemake main process, its Snakefile.
 The files are read through `/proc/<pid>/root` (the process's own mount namespace: a container's or another
@@ -53,6 +54,7 @@ HOLD_MAX_NS = 1_000_000_000  # the longest an exit waits for its process's conte
 
 NF_WORKDIR = re.compile(r"(?P<root>.*)/(?P<h1>[0-9a-f]{2})/(?P<h2>[0-9a-f]{30})/?$")
 SNAKEFILE_DEFAULTS = ("Snakefile", "snakefile", "workflow/Snakefile", "workflow/snakefile")
+SLURM_SCRIPT = "slurm_script"
 
 
 class PinnedRoot(NamedTuple):
@@ -76,14 +78,22 @@ class Want:
     pinned: tuple[PinnedRoot, ...] = ()  # roots held open since the exec was seen
 
 
+def runs_slurm_script(argv: Sequence[str]) -> bool:
+    """Whether this exec runs slurmd's copy of a job's batch script (<SlurmdSpoolDir>/job<N>/slurm_script):
+    what Nextflow's slurm executor submits is the task's .command.run, and slurmstepd execs that copy (its
+    shebang makes argv `/bin/bash <spool>/job<N>/slurm_script`) in the job's -D directory, the task dir."""
+    return any(base_name(a) == SLURM_SCRIPT for a in argv[:2])
+
 
 def nextflow_workdir(argv: Sequence[str], cwd: str | None, env: Mapping[str, str]) -> str | None:
-    """The task work dir when this exec runs a Nextflow task wrapper (.command.run), else None."""
-    if len(argv) < 2:
+    """The task work dir when this exec runs a Nextflow task wrapper (.command.run, or a Slurm job's copy
+    of it run in the task dir), else None."""
+    slurm = runs_slurm_script(argv)
+    if len(argv) < 2 and not slurm:
         return None
     direct = any(base_name(a) == ".command.run" for a in argv[1:3])
     shell = len(argv) > 2 and argv[1] == "-c" and ".command.run" in argv[2]
-    if not direct and not shell:
+    if not direct and not shell and not slurm:
         return None
     dirs = [a.rsplit("/", 1)[0] if "/" in a else (cwd or "") for a in argv[1:] if a.endswith(".command.run")]
     if env.get("NXF_TASK_WORKDIR"):
@@ -96,8 +106,6 @@ def nextflow_workdir(argv: Sequence[str], cwd: str | None, env: Mapping[str, str
         if d and NF_WORKDIR.search(d):
             return d.rstrip("/")
     return None
-
-
 
 
 def snakefile_paths(exe: str, argv: Sequence[str], cwd: str | None) -> tuple[str, ...]:
@@ -121,7 +129,8 @@ def wanted(rec: Mapping[str, Any]) -> Want | None:
     argv = rec.get("argv") or []
     exe = str(rec.get("exe") or "")
     # the usual exec calls for nothing: a few substring tests decide that
-    if not argv or ("snakemake" not in exe and not any(".command.run" in a or "snakemake" in a for a in argv[:4])):
+    if not argv or ("snakemake" not in exe and not any(".command.run" in a or "snakemake" in a or SLURM_SCRIPT in a
+                                                       for a in argv[:4])):
         return None
     cwd, env = rec.get("cwd"), rec.get("env") or {}
     pid, start, ppid = int(rec["pid"]), int(rec["start_time_ns"]), int(rec.get("ppid") or 0)

@@ -37,6 +37,16 @@ def test_which_execs_call_for_a_file() -> None:
     assert cf.wanted(_exec(10, ["bwa", "mem", "ref.fa"], WORK)) is None
 
 
+def test_a_slurm_jobs_copy_of_the_wrapper_calls_for_its_task_dirs_header() -> None:
+    """slurmd runs its copy of the submitted .command.run from its spool, with the task dir as cwd."""
+    spool = "/var/spool/slurmd/job00702/slurm_script"
+    for argv in (["/bin/bash", spool], [spool]):  # as /proc shows it (the shebang's), as execve got it
+        want = cf.wanted(_exec(11, argv, WORK, {"SLURM_JOB_ID": "702"}))
+        assert want is not None and (want.kind, want.paths) == (cf.KIND_NEXTFLOW_TASK, (f"{WORK}/.command.run",))
+    assert cf.wanted(_exec(12, ["/bin/bash", spool], "/home/u")) is None  # a batch script of no Nextflow task
+    assert cf.wanted(_exec(13, ["env", "SLURM_JOB_ID=702", spool], WORK)) is None  # not (yet) the script
+
+
 def test_a_wrapper_ships_its_header_only_redacted() -> None:
     want = cf.Want(cf.KIND_NEXTFLOW_TASK, 1, 1, 0, ("x",))
     text = cf.content_of(want, HEADER)

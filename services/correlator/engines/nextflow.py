@@ -1,5 +1,7 @@
 """Nextflow: the launcher (java nextflow.cli.Launcher / nextflow run) is a run's driver; a process
-running a task wrapper (.command.run in a work dir) roots the task, named from the wrapper's header.
+running a task wrapper (.command.run in a work dir, or a Slurm job's copy of it) roots the task, named from
+the wrapper's header; a task script (.command.sh) run in a container of the docker/podman executors, which
+descends from the runtime's shim and not from the wrapper, joins the task of its work dir.
 
 The header is what the collector shipped (a ProcessContext record, services/collector/context_files.py):
 the correlator reads no files. A run's id is derived from its work-dir root (a task dir minus its two
@@ -23,6 +25,7 @@ from execsight.correlator.engines.base import (
 )
 
 SCHEDULER_ENGINES = ("aws_batch", "slurm")
+SLURM_SCRIPT = "slurm_script"  # slurmd's copy of a job's batch script
 
 NF_WORKDIR = re.compile(r"(?P<root>.*/work)/(?P<h1>[0-9a-f]{2})/(?P<h2>[0-9a-f]{30})(?:/|$)")
 NF_HEADER_OLD = re.compile(r"^# NEXTFLOW TASK: (?P<name>.+?)\s*$", re.M)
@@ -61,7 +64,15 @@ def nextflow_driver(exe: str, argv: Sequence[str]) -> str | None:
 
 
 def nextflow_task(argv: Sequence[str], cwd: str | None, env: Mapping[str, str]) -> tuple[str, str] | None:
-    """(work dir, task hash) when this process runs a Nextflow task wrapper (.command.run)."""
+    """(work dir, task hash) when this process runs a Nextflow task wrapper: .command.run, or a Slurm job's
+    copy of it (slurmd's <spool>/job<N>/slurm_script, run with the task dir as cwd: what the slurm executor
+    submits is the wrapper)."""
+    if any(base_name(a) == SLURM_SCRIPT for a in argv[:2]):
+        for d in (cwd, env.get("NXF_TASK_WORKDIR")):
+            m = NF_WORKDIR.search(f"{d}/") if d else None
+            if d and m:
+                return d.rstrip("/"), f"{m['h1']}/{m['h2']}"
+        return None
     if not any(base_name(a) == ".command.run" for a in argv[1:3]) and not (
         len(argv) > 2 and argv[1] == "-c" and ".command.run" in argv[2]
     ):
@@ -79,6 +90,20 @@ def nextflow_task(argv: Sequence[str], cwd: str | None, env: Mapping[str, str]) 
         m = NF_WORKDIR.search(cwd + "/")
         if m:
             return cwd, f"{m['h1']}/{m['h2']}"
+    return None
+
+
+def task_script(argv: Sequence[str], cwd: str | None) -> tuple[str, str] | None:
+    """(work dir, task hash) when this process runs a task's script (.command.sh) itself. In a container of
+    the docker or podman executor (`docker run ... -w <task dir> <image> /bin/bash -ue <task dir>/.command.sh`)
+    it descends from the runtime's shim, not from the task's wrapper, so it has no task to inherit."""
+    for arg in argv[1:4]:
+        if base_name(arg) != ".command.sh":
+            continue
+        path = arg if arg.startswith("/") or not cwd else f"{cwd}/{arg}"
+        m = NF_WORKDIR.search(path)
+        if m:
+            return path.rsplit("/", 1)[0], f"{m['h1']}/{m['h2']}"
     return None
 
 
@@ -171,6 +196,9 @@ def driver(ex: Exec, ctx: Context) -> bool:
 
 def task(ex: Exec, ctx: Context) -> bool:
     nf = nextflow_task(ex.argv, ex.cwd, ex.env)
+    if nf is None and ex.parent_task(ctx) is None:
+        # a task's script in a container (the docker/podman executors): it joins the task of its work dir
+        nf = task_script(ex.argv, ex.cwd)
     if nf is None:
         return False
     workdir, task_hash = nf
