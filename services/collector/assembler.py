@@ -36,7 +36,7 @@ EXITED_KEEP_NS = 10_000_000_000  # how long a completed exit is remembered, to d
 class Lookups(Protocol):
     def environ(self, pid: int) -> dict[str, str]: ...
     def cwd(self, pid: int) -> str | None: ...
-    def cgroup_path(self, pid: int) -> str | None: ...
+    def cgroup_path(self, pid: int, cgroup_id: int = 0) -> str | None: ...
 
 
 class NoLookups:
@@ -46,7 +46,7 @@ class NoLookups:
     def cwd(self, pid: int) -> str | None:
         return None
 
-    def cgroup_path(self, pid: int) -> str | None:
+    def cgroup_path(self, pid: int, cgroup_id: int = 0) -> str | None:
         return None
 
 
@@ -164,7 +164,7 @@ class Assembler:
     def _cgroup_path(self, pid: int, cgroup_id: int) -> str | None:
         path = self.cgroup_paths.get(cgroup_id) if cgroup_id else None
         if path is None:
-            path = self.lookups.cgroup_path(pid)
+            path = self.lookups.cgroup_path(pid, cgroup_id)
             if path is not None and cgroup_id:
                 self.cgroup_paths[cgroup_id] = path
         return path

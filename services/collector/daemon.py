@@ -19,6 +19,7 @@ from typing import Any
 from execsight.collector import identity, live_set, procfs, wallclock
 from execsight.collector.assembler import Assembler
 from execsight.collector.btf import BtfError, task_offsets
+from execsight.collector.cgroup_index import CgroupIndex, cgroup2_mount
 from execsight.collector.cgroups import read_cgroup_path
 from execsight.collector.conda_ownership import ExePackageStage, metrics_gauge, metrics_source
 from execsight.collector.container_runtime import ContainerContext, runtime_config
@@ -44,14 +45,18 @@ RULES_CHECK_S = 1.0
 
 
 class ProcLookups:
+    def __init__(self) -> None:
+        self.cgroups = CgroupIndex(cgroup2_mount())
+
     def environ(self, pid: int) -> dict[str, str]:
         return procfs.read_environ(pid)
 
     def cwd(self, pid: int) -> str | None:
         return procfs.read_cwd(pid)
 
-    def cgroup_path(self, pid: int) -> str | None:
-        return read_cgroup_path(pid)
+    def cgroup_path(self, pid: int, cgroup_id: int = 0) -> str | None:
+        # a process that already exited: its cgroup by the id its events carry (cgroup v2)
+        return read_cgroup_path(pid) or self.cgroups.path_of(cgroup_id)
 
 
 @dataclass

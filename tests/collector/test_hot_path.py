@@ -54,7 +54,7 @@ class Proc:
         self.reads.append("cwd")
         return "/from/proc"
 
-    def cgroup_path(self, pid: int) -> str | None:
+    def cgroup_path(self, pid: int, cgroup_id: int = 0) -> str | None:
         return "/user.slice"
 
 

@@ -51,9 +51,9 @@ IMAGE = "execsight-test/nf-task:1"
 IN_IMAGE = ("bash", "wc", "sleep")  # what the container's task script runs
 TASKS = (  # (host, process, tag, script, how the job starts it)
     ("B", "SORT", "s1", "sort -n {data} | gzip -c > out.gz", "wrapper"),
-    # a task lasts a while in its container: the collector resolves a new cgroup's path (so the container
-    # id) through a process of it that is still alive when the collector handles its exec
-    ("B", "COUNT", "s1", "wc -l {data} > n.txt\nsleep 3", "docker"),
+    # a few milliseconds in a brand-new container cgroup: its processes may be gone before the collector
+    # reads /proc/<pid>/cgroup, and then get their cgroup (so the container id) from its id (cgroup_index.py)
+    ("B", "COUNT", "s1", "wc -l {data} > n.txt", "docker"),
     ("C", "SORT", "s2", "sort -rn {data} | gzip -c > out.gz", "slurmd"),
 )
 SBATCH = "#SBATCH -D {wd}\n#SBATCH -J nf-{name}\n#SBATCH -c 2\n"  # the slurm executor's directives
