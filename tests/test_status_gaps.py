@@ -74,3 +74,11 @@ def test_status_json_lists_the_gaps_the_text_shows(database_url: str, tmp_path: 
     for g in doc["collector_gaps"]:
         assert f"  {g['level']}: {g['message']}\n" in text
     assert "collector was stopped from" in text and "collector was down from" in text
+
+
+def test_execsight_run_shows_an_unobserved_exit_not_a_success() -> None:
+    from execsight.tune.report import RunReport, render
+
+    run = {"run_id": "r1", "pipeline": "p", "status": "SUCCEEDED", "wall_ns": 2 * 10**9, "process_count": 3}
+    assert "status exit not observed  wall 2.00s" in render(RunReport({**run, "exit_observed": False}, [], []))
+    assert "status SUCCEEDED  wall" in render(RunReport({**run, "exit_observed": True}, [], []))

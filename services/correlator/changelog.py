@@ -18,7 +18,6 @@ from typing import Any, Protocol
 
 from execsight.correlator.tree_state import Json
 
-
 PROCESS_KEY = "p|"  # tree_state.Proc.key: p|pid|start
 
 

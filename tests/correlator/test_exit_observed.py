@@ -9,13 +9,13 @@ import json
 from execsight.correlator.process_tree import HostTree, TreeConfig
 from execsight.schemas.codec import default_codec
 
-from .correlator_events import MS, S, Host
+from .correlator_events import MS, Host, S
 from .test_collector_gaps import H, pipeline_cut_by_a_restart, unobserved
 from .test_process_tree import RULES, run_events
 
 
 def test_a_root_that_exited_unobserved_is_flagged_on_its_task_and_run() -> None:
-    h, root, bwa, gz, _ = pipeline_cut_by_a_restart()
+    h, _root, bwa, gz, _ = pipeline_cut_by_a_restart()
     _, out = run_events(h.events)
     (run,) = out.runs.values()
     assert (run["status"], run["exit_code"], run["exit_observed"]) == ("SUCCEEDED", None, False)
