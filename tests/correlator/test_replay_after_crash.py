@@ -106,7 +106,7 @@ def crash_and_replay(cut: int, flushed: int, marks: bool = True) -> tuple[list[O
     """Batch 1 (events before ``cut``) committed; batch 2 published, then killed after ``flushed`` of its
     changelog writes; the restarted worker reads batch 2 again and the rest. marks=False: the load takes
     every gone entry for a removal that stands (as before #19.8's fix)."""
-    tree, store = new_tree(), {}
+    tree, store = new_tree(), dict[str, Any]()
     before = apply(tree, EVENTS[:cut], 0)
     persist(store, tree.changes())
     lost = apply(tree, EVENTS[cut:cut + BATCH], cut)
