@@ -2,7 +2,11 @@
 
 A gap is a window in which a host's collector was not observing (stopped, crashed, the host rebooted):
 processes that started and ended in it are not reported at all, and those it had reported live that
-ended in it were closed with an unobserved exit (no exit code). One line says so.
+ended in it were closed with an unobserved exit (no exit code). One line says so: a stop someone asked
+for (reason ``stop``) as information ("stopped"), a crash or a reboot as a warning.
+
+A run or task whose root ended in such a window has no exit code: it is SUCCEEDED only in that no
+failure was seen, and is shown as "exit not observed" (``shown_status``, migration 0013).
 """
 
 from __future__ import annotations
@@ -40,13 +44,40 @@ class Gap:
     live_set_truncated: bool = False
 
 
+STOPPED, WARNING = "info", "warning"
+STOPPED_LINE = "collector was stopped"  # how describe() starts the line of a stop
+EXIT_NOT_OBSERVED = "exit not observed"
+
+
+def level(g: Gap) -> str:
+    """info for a stop someone asked for (the collector said so before it went), warning for a crash or reboot."""
+    return STOPPED if g.reason == "stop" else WARNING
+
+
 def describe(g: Gap) -> str:
-    """One line: collector was down from .. to .. on host X: N processes exited unobserved."""
+    """One line: collector was down (or stopped) from .. to .. on host X: N processes exited unobserved."""
     seconds = (g.gap_to - g.gap_from).total_seconds()
     to = f"{g.gap_to:%H:%M:%S}" if g.gap_to.date() == g.gap_from.date() else f"{g.gap_to:%Y-%m-%d %H:%M:%S}"
     more = " or more (its saved live set was cut at its bound)" if g.live_set_truncated else ""
-    return (f"collector was down from {g.gap_from:%Y-%m-%d %H:%M:%S} to {to} {g.gap_from:%Z} ({seconds:.0f} s,"
+    was = STOPPED_LINE if level(g) == STOPPED else "collector was down"
+    return (f"{was} from {g.gap_from:%Y-%m-%d %H:%M:%S} to {to} {g.gap_from:%Z} ({seconds:.0f} s,"
             f" {g.reason}) on host {g.host_id}: {g.unobserved_exits}{more} processes exited unobserved")
+
+
+def as_json(g: Gap) -> dict[str, Any]:
+    """The gap for `execsight status --json`: its fields, the level and the line the text output shows."""
+    return {"host_id": g.host_id, "from": g.gap_from.isoformat(), "to": g.gap_to.isoformat(),
+            "seconds": round((g.gap_to - g.gap_from).total_seconds(), 3), "reason": g.reason, "level": level(g),
+            "unobserved_exits": g.unobserved_exits, "carried_over": g.carried_over,
+            "live_set_truncated": g.live_set_truncated, "message": describe(g)}
+
+
+def shown_status(status: object, exit_observed: object = True) -> str:
+    """A run's or task's status as shown: a success whose root's exit nobody saw (it ended while the
+    collector was down) reads "exit not observed"; anything else as it is."""
+    if status == "SUCCEEDED" and exit_observed is not None and not bool(exit_observed):
+        return EXIT_NOT_OBSERVED
+    return str(status)
 
 
 def _gaps(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...]) -> list[Gap]:
@@ -67,11 +98,16 @@ def of_run(conn: psycopg.Connection[Any], run_id: str) -> list[Gap]:
     return _gaps(conn, RUN_SQL, (run_id,))
 
 
-def status_lines(dsn: str, within_s: float = 86400.0) -> list[str]:
-    """For `execsight status`: one line per recent gap; nothing (and a log line) when unreadable."""
+def status_gaps(dsn: str, within_s: float = 86400.0) -> list[Gap]:
+    """For `execsight status`: the recent gaps; none (and a log line) when unreadable."""
     try:
         with psycopg.connect(dsn, connect_timeout=5) as conn:
-            return [describe(g) for g in recent(conn, within_s)]
+            return recent(conn, within_s)
     except psycopg.Error as exc:
         log.warning("collector gaps unavailable", extra={"error": str(exc).strip()[:300]})
         return []
+
+
+def status_lines(dsn: str, within_s: float = 86400.0) -> list[str]:
+    """For `execsight status`: one line per recent gap, led by its level (``info`` for a stop)."""
+    return [f"{level(g)}: {describe(g)}" for g in status_gaps(dsn, within_s)]

@@ -92,14 +92,17 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     components = LocalStack(settings).status()
+    gaps = collector_gaps.status_gaps(settings.database_url)  # collector restarts of the last 24 h
     if args.json:
-        json.dump([dataclasses.asdict(c) | {"healthy": c.healthy} for c in components], sys.stdout, indent=2)
+        json.dump({"components": [dataclasses.asdict(c) | {"healthy": c.healthy} for c in components],
+                   "collector_gaps": [collector_gaps.as_json(g) for g in gaps]}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         _print_components(components, sys.stdout)
-        gaps = collector_gaps.status_lines(settings.database_url)  # collector restarts of the last 24 h
         if gaps:
-            sys.stdout.write("collector gaps (last 24 h):\n" + "".join(f"  {g}\n" for g in gaps))
+            # a stop someone asked for is information; a crash or reboot a warning (processes went unseen)
+            sys.stdout.write("collector gaps (last 24 h):\n" + "".join(
+                f"  {collector_gaps.level(g)}: {collector_gaps.describe(g)}\n" for g in gaps))
     return 0 if all(c.healthy for c in components) else 1
 
 

@@ -70,6 +70,10 @@ class FaustState:
             if isinstance(key, str) and key.startswith(prefix) and isinstance(value, dict):
                 yield key[len(prefix):], value
 
+    def get(self, key: str) -> dict[str, Any] | None:
+        value = self._store.get(key)
+        return value if isinstance(value, dict) else None
+
     def mark(self, source: str, partition: int) -> int:
         value = self._store.get(f"~mark|{source}|{partition}")
         return int(value) if isinstance(value, int) else -1
@@ -84,10 +88,11 @@ class FaustState:
             self._store.pop(key, None)
             self.table.send_changelog(partition, key, None, value_serializer="raw")
         else:
-            self._store[key] = value
-            self._track(key, partition)
-            # serialized now: the live dict changes in later batches, the changelog must hold this version
+            # serialized now: the live dict changes in later batches, the changelog must hold this version,
+            # and so must the table (a removal keeps the version stored before it: changelog.stored)
             payload = json.dumps(value, separators=(",", ":")).encode()
+            self._store[key] = json.loads(payload)
+            self._track(key, partition)
             self.table.send_changelog(partition, key, payload, value_serializer="raw")
 
     def write_mark(self, source: str, partition: int, offset: int) -> None:

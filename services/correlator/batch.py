@@ -9,6 +9,7 @@ read again after the restart rather than lost with half-applied state.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import deque
@@ -37,6 +38,7 @@ class StateStore(Protocol):
     """Where host state lives between batches (a Faust table, or a dict in tests)."""
 
     def host_items(self, host_id: str) -> Iterator[tuple[str, dict[str, Any]]]: ...
+    def get(self, key: str) -> dict[str, Any] | None: ...
     def mark(self, source: str, partition: int) -> int: ...
     def write(self, partition: int, key: str, value: dict[str, Any] | None) -> None: ...
     def write_mark(self, source: str, partition: int, offset: int) -> None: ...
@@ -54,6 +56,10 @@ class DictState:
             if key.startswith(prefix) and isinstance(value, dict):
                 yield key[len(prefix):], value
 
+    def get(self, key: str) -> dict[str, Any] | None:
+        value = self.data.get(key)
+        return value if isinstance(value, dict) else None
+
     def mark(self, source: str, partition: int) -> int:
         return int(self.data.get(f"~mark|{source}|{partition}", -1))
 
@@ -61,7 +67,8 @@ class DictState:
         if value is None:
             self.data.pop(key, None)
         else:
-            self.data[key] = value
+            # a copy, as a changelog holds it: the live state goes on changing nested values (peaks, tools)
+            self.data[key] = json.loads(json.dumps(value))
 
     def write_mark(self, source: str, partition: int, offset: int) -> None:
         self.data[f"~mark|{source}|{partition}"] = offset
@@ -114,11 +121,11 @@ class BatchProcessor:
     def source(self, topic: str) -> str:
         return self.cursor.source(topic)
 
-    def _tree(self, host_id: str) -> HostTree:
+    def _tree(self, host_id: str, partition: int) -> HostTree:
         tree = self.hosts.get(host_id)
         if tree is None:
             tree = HostTree(host_id, self.cfg, self.rules.identify)
-            tree.load(self.state.host_items(host_id))
+            tree.load(self.state.host_items(host_id), lambda source: self.cursor.mark(source, partition))
             self.hosts[host_id] = tree
         return tree
 
@@ -160,7 +167,7 @@ class BatchProcessor:
                 continue
             kind, rec = checked
             host_id = rec["host_id"]
-            tree = touched.get(host_id) or self._tree(host_id)
+            tree = touched.get(host_id) or self._tree(host_id, msg.partition)
             touched[host_id] = tree
             self.host_partition[host_id] = msg.partition
             try:

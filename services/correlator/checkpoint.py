@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from execsight.correlator.changelog import stored
 from execsight.correlator.outputs import Outputs
 from execsight.correlator.partition_cursor import InSequence, PartitionCursor, RawMessage
 from execsight.schemas.topics import DEADLETTER, ENRICHED_HOST, ENRICHED_PROCESS, ENRICHED_RUN, ENRICHED_TASK
@@ -44,6 +45,7 @@ class Publisher(Protocol):
 
 
 class StateWriter(Protocol):
+    def get(self, key: str) -> dict[str, Any] | None: ...  # the value as last written (not a live object)
     def write(self, partition: int, key: str, value: dict[str, Any] | None) -> None: ...
 
 
@@ -80,7 +82,10 @@ class Checkpoint:
         await self.publisher.flush()
         for host_id, partition, tree in touched:  # (3)
             for key, value in tree.changes():
-                self.state.write(partition, f"{host_id}|{key}", value)
+                full = f"{host_id}|{key}"
+                if value is not None and "gone" in value:  # a removal keeps what was stored (changelog.py)
+                    value = stored(self.state.get(full), value)
+                self.state.write(partition, full, value)
         return committed, self.cursor.applied(batch)  # (4)
 
     async def _produce(self, topic: str, key: bytes | None, value: bytes | None,

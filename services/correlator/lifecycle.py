@@ -92,7 +92,9 @@ class Lifecycle:
         concurrent_peak.exit(r.segments, p.t0 or p.start, 0)
         self.log.touch(r)
 
-    def exit_run(self, p: Proc, end: int, out: Outputs) -> None:
+    def exit_run(self, p: Proc, end: int, out: Outputs, observed: bool = True) -> None:
+        """observed=False: p ended while the collector was down (no exit code): a root's run is SUCCEEDED
+        only in that no failure was seen, and says so (exit_observed)."""
         r = self.runs.get(p.run_id or "")
         if r is None or not self.gate.ok(r):
             return
@@ -112,6 +114,7 @@ class Lifecycle:
             r.root_exited = True
             r.end = end
             r.code = p.code
+            r.exit_observed = observed
             ok = p.sig is None and p.code in (None, 0)
             self.complete_run(r, "SUCCEEDED" if ok else "FAILED", out)
         elif r.done:
@@ -215,7 +218,7 @@ class Lifecycle:
             out.tasks[key] = fixed
             out.enriched_task.append(fixed)
 
-    def exit_task(self, p: Proc, end: int, out: Outputs) -> None:
+    def exit_task(self, p: Proc, end: int, out: Outputs, observed: bool = True) -> None:
         task = self.tasks.get((p.run_id or "", p.task_id or ""))
         if task is None or not self.gate.ok(task):
             return
@@ -239,6 +242,7 @@ class Lifecycle:
         if (p.pid, p.start) == (task.root_pid, task.root_start):
             task.root_exited = True
             task.code, task.sig = p.code, p.sig
+            task.exit_observed = observed
         self.log.touch(task)
         if task.root_exited and task.live == 0:
             self.complete_task(task, out)

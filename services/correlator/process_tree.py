@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from execsight.correlator import context
-from execsight.correlator.changelog import ChangeLog
+from execsight.correlator.changelog import ChangeLog, restore
 from execsight.correlator.containers import KEY_PREFIX as CONTAINER_KEY
 from execsight.correlator.containers import HostContainers
 from execsight.correlator.context import Context, Parent
@@ -121,6 +121,7 @@ class HostTree:
         self.snakefile_state: dict[str, SnakefileRules] = {}
         self._rows: dict[tuple[int, int], Proc] = {}  # processes whose row this batch must write
         self.clock = HostClock()  # process-event time: closes idle runs
+        self._applied: dict[str, int] = {}  # the last offset of this batch's events per source (gone entries)
 
     @property
     def procs(self) -> dict[tuple[int, int], Proc]:
@@ -136,12 +137,17 @@ class HostTree:
 
     # ------------------------------------------------------------------ persistence
 
-    def load(self, items: Iterator[tuple[str, D]]) -> None:
-        """Rebuilds from (key, value) pairs of this host (key without the host prefix)."""
+    def load(self, items: Iterator[tuple[str, D]], mark: Callable[[str], int] | None = None) -> None:
+        """Rebuilds from (key, value) pairs of this host (key without the host prefix). ``mark``: the last
+        offset applied per source of the host's partition; a value removed in a batch that is read again
+        comes back as it was before that batch (changelog.restore)."""
         for key, value in items:
             if value.get("gone"):
-                self.log.tombstoned(key)
-                continue
+                again = restore(value, mark)
+                if again is None:
+                    self.log.tombstoned(key)
+                    continue
+                value = again
             if key.startswith(CONTAINER_KEY):
                 self.containers.load(value)
                 continue
@@ -164,13 +170,15 @@ class HostTree:
 
     def changes(self) -> list[tuple[str, Json | None]]:
         """Changelog writes since the last call: values to set, then removals (None)."""
-        return self.log.changes()
+        applied, self._applied = self._applied, {}
+        return self.log.changes(applied)
 
     # ------------------------------------------------------------------ dispatch
 
     def apply(self, kind: str, rec: D, src: str, off: int, out: Outputs) -> None:
         t = int(rec.get("time_ns", 0))
         self.gate.begin(src, off)
+        self._applied[src] = off
         if kind == "ProcessExec":
             self._exec(rec, out)
         elif kind == "ProcessFork":
@@ -522,12 +530,12 @@ class HostTree:
         if self.table.get(rec["pid"], rec["start_time_ns"]) is None:
             return  # its exit arrived after all (sent before the crash), or it was never seen: nothing to close
         self._exit({"pid": rec["pid"], "start_time_ns": rec["start_time_ns"], "comm": rec.get("comm") or "",
-                    "time_ns": rec.get("last_seen_ns") or rec["time_ns"]}, out)
+                    "time_ns": rec.get("last_seen_ns") or rec["time_ns"]}, out, observed=False)
         row = out.processes.get((self.host_id, rec["pid"], rec["start_time_ns"]))
         if row is not None:  # the same dict as its enriched record
             row["exit_unobserved"] = True
 
-    def _exit(self, rec: D, out: Outputs) -> None:
+    def _exit(self, rec: D, out: Outputs, observed: bool = True) -> None:
         pid, start = rec["pid"], rec["start_time_ns"]
         p = self.table.get(pid, start)
         if p is None:
@@ -583,5 +591,5 @@ class HostTree:
                 self.unnamed_jobs.popitem(last=False)
         if p.unknown:
             return
-        self.life.exit_task(p, end, out)
-        self.life.exit_run(p, end, out)
+        self.life.exit_task(p, end, out, observed)
+        self.life.exit_run(p, end, out, observed)

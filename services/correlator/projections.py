@@ -45,7 +45,7 @@ def task_record(host_id: str, t: Task, info: HostInfo, container: Container) -> 
         "net_tx_bytes": t.tx, "net_rx_bytes": t.rx, "process_count": t.processes,
         "short_lived_count": t.short_lived, "short_lived_wall_ns": t.short_lived_wall, "oom_killed": t.oom,
         "container_id": t.container_id, "container_name": c.get("name"), "image": c.get("image"),
-        "pod": c.get("pod"), "namespace": c.get("namespace"),
+        "pod": c.get("pod"), "namespace": c.get("namespace"), "exit_observed": t.exit_observed,
     }
 
 
@@ -58,4 +58,5 @@ def run_record(host_id: str, r: Run, event: str, live_peaks: list[tuple[int, int
         "cpu_ns": r.cpu, "runq_ns": r.runq, "blkio_ns": r.blkio,
         "peak_rss_bytes": concurrent_peak.peak(r.segments, live_peaks), "read_bytes": r.read,
         "write_bytes": r.write, "net_tx_bytes": r.tx, "net_rx_bytes": r.rx, "exit_code": r.code,
+        "exit_observed": r.exit_observed,
     }

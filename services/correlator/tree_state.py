@@ -185,6 +185,7 @@ class Task(Marked):
     named_at_exec: bool = False
     status: str | None = None
     peak: int = 0
+    exit_observed: bool = True  # False: its root ended while the collector was down (ProcessExitUnobserved)
 
     @property
     def key(self) -> str:
@@ -199,7 +200,7 @@ class Task(Marked):
             "oom": self.oom, "tools": self.tools, "code": self.code, "sig": self.sig, "rexit": self.root_exited,
             "live": self.live, "rqc": self.requested_cpus, "rqm": self.requested_memory_bytes,
             "cid": self.container_id, "seg": self.segments, "gname": self.named_at_exec, "status": self.status,
-            "peak": self.peak,
+            "peak": self.peak, "xobs": self.exit_observed,
         }, self.marks)
 
     @classmethod
@@ -214,6 +215,7 @@ class Task(Marked):
             sig=g("sig"), root_exited=bool(g("rexit")), live=g("live", 0), requested_cpus=g("rqc"),
             requested_memory_bytes=g("rqm"), container_id=g("cid"), segments=_peak_state(g("seg")),
             named_at_exec=bool(g("gname")), status=g("status"), peak=g("peak") or 0,
+            exit_observed=g("xobs", True) is not False,
         )
 
 
@@ -247,6 +249,7 @@ class Run(Marked):
     last: int = 0  # latest event time of the run: the inactivity timeout counts from here
     active: int = 0  # latest process start or exit, or sample with CPU used: a generic run's idle time counts from here
     started: bool = False  # its STARTED record was published
+    exit_observed: bool = True  # False: its root ended while the collector was down (ProcessExitUnobserved)
 
     @property
     def key(self) -> str:
@@ -259,7 +262,7 @@ class Run(Marked):
             "tasks": self.tasks, "ftasks": self.failed_tasks, "n": self.processes, "cpu": self.cpu, "rq": self.runq,
             "blk": self.blkio, "rd": self.read, "wr": self.write, "tx": self.tx, "rx": self.rx, "seg": self.segments,
             "live": self.live, "rexit": self.root_exited, "done": self.done, "last": self.last,
-            "act": self.active, "started": self.started,
+            "act": self.active, "started": self.started, "xobs": self.exit_observed,
         }, self.marks)
 
     @classmethod
@@ -272,6 +275,7 @@ class Run(Marked):
             runq=g("rq", 0), blkio=g("blk", 0), read=g("rd", 0), write=g("wr", 0), tx=g("tx", 0), rx=g("rx", 0),
             segments=_peak_state(g("seg")), live=g("live", 0), root_exited=bool(g("rexit")),
             done=bool(g("done")), last=g("last", 0), active=g("act") or g("last", 0), started=bool(g("started")),
+            exit_observed=g("xobs", True) is not False,
         )
 
 

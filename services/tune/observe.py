@@ -376,8 +376,9 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(f"\ndashboard: {link}\n")
     if note:
         print(f"execsight run: {note}", file=sys.stderr)
-    for gap in gaps:
-        print(f"execsight run: warning: {gap}", file=sys.stderr)
+    for gap in gaps:  # a stop someone asked for is information, a crash or reboot a warning
+        what = "note" if gap.startswith(collector_gaps.STOPPED_LINE) else "warning"
+        print(f"execsight run: {what}: {gap}", file=sys.stderr)
     if not args.json and report is None:
         print(f"execsight run: dashboard {link}", file=sys.stderr)
     return status

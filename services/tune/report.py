@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from execsight.schemas import collector_gaps
 from execsight.tune.breakdown import classify, sum_breakdowns, time_breakdown
 from execsight.tune.cost import cost_per_gb, split_by_cpu
 
@@ -106,8 +107,9 @@ def render(report: RunReport, top: int = 5) -> str:
     lines.append(title)
     lines.append("=" * len(title))
     wall = run.get("wall_ns")
+    status = collector_gaps.shown_status(run.get("status", "?"), run.get("exit_observed", True))  # #19.4
     lines.append(
-        f"status {run.get('status', '?')}  wall {_dur(float(wall)) if wall else '-'}  tasks {len(tasks)}  "
+        f"status {status}  wall {_dur(float(wall)) if wall else '-'}  tasks {len(tasks)}  "
         f"processes {run.get('process_count', 0)}  cost {_usd(run.get('cost_usd'))}  waste {_usd(run.get('waste_usd'))}"
     )
     if not tasks:

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
+from execsight.schemas import collector_gaps
 from execsight.tune import config_export
 from execsight.tune.config_command import load_configs
 from execsight.ui import charts, queries, run_report, run_report_data, shaping
@@ -227,9 +228,13 @@ def run_page() -> None:
     divisor, x_title = shaping.time_axis((pd.Timestamp(end) - start).total_seconds())
     st.subheader(f"{r['pipeline'] or '(no pipeline)'} · {run_id}")
     for gap in gaps:  # exits in the gap have no exit code; processes started and ended in it are missing
-        st.warning(gap[0].upper() + gap[1:], icon=":material/visibility_off:")
+        # a stop someone asked for is information, a crash or reboot a warning
+        shown = st.info if gap.startswith(collector_gaps.STOPPED_LINE) else st.warning
+        shown(gap[0].upper() + gap[1:], icon=":material/visibility_off:")
+    run_status = collector_gaps.shown_status(r["status"], r.get("exit_observed", True))
     badge = {"RUNNING": ":blue-badge[RUNNING]", "SUCCEEDED": ":green-badge[SUCCEEDED]",
-             "FAILED": ":red-badge[FAILED]"}.get(str(r["status"]), f":gray-badge[{r['status']}]")
+             "FAILED": ":red-badge[FAILED]", collector_gaps.EXIT_NOT_OBSERVED: ":orange-badge[EXIT NOT OBSERVED]",
+             }.get(run_status, f":gray-badge[{run_status}]")
     hosts = sorted({str(h) for h in tasks["host_id"].dropna()} | {str(r["host_id"])}) if not tasks.empty \
         else [str(r["host_id"])]
     st.markdown(f"{badge} on **{', '.join(hosts)}** ({r['instance_type'] or 'unknown instance type'}) · "
