@@ -15,7 +15,9 @@ Sources, most specific first:
 
 A conda environment's ``conda-meta/*.json`` says exactly which package owns a file. The correlator
 never reads files: the collector looks it up (services/collector/conda_ownership.py) and ships it as
-ProcessExec.exe_package; ``installed`` here is that package, preferred over every guess.
+ProcessExec.exe_package; ``installed`` here is that package, preferred over every guess. It also ships
+the packages the environment was created for (ProcessExec.env_packages): ``sole_requested_package`` is
+the one of them that is not a runtime or helper, the last evidence for a bare interpreter.
 """
 
 from __future__ import annotations
@@ -122,6 +124,25 @@ def packages_from_image(image: str) -> tuple[str, ...]:
 
 def _keep(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(n for n in names if n.lower() not in _BASE_IMAGES and not _HASHY.match(n))
+
+
+# runtimes and their packaging tools an env is asked for beside the tool (a mulled env's "python", "r-base")
+_RUNTIME_PACKAGES = frozenset(
+    [
+        "python", "python_abi", "r-base", "r", "perl", "pip", "setuptools", "wheel", "openjdk", "ruby", "nodejs",
+        "julia", "conda", "mamba", "tzdata", "ca-certificates", "libgcc-ng", "libstdcxx-ng"
+    ]
+)
+
+
+def sole_requested_package(requested: tuple[str, ...] | list[str]) -> str | None:
+    """The only package an env was asked for that is not a runtime or helper; None when none or several.
+
+    A Galaxy mulled env is built from exactly its tool's requirements, so ``python`` + ``galaxy-ml`` names
+    galaxy-ml; with two candidates (``lightgbm`` + ``galaxy-ml``) nothing says which one runs.
+    """
+    main = [p for p in dict.fromkeys(requested) if p.lower() not in _RUNTIME_PACKAGES and not is_helper_package(p)]
+    return main[0] if len(main) == 1 else None
 
 
 def is_helper_package(name: str) -> bool:
