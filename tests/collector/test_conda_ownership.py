@@ -183,6 +183,8 @@ def test_collector_ships_the_conda_package_of_an_executable_and_counts_it(tmp_pa
     if os.geteuid() != 0:
         pytest.fail("collector kernel tests need root (they are marked ebpf)")
     prefix = _prefix(tmp_path)
+    (prefix / "conda-meta" / "history").write_text("==> 2026-01-01 10:00:00 <==\n"
+                                                   "# update specs: ['zqx-suite=1.2', 'python=3.11']\n")
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -208,6 +210,8 @@ def test_collector_ships_the_conda_package_of_an_executable_and_counts_it(tmp_pa
     # the first exec from the new prefix too: the stream waited for the index
     assert [r["exe_package"] for r in tools] == [{"name": "zqx-suite", "version": "1.2"}] * 2, body
     assert [r["exe_package"] for r in recs if r["exe"] == "/bin/true"] == [None]
+    # and the packages the env was created for, from its conda-meta/history (none outside a prefix)
+    assert [r["env_packages"] for r in recs] == [["zqx-suite", "python"]] * 2 + [[]]
     hits = [ln for ln in body.splitlines()
             if ln.startswith('execsight_collector_conda_ownership_total{counter="hits"}')]
     assert hits and float(hits[0].split()[-1]) >= 2
