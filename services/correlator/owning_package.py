@@ -135,14 +135,20 @@ _RUNTIME_PACKAGES = frozenset(
 )
 
 
+MAX_REQUESTED = 32  # as the collector ships them (conda_ownership.MAX_REQUESTED)
+_MAX_PACKAGE_NAME = 128
+
+
 def sole_requested_package(requested: tuple[str, ...] | list[str]) -> str | None:
     """The only package an env was asked for that is not a runtime or helper; None when none or several.
 
     A Galaxy mulled env is built from exactly its tool's requirements, so ``python`` + ``galaxy-ml`` names
     galaxy-ml; with two candidates (``lightgbm`` + ``galaxy-ml``) nothing says which one runs.
     """
+    if len(requested) > MAX_REQUESTED:
+        return None  # not what the collector ships: bounded work for a record from elsewhere
     main = [p for p in dict.fromkeys(requested) if p.lower() not in _RUNTIME_PACKAGES and not is_helper_package(p)]
-    return main[0] if len(main) == 1 else None
+    return main[0] if len(main) == 1 and 0 < len(main[0]) <= _MAX_PACKAGE_NAME else None
 
 
 def is_helper_package(name: str) -> bool:

@@ -516,3 +516,11 @@ def test_env_packages_come_after_the_image_and_the_env_name() -> None:
     assert (r.tool, r.package) == ("zqxmap", "zqxmap")
     r = SHIPPED.identify("/opt/conda/envs/quux/bin/python", argv, None, None, ["python", "frob"])
     assert (r.tool, r.package) == ("quux", "quux")
+
+
+def test_env_packages_past_the_collectors_bound_or_odd_names_say_nothing() -> None:
+    argv = ["python", "/galaxy/jobs/000/1/configs/tmpe70dc9bf"]
+    exe = f"{MULLED}/python"
+    assert SHIPPED.identify(exe, argv, None, None, ["python", "zqx", *(["pip"] * 30)]).tool == "zqx"
+    assert SHIPPED.identify(exe, argv, None, None, ["python", "zqx", *(["pip"] * 40)]).tool is None
+    assert SHIPPED.identify(exe, argv, None, None, ["python", "z" * 500]).tool is None
