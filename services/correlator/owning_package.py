@@ -130,7 +130,8 @@ def _keep(names: tuple[str, ...]) -> tuple[str, ...]:
 _RUNTIME_PACKAGES = frozenset(
     [
         "python", "python_abi", "r-base", "r", "perl", "pip", "setuptools", "wheel", "openjdk", "ruby", "nodejs",
-        "julia", "conda", "mamba", "tzdata", "ca-certificates", "libgcc-ng", "libstdcxx-ng"
+        "julia", "conda", "mamba", "conda-libmamba-solver", "libmambapy", "menuinst", "conda-build", "tzdata",
+        "ca-certificates", "libgcc-ng", "libstdcxx-ng"
     ]
 )
 
