@@ -13,12 +13,19 @@ Corpora (built by benchmarks/recognition_corpus.py; source repository and commit
     Shed repository as the package); ``exe_package`` where a bioconda recipe's tests name the executable
     of a several-package env (what conda-meta would say, see bioconda_executables.json).
 
+ProcessExec.env_packages (the packages a conda env was created for, from conda-meta/history) is simulated
+for the lines that run from a conda env the corpus builds, from what that env is built of: a Galaxy
+env (``__<pkg>@<ver>`` or ``mulled-v1-<hash>``) is created from exactly the tool XML's ``<requirement>``s,
+so its history's ``# update specs`` are those names; a Snakemake env (``.snakemake/conda/<hash>_``) from
+the wrapper's environment.yaml dependencies. Nothing else is added (no versions, no dependencies of
+dependencies: those are not "requested"). nf-core lines run from images (/usr/local, /opt/conda) and get none.
+
 Prints the share of processes with a tool, the share named by rule / program / package, the share
 right (tool or package matches the module, case- and separator-insensitively, a trailing version
 digit ignored: gatk4 ~ gatk), the same on the lines no shipped rule matched, renames (a rule naming a
 program after another program), and the median identify() time.
 
-    .venv/bin/python benchmarks/recognition.py [--repeat 20000] [--show-wrong]
+    .venv/bin/python benchmarks/recognition.py [--repeat 20000] [--show-wrong] [--no-env-packages]
 """
 
 from __future__ import annotations
@@ -81,6 +88,16 @@ def is_right(rec: Recognition, row: dict[str, Any]) -> bool:
     return bool(head) and head in image_pkgs
 
 
+def simulated_env_packages(row: dict[str, Any]) -> list[str]:
+    """What conda-meta/history of the line's env would request (see the module docstring); [] outside one."""
+    if "/_conda/envs/" in row["exe"] and row["module"].startswith("tools/"):
+        # galaxy_rows: also = the other requirements + the tool directory (last, not a package)
+        return [row["expected"], *(row.get("also") or [])[:-1]]  # a _conda env has at least one requirement
+    if "/.snakemake/conda/" in row["exe"]:
+        return list(row.get("also") or [])  # snakemake_rows: the environment.yaml dependencies
+    return []
+
+
 def needs_conda_meta(row: dict[str, Any]) -> bool:
     """The line runs from an env of several packages whose name is a hash (Galaxy's mulled-v1, Snakemake's):
     only conda-meta (ProcessExec.exe_package) says which package owns the executable. A line whose owner the
@@ -100,8 +117,9 @@ def main() -> int:
     ap.add_argument("--data", type=Path, nargs="*", default=[DATA, HELDOUT, SNAKEMAKE, GALAXY, GALAXY_HELDOUT])
     ap.add_argument("--repeat", type=int, default=20000, help="identify() calls timed per corpus")
     ap.add_argument("--show-wrong", action="store_true")
+    ap.add_argument("--no-env-packages", action="store_true", help="without the simulated ProcessExec.env_packages")
     a = ap.parse_args()
-    results = [report(path, a.repeat, a.show_wrong) for path in a.data]
+    results = [report(path, a.repeat, a.show_wrong, not a.no_env_packages) for path in a.data]
     print_side_by_side(results)
     return 0
 
@@ -134,9 +152,11 @@ def print_side_by_side(results: list[dict[str, Any]]) -> None:
         print(f"{r['name']}: {r['source']} @ {r['commit'][:12]}")
 
 
-def report(path: Path, repeat: int, show_wrong: bool) -> dict[str, Any]:
+def report(path: Path, repeat: int, show_wrong: bool, use_env_packages: bool = True) -> dict[str, Any]:
     lines = path.read_text().splitlines()
     meta, rows = json.loads(lines[0]), [json.loads(x) for x in lines[1:]]
+    for r in rows:
+        r["env_packages"] = simulated_env_packages(r) if use_env_packages else []
     rules = load_rules([])
     n = len(rows)
     named = right = with_pkg = 0
@@ -144,7 +164,7 @@ def report(path: Path, repeat: int, show_wrong: bool) -> dict[str, Any]:
     norule_n = norule_right = renamed = norule_meta = 0
     wrong: list[tuple[dict[str, Any], Recognition]] = []
     for r in rows:
-        rec = rules.identify(r["exe"], r["argv"], r["image"], r.get("exe_package"))
+        rec = rules.identify(r["exe"], r["argv"], r["image"], r.get("exe_package"), r["env_packages"])
         named += rec.tool is not None
         with_pkg += rec.package is not None
         if rec.method:
@@ -169,7 +189,7 @@ def report(path: Path, repeat: int, show_wrong: bool) -> dict[str, Any]:
     for _ in range(max(1, repeat // n)):
         for r in rows:
             t0 = time.perf_counter_ns()
-            rules.identify(r["exe"], r["argv"], r["image"], r.get("exe_package"))
+            rules.identify(r["exe"], r["argv"], r["image"], r.get("exe_package"), r["env_packages"])
             samples.append(time.perf_counter_ns() - t0)
     return {
         "name": path.stem.replace("_commands", "").removesuffix("_tools"), "source": meta["source"],

@@ -3,11 +3,16 @@
 A conda prefix (a directory holding ``conda-meta/``) records, per installed package, a
 ``conda-meta/<name>-<version>-<build>.json`` whose ``files`` lists the paths it installed. The
 package that lists a process's executable is its owner, exactly, whatever the environment is called.
+The packages the environment was created for (``conda-meta/history``'s ``# update specs: [...]``,
+``# cmd: ... create ... <pkgs>``, else ``requested_spec`` of the jsons) are shipped too
+(ProcessExec.env_packages): for ``python <tmp script>`` in a hash-named multi-package env (Galaxy's
+mulled-v1) nothing else names the tool.
 
 The correlator is pure over the stream, so the files are read here, never on the exec hot path:
 
   * pure: ``candidate_prefix`` (the prefix an executable's path implies: ``<prefix>/bin/<exe>``),
-    ``parse_meta`` (one json's package and the executable paths it lists), ``build_index``;
+    ``parse_meta`` (one json's package and the executable paths it lists), ``build_index``,
+    ``requested_from_history`` / ``spec_name`` (the packages asked for by name);
   * ``OwnershipCache``: a record asks with a cache lookup only; an unknown prefix is queued for a
     worker thread that checks for ``conda-meta/`` and builds the prefix's index, reading through
     ``/proc/<pid>/root`` so a container's own prefix is read, not the host's (the exec is often gone
@@ -22,17 +27,20 @@ The correlator is pure over the stream, so the files are read here, never on the
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
 import posixpath
 import queue
+import re
+import shlex
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -42,6 +50,10 @@ log = logging.getLogger(__name__)
 EXEC_DIRS = ("bin/", "sbin/", "libexec/", "share/", "opt/")
 MAX_PREFIXES = 32
 MAX_JSON_BYTES = 8 * 1024 * 1024
+MAX_HISTORY_BYTES = 1024 * 1024
+# requested packages shipped per exec; an env asked for more is shipped with none (a cut list would
+# make "the only requested package that is not a runtime" wrong)
+MAX_REQUESTED = 32
 MAX_FILES_PER_S = 2000
 MAX_QUEUE = 64
 HOLD_S = 0.5
@@ -85,6 +97,12 @@ def candidate_prefix(exe: str, cwd: str | None = None) -> tuple[str, str] | None
 
 def parse_meta(text: str | bytes) -> tuple[Package, list[str]] | None:
     """The package one conda-meta json describes and the executable paths it lists; None when unusable."""
+    parsed = _parse_meta(text)
+    return None if parsed is None else (parsed[0], parsed[1])
+
+
+def _parse_meta(text: str | bytes) -> tuple[Package, list[str], bool] | None:
+    """parse_meta, and whether the package was requested by name."""
     try:
         doc = json.loads(text)
     except (ValueError, UnicodeDecodeError):
@@ -95,22 +113,110 @@ def parse_meta(text: str | bytes) -> tuple[Package, list[str]] | None:
     if not isinstance(name, str) or not name or not isinstance(files, list):
         return None
     paths = [f for f in files if isinstance(f, str) and f.startswith(EXEC_DIRS)]
-    return Package(name, str(version) if version is not None else ""), paths
+    return Package(name, str(version) if version is not None else ""), paths, _requested_spec(doc)
 
 
-def build_index(metas: Iterable[tuple[Package, list[str]]]) -> dict[str, Package]:
+class PrefixIndex(dict[str, Package]):
+    """Relative path -> owning package, and the packages the environment was asked for (names, in order)."""
+
+    requested: tuple[str, ...] = ()
+
+
+def build_index(metas: Iterable[tuple[Package, list[str]]], requested: Iterable[str] = ()) -> PrefixIndex:
     """Relative path -> owning package, over a prefix's parsed conda-meta files."""
-    index: dict[str, Package] = {}
+    index = PrefixIndex()
     for pkg, paths in metas:
         for p in paths:
             index.setdefault(p, pkg)
+    names = tuple(dict.fromkeys(requested))
+    index.requested = names if len(names) <= MAX_REQUESTED else ()
     return index
+
+
+_SPEC_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+_SPECS_LINE = re.compile(r"^#\s*(update|remove|neutered)\s+specs:\s*(\[.*\])\s*$")
+_CMD_LINE = re.compile(r"^#\s*cmd:\s*(.*)$")
+# options of conda/mamba/micromamba create|install that take a value (their value is not a package)
+_CMD_VALUE_OPTS = frozenset({"-n", "--name", "-p", "--prefix", "-c", "--channel", "--file", "-f",
+                             "--override-channels-file", "--platform", "--subdir", "-r", "--root-prefix"})
+
+
+def spec_name(spec: str) -> str | None:
+    """The package name of a match spec: ``bioconda::samtools=1.9`` / ``numpy >=1.2`` / ``r-base[version='4']``."""
+    spec = spec.strip().rsplit("::", 1)[-1]
+    m = _SPEC_NAME.match(spec)
+    if m is None:
+        return None
+    return m.group(0).lower()
+
+
+def requested_from_history(text: str) -> list[str] | None:
+    """The packages conda-meta/history says were asked for (update specs minus remove specs), in order.
+
+    None when the history names none (an old or foreign history): the jsons' requested_spec stand in.
+    The ``# cmd:`` line of create/install is used only when no specs line exists.
+    """
+    requested: dict[str, None] = {}
+    found = False
+    cmd_names: list[str] = []
+    for line in text.splitlines():
+        m = _SPECS_LINE.match(line.strip())
+        if m:
+            try:
+                specs = ast.literal_eval(m.group(2))
+            except (ValueError, SyntaxError):
+                continue
+            if not isinstance(specs, list):
+                continue
+            names = [n for n in (spec_name(x) for x in specs if isinstance(x, str)) if n]
+            if m.group(1) == "update":
+                found = True
+                requested.update(dict.fromkeys(names))
+            elif m.group(1) == "remove":
+                for n in names:
+                    requested.pop(n, None)
+            continue
+        c = _CMD_LINE.match(line.strip())
+        if c:
+            cmd_names.extend(_cmd_packages(c.group(1)))
+    if found:
+        return list(requested)
+    return list(dict.fromkeys(cmd_names)) or None
+
+
+def _cmd_packages(cmd: str) -> list[str]:
+    """Package names on a ``conda create|install ...`` command line (options and their values skipped)."""
+    try:
+        words = shlex.split(cmd)
+    except ValueError:
+        return []
+    verbs = [i for i, w in enumerate(words) if w in ("create", "install")]
+    if not verbs:
+        return []
+    out: list[str] = []
+    skip = False
+    for w in words[verbs[0] + 1:]:
+        if skip:
+            skip = False
+        elif w.startswith("-"):
+            skip = w in _CMD_VALUE_OPTS
+        else:
+            name = spec_name(w)
+            if name:
+                out.append(name)
+    return out
+
+
+def _requested_spec(doc: Mapping[str, Any]) -> bool:
+    """True when a conda-meta json says its package was asked for by name (``requested_spec`` set)."""
+    spec = doc.get("requested_spec")
+    return isinstance(spec, str) and spec.strip() not in ("", "None")
 
 
 # ---- the cache and its worker ----------------------------------------------------------------
 
 Key = tuple[str, str]  # (container id or "", prefix)
-NOT_CONDA: dict[str, Package] = {}  # sentinel index: the prefix has no conda-meta
+NOT_CONDA = PrefixIndex()  # sentinel index: the prefix has no conda-meta
 
 
 @dataclass
@@ -136,7 +242,7 @@ class OwnershipCache:
         self.proc = proc
         self.clock, self.sleep = clock, sleep
         self.counts = Counts()
-        self._indexes: OrderedDict[Key, dict[str, Package]] = OrderedDict()
+        self._indexes: OrderedDict[Key, PrefixIndex] = OrderedDict()
         self._expires: dict[Key, float] = {}  # negative answers only
         self._pending: set[Key] = set()
         self._lock = threading.Lock()
@@ -149,6 +255,11 @@ class OwnershipCache:
     # hot path
     def lookup(self, key: Key, rel: str) -> Package | bool | None:
         """The package, None (known: no owner), or False (unknown yet: ask with request())."""
+        found = self.lookup_env(key, rel)
+        return found if found is False else found[0]
+
+    def lookup_env(self, key: Key, rel: str) -> tuple[Package | None, tuple[str, ...]] | Literal[False]:
+        """(the package or None, the env's requested packages), or False (unknown yet: ask with request())."""
         with self._lock:
             index = self._indexes.get(key)
             if index is None:
@@ -158,7 +269,7 @@ class OwnershipCache:
                 self._expires.pop(key, None)
                 return False
             self._indexes.move_to_end(key)
-            return index.get(rel)
+            return index.get(rel), index.requested
 
     def request(self, key: Key, pids: tuple[int, ...]) -> bool:
         """Queues key for indexing through the root of the first of pids still alive; False when the queue is full.
@@ -252,7 +363,7 @@ class OwnershipCache:
             self._window_start, self._window_files = self.clock(), 0
         self._window_files += 1
 
-    def index_prefix(self, root: str, prefix: str) -> dict[str, Package] | None:
+    def index_prefix(self, root: str, prefix: str) -> PrefixIndex | None:
         """The prefix's index read under root; NOT_CONDA without conda-meta; None when root is gone or unreadable."""
         meta_dir = f"{root.rstrip('/')}{prefix}/conda-meta"
         try:
@@ -264,26 +375,36 @@ class OwnershipCache:
         except NotADirectoryError:
             return NOT_CONDA
         metas: list[tuple[Package, list[str]]] = []
+        by_spec: list[str] = []  # requested_spec set in the json: the fallback when history names nothing
         for name in names:
             self._budget()
             parsed = self._read_meta(f"{meta_dir}/{name}")
             if parsed is not None:
-                metas.append(parsed)
+                metas.append((parsed[0], parsed[1]))
+                if parsed[2]:
+                    by_spec.append(parsed[0].name.lower())
+        history = self._read_bounded(f"{meta_dir}/history", MAX_HISTORY_BYTES)  # one per prefix: not budgeted
+        requested = requested_from_history(history.decode("utf-8", "replace")) if history is not None else None
         self.counts.prefixes_indexed += 1
-        return build_index(metas)
+        return build_index(metas, by_spec if requested is None else requested)
 
-    def _read_meta(self, path: str) -> tuple[Package, list[str]] | None:
+    @staticmethod
+    def _read_bounded(path: str, limit: int) -> bytes | None:
+        """The file's bytes; None when missing, unreadable or over limit."""
         try:
             with open(path, "rb") as f:
-                data = f.read(self.max_json_bytes + 1)
+                data = f.read(limit + 1)
         except OSError:
-            self.counts.files_skipped += 1
             return None
-        if len(data) > self.max_json_bytes:
+        return data if len(data) <= limit else None
+
+    def _read_meta(self, path: str) -> tuple[Package, list[str], bool] | None:
+        data = self._read_bounded(path, self.max_json_bytes)
+        if data is None:
             self.counts.files_skipped += 1
             return None
         self.counts.files_read += 1
-        parsed = parse_meta(data)
+        parsed = _parse_meta(data)
         if parsed is None:
             self.counts.files_skipped += 1
         return parsed
@@ -317,6 +438,7 @@ class ExePackageStage:
             rel = ""
             if name == "ProcessExec":
                 rec.setdefault("exe_package", None)
+                rec.setdefault("env_packages", [])
                 cand = candidate_prefix(rec.get("exe") or "", rec.get("cwd"))
                 cid = rec.get("container_id") or ""
                 pids = (int(rec["pid"]), int(rec.get("ppid") or 0), *self._remember(cid, int(rec["pid"])))
@@ -353,9 +475,11 @@ class ExePackageStage:
         return out
 
     def _answer(self, rec: dict[str, Any], key: Key, rel: str) -> bool:
-        found = self.cache.lookup(key, rel)
-        if found is False:
+        answer = self.cache.lookup_env(key, rel)
+        if answer is False:
             return False
+        found, requested = answer
+        rec["env_packages"] = list(requested)
         if isinstance(found, Package):
             rec["exe_package"] = found.record()
             self.counts.hits += 1

@@ -15,7 +15,9 @@ Sources, most specific first:
 
 A conda environment's ``conda-meta/*.json`` says exactly which package owns a file. The correlator
 never reads files: the collector looks it up (services/collector/conda_ownership.py) and ships it as
-ProcessExec.exe_package; ``installed`` here is that package, preferred over every guess.
+ProcessExec.exe_package; ``installed`` here is that package, preferred over every guess. It also ships
+the packages the environment was created for (ProcessExec.env_packages): ``sole_requested_package`` is
+the one of them that is not a runtime or helper, the last evidence for a bare interpreter.
 """
 
 from __future__ import annotations
@@ -122,6 +124,32 @@ def packages_from_image(image: str) -> tuple[str, ...]:
 
 def _keep(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(n for n in names if n.lower() not in _BASE_IMAGES and not _HASHY.match(n))
+
+
+# runtimes and their packaging tools an env is asked for beside the tool (a mulled env's "python", "r-base")
+_RUNTIME_PACKAGES = frozenset(
+    [
+        "python", "python_abi", "r-base", "r", "perl", "pip", "setuptools", "wheel", "openjdk", "ruby", "nodejs",
+        "julia", "conda", "mamba", "conda-libmamba-solver", "libmambapy", "menuinst", "conda-build", "tzdata",
+        "ca-certificates", "libgcc-ng", "libstdcxx-ng"
+    ]
+)
+
+
+MAX_REQUESTED = 32  # as the collector ships them (conda_ownership.MAX_REQUESTED)
+_MAX_PACKAGE_NAME = 128
+
+
+def sole_requested_package(requested: tuple[str, ...] | list[str]) -> str | None:
+    """The only package an env was asked for that is not a runtime or helper; None when none or several.
+
+    A Galaxy mulled env is built from exactly its tool's requirements, so ``python`` + ``galaxy-ml`` names
+    galaxy-ml; with two candidates (``lightgbm`` + ``galaxy-ml``) nothing says which one runs.
+    """
+    if len(requested) > MAX_REQUESTED:
+        return None  # not what the collector ships: bounded work for a record from elsewhere
+    main = [p for p in dict.fromkeys(requested) if p.lower() not in _RUNTIME_PACKAGES and not is_helper_package(p)]
+    return main[0] if len(main) == 1 and 0 < len(main[0]) <= _MAX_PACKAGE_NAME else None
 
 
 def is_helper_package(name: str) -> bool:

@@ -55,7 +55,8 @@ D = dict[str, Any]
 # ProcessContext kinds (services/collector/context_files.py)
 KIND_NEXTFLOW_TASK, KIND_NEXTFLOW_EXIT, KIND_SNAKEFILE = "nextflow_task", "nextflow_exit", "snakefile"
 TEXTS_MAX = 4096  # task headers kept by path (a few hundred bytes each)
-Identify = Callable[[str, Sequence[str], str | None, str | None], Recognition]  # (exe, argv, image, exe_package)
+# (exe, argv, image, exe_package, env_packages)
+Identify = Callable[[str, Sequence[str], str | None, str | None, Sequence[str]], Recognition]
 
 
 @dataclass(frozen=True)
@@ -307,7 +308,8 @@ class HostTree:
         if rec.get("container_id"):
             p.container_id, p.container_runtime = rec["container_id"], rec.get("container_runtime")
         found = self.identify(exe, argv, (self.container_info(p.container_id) or {}).get("image")
-                              if p.container_id else None, (rec.get("exe_package") or {}).get("name"))
+                              if p.container_id else None, (rec.get("exe_package") or {}).get("name"),
+                              rec.get("env_packages") or ())
         tool = found.tool
         p.tool, p.tool_package, p.tool_method = tool, found.package, found.method
         if tool:

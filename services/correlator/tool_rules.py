@@ -7,7 +7,8 @@ identify() works in this order (see README, "How tools are recognised"):
      a result that does not contain the program's own name gets the program's name as its head;
   3. else the program itself, without extension and version suffix, plus a generic subcommand
      (method "program"); shells, coreutils, bare interpreters and engine wrappers are not tools;
-  4. else, for a bare interpreter running inline code, the owning package (method "package").
+  4. else, for a bare interpreter running inline code, the owning package (method "package"); last of
+     all, the only non-runtime package its conda env was created for (ProcessExec.env_packages).
 The owning package (owning_package.py) is recorded beside every named tool.
 
 A rules file holds a list of rules; the first rule that matches a process names its tool.
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from execsight.correlator.owning_package import is_helper_package, owning_package
+from execsight.correlator.owning_package import is_helper_package, owning_package, sole_requested_package
 from execsight.correlator.program_name import basename as _basename
 from execsight.correlator.program_name import display_name, is_denied, name_key, unwrap_launchers
 from execsight.correlator.subcommand import SubcommandCap, generic_subcommand
@@ -421,11 +422,13 @@ class RuleSet:
         return cached
 
     def identify(self, exe: str, argv: Sequence[str], image: str | None = None,
-                 exe_package: str | None = None) -> Recognition:
+                 exe_package: str | None = None, env_packages: Sequence[str] = ()) -> Recognition:
         """Tool, package and how they were found for one exec; Recognition(tool=None) shows it under its executable.
 
         exe_package: the conda package whose conda-meta lists exe (ProcessExec.exe_package, found by the
         collector): the owner of a program that is the executable itself, before any guess.
+        env_packages: the packages exe's conda env was created for (ProcessExec.env_packages): only for a
+        bare interpreter with no other evidence, the only one that is not a runtime names it.
         """
         if not exe and not argv:
             return UNKNOWN
@@ -459,6 +462,9 @@ class RuleSet:
         if _INLINE_INTERPRETERS.match(inv.exe_name) and inv.kind in ("plain", "script"):
             # python -c / Rscript -e / a bare JVM / a temporary script: the environment's package is the best name
             pkg = owning_package(inv.exe_name, ("", exe), image)
+            if not pkg and env_packages and exe2 == exe:
+                # python <tmp config script> in a hash-named env of several packages: what it was built for
+                pkg = sole_requested_package(tuple(env_packages))
             if pkg:
                 return Recognition(pkg, METHOD_PACKAGE, pkg, executable)
         return Recognition(None, None, None, executable)
@@ -511,5 +517,5 @@ class ReloadingRules:
         return self._rules.reload_if_changed()
 
     def identify(self, exe: str, argv: Sequence[str], image: str | None = None,
-                 exe_package: str | None = None) -> Recognition:
-        return self.rules.identify(exe, argv, image, exe_package)
+                 exe_package: str | None = None, env_packages: Sequence[str] = ()) -> Recognition:
+        return self.rules.identify(exe, argv, image, exe_package, env_packages)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from execsight.collector.conda_ownership import (
+    MAX_HISTORY_BYTES,
     NOT_CONDA,
     ExePackageStage,
     OwnershipCache,
@@ -23,6 +24,8 @@ from execsight.collector.conda_ownership import (
     build_index,
     candidate_prefix,
     parse_meta,
+    requested_from_history,
+    spec_name,
 )
 
 from .feed import CollectorProcess, JsonlFeed
@@ -180,6 +183,8 @@ def test_collector_ships_the_conda_package_of_an_executable_and_counts_it(tmp_pa
     if os.geteuid() != 0:
         pytest.fail("collector kernel tests need root (they are marked ebpf)")
     prefix = _prefix(tmp_path)
+    (prefix / "conda-meta" / "history").write_text("==> 2026-01-01 10:00:00 <==\n"
+                                                   "# update specs: ['zqx-suite=1.2', 'python=3.11']\n")
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -205,6 +210,8 @@ def test_collector_ships_the_conda_package_of_an_executable_and_counts_it(tmp_pa
     # the first exec from the new prefix too: the stream waited for the index
     assert [r["exe_package"] for r in tools] == [{"name": "zqx-suite", "version": "1.2"}] * 2, body
     assert [r["exe_package"] for r in recs if r["exe"] == "/bin/true"] == [None]
+    # and the packages the env was created for, from its conda-meta/history (none outside a prefix)
+    assert [r["env_packages"] for r in recs] == [["zqx-suite", "python"]] * 2 + [[]]
     hits = [ln for ln in body.splitlines()
             if ln.startswith('execsight_collector_conda_ownership_total{counter="hits"}')]
     assert hits and float(hits[0].split()[-1]) >= 2
@@ -221,3 +228,73 @@ def test_other_processes_roots_are_used_only_in_the_execs_mount_namespace(tmp_pa
     cache = OwnershipCache(proc=str(proc))
     # 10 (the exec) is gone, 20 its parent; 30 lives in another mount namespace (a sandbox), 40 shares it
     assert cache._same_namespace((10, 20, 30, 40, 20)) == [10, 20, 40]
+
+
+# ---- the packages an env was created for (ProcessExec.env_packages) -----------------------------
+
+@pytest.mark.parametrize(("spec", "name"), [
+    ("zqx-ml=0.10", "zqx-ml"), ("bioconda::Frob_Tool==1.2=h0", "frob_tool"), ("numpy >=1.2", "numpy"),
+    ("r-base[version='>=4']", "r-base"), ("conda-forge/linux-64::python-abi==3.11", "python-abi"), ("  ", None),
+])
+def test_spec_name_is_the_package_of_a_match_spec(spec: str, name: str | None) -> None:
+    assert spec_name(spec) == name
+
+
+def test_history_gives_the_update_specs_minus_the_removed_ones_else_the_create_command() -> None:
+    history = """==> 2026-01-01 10:00:00 <==
+# cmd: /opt/conda/bin/conda create -y -p /x/envs/mulled-v1-ab12 python=3.11 zqx-ml=0.10 frob=1
+# conda version: 23.7.4
++conda-forge::python-3.11.6-h0
+# update specs: ['python=3.11', 'zqx-ml=0.10', 'frob=1']
+==> 2026-01-02 10:00:00 <==
+# cmd: conda remove -p /x/envs/mulled-v1-ab12 frob
+# remove specs: ["frob"]
+==> 2026-01-03 10:00:00 <==
+# update specs: ["bioconda::quux==2", 'not a list'
+"""
+    assert requested_from_history(history) == ["python", "zqx-ml"]  # an unparsable line is skipped
+    old = "# cmd: micromamba create -n zqx -c bioconda -c conda-forge --yes python zqx-ml=0.10\n"
+    assert requested_from_history(old) == ["python", "zqx-ml"]  # channels and the env name are not packages
+    assert requested_from_history("# cmd: conda list\n") is None and requested_from_history("") is None
+
+
+def test_a_real_conda_meta_directory_gives_the_requested_packages_bounded(tmp_path: Path) -> None:
+    """A mulled-style env: history names python + zqx-ml; the jsons list the dependencies too."""
+    prefix = _prefix(tmp_path, tool="python", pkg="python", ver="3.11.6")
+    meta = prefix / "conda-meta"
+    (meta / "zqx-ml-0.10-py_0.json").write_text(json.dumps(
+        {"name": "zqx-ml", "version": "0.10", "files": ["lib/python3.11/site-packages/zqx_ml/__init__.py"],
+         "requested_spec": "zqx-ml=0.10"}))
+    (meta / "history").write_text("==> 2026-01-01 <==\n# cmd: conda create -p x python=3.11 zqx-ml=0.10\n"
+                                  "# update specs: ['python=3.11', 'zqx-ml=0.10']\n")
+    cache = OwnershipCache()
+    index = cache.index_prefix("/", str(prefix))
+    assert index is not None and index.requested == ("python", "zqx-ml") and index["bin/python"].name == "python"
+    # no history: the jsons whose requested_spec is set ("None" is conda's old "not requested")
+    (meta / "history").unlink()
+    (meta / "other-lib-0.1-0.json").write_text(json.dumps(
+        {"name": "other-lib", "version": "0.1", "files": ["bin/other"], "requested_spec": "None"}))
+    index = cache.index_prefix("/", str(prefix))
+    assert index is not None and index.requested == ("zqx-ml",)
+    # more than the bound: none at all (a cut list would make "the only non-runtime package" wrong)
+    (meta / "history").write_text("# update specs: [" + ", ".join(f"'p{i}'" for i in range(40)) + "]\n")
+    index = cache.index_prefix("/", str(prefix))
+    assert index is not None and index.requested == ()
+    # a history over the byte bound is not read: the jsons stand in
+    (meta / "history").write_text("# update specs: ['zzz']\n" + "#\n" * (MAX_HISTORY_BYTES // 2 + 1))
+    index = cache.index_prefix("/", str(prefix))
+    assert index is not None and index.requested == ("zqx-ml",)
+
+
+def test_stage_fills_env_packages_of_execs_in_a_conda_prefix_only(tmp_path: Path) -> None:
+    prefix = _prefix(tmp_path, tool="python", pkg="python", ver="3.11.6")
+    (prefix / "conda-meta" / "history").write_text("# update specs: ['python=3.11', 'zqx-ml=0.10']\n")
+    stage = ExePackageStage(hold_s=5.0)
+    out = stage.offer([_exec(os.getpid(), f"{prefix}/bin/python"), _exec(os.getpid(), "/usr/bin/ls")])
+    deadline = time.monotonic() + 5
+    while len(out) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+        out += stage.offer([])
+    assert [r["env_packages"] for _, r in out] == [["python", "zqx-ml"], []]
+    assert out[0][1]["exe_package"] == {"name": "python", "version": "3.11.6"}
+    stage.cache.close()

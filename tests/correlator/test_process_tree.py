@@ -225,3 +225,18 @@ def test_recorded_explicit_labels() -> None:
     assert set(named) == {"index", "faidx", "compress", "check"}
     assert named["compress"]["process_count"] == 4 and named["compress"]["tools"] == ["gzip"]
     assert run["task_count"] == len(out.tasks)
+
+
+def test_the_envs_requested_packages_reach_identify_and_name_a_bare_interpreter() -> None:
+    """ProcessExec.env_packages (the collector's conda-meta/history) names `python <tmp config>` in a hash env."""
+    h = Host("envpk")
+    sh = h.seed(100, ["-bash"], exe="/usr/bin/bash")
+    env = "/galaxy/database/dependencies/_conda/envs/mulled-v1-3f9a1c0e2b7d4f6a8c0e/bin"
+    named = h.spawn(sh, ["python", "/galaxy/jobs/000/1/configs/tmpe70dc9bf"], exe=f"{env}/python")
+    h.events[-1][1]["env_packages"] = ["python", "zqx-ml"]
+    bare = h.spawn(sh, ["python", "/galaxy/jobs/000/2/configs/tmp2ab193cb"], exe=f"{env}/python")  # not looked up
+    _, out = run_events(list(h.events))
+    rows = {pid: out.processes[("envpk", pid, h.starts[pid])] for pid in (named, bare)}
+    assert (rows[named]["tool"], rows[named]["tool_method"], rows[named]["tool_package"]) == (
+        "zqx-ml", "package", "zqx-ml")
+    assert rows[bare]["tool"] is None

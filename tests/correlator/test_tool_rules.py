@@ -476,3 +476,51 @@ def test_a_pyenv_shim_for_a_bare_interpreter_stays_unnamed_and_pyenvs_own_comman
     assert _id(f"{PYENV}/bin/pyenv", ["pyenv", "install", "3.12.1"])[0] == "pyenv install"
     # a shell running an ordinary script is unchanged
     assert _id("/bin/bash", ["bash", "-euo", "pipefail", "/w/zqx_run.sh", "x"])[0] == "zqx_run"
+
+
+MULLED = "/galaxy/database/dependencies/_conda/envs/mulled-v1-3f9a1c0e2b7d4f6a8c0e2b4d6f8a0c2e/bin"
+
+
+@pytest.mark.parametrize(("exe", "argv", "env", "want"), [
+    # a temporary config script in a hash-named env: the only non-runtime package it was created for
+    (f"{MULLED}/python", ["python", "/galaxy/jobs/000/1/configs/tmpe70dc9bf", "in.dat"], ["python", "zqx-ml"],
+     ("zqx-ml", "package", "zqx-ml")),
+    (f"{MULLED}/python", ["python", "-c", "import zqx_ml"], ["python", "pip", "setuptools", "zqx-ml"],
+     ("zqx-ml", "package", "zqx-ml")),
+    (f"{MULLED}/Rscript", ["Rscript", "--vanilla", "/galaxy/jobs/000/1/configs/tmp0c326c4f"], ["r-base", "frobr"],
+     ("frobr", "package", "frobr")),
+    # two candidates: nothing says which one runs
+    (f"{MULLED}/python", ["python", "/galaxy/jobs/000/1/configs/tmpbc14564a"], ["python", "zqx-ml", "frob"],
+     (None, None, None)),
+    # only runtimes and helpers
+    (f"{MULLED}/python", ["python", "/tmp/tmpab12cd34"], ["python", "pigz", "samtools"], (None, None, None)),
+    # a script with a name of its own keeps it; a real program is never renamed by the env's packages
+    (f"{MULLED}/python", ["python", "/opt/x/frobnicate.py"], ["python", "zqx-ml"], ("frobnicate", "program", None)),
+    (f"{MULLED}/zqxtool", ["zqxtool", "run"], ["python", "zqx-ml"], ("zqxtool run", "program", None)),
+    (f"{MULLED}/samtools", ["samtools", "sort", "x.bam"], ["zqx-ml"], ("samtools sort", "rule", None)),
+    # a launcher's env says nothing about the interpreter it starts elsewhere
+    ("/usr/bin/env", ["env", "python", "/tmp/tmpab12cd34"], ["python", "zqx-ml"], (None, None, None)),
+])
+def test_env_packages_name_a_bare_interpreter_last(exe: str, argv: list[str], env: list[str],
+                                                   want: tuple[str | None, ...]) -> None:
+    r = SHIPPED.identify(exe, argv, None, None, env)
+    assert (r.tool, r.method, r.package) == want
+    # without the env's packages the same exec is what it was before
+    if want[1] == "package":
+        assert SHIPPED.identify(exe, argv, None, None).tool is None
+
+
+def test_env_packages_come_after_the_image_and_the_env_name() -> None:
+    argv = ["python", "/galaxy/jobs/000/1/configs/tmpe70dc9bf"]
+    r = SHIPPED.identify("/usr/local/bin/python", argv, "quay.io/biocontainers/zqxmap:1--0", None, ["python", "frob"])
+    assert (r.tool, r.package) == ("zqxmap", "zqxmap")
+    r = SHIPPED.identify("/opt/conda/envs/quux/bin/python", argv, None, None, ["python", "frob"])
+    assert (r.tool, r.package) == ("quux", "quux")
+
+
+def test_env_packages_past_the_collectors_bound_or_odd_names_say_nothing() -> None:
+    argv = ["python", "/galaxy/jobs/000/1/configs/tmpe70dc9bf"]
+    exe = f"{MULLED}/python"
+    assert SHIPPED.identify(exe, argv, None, None, ["python", "zqx", *(["pip"] * 30)]).tool == "zqx"
+    assert SHIPPED.identify(exe, argv, None, None, ["python", "zqx", *(["pip"] * 40)]).tool is None
+    assert SHIPPED.identify(exe, argv, None, None, ["python", "z" * 500]).tool is None
