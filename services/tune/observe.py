@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from execsight.schemas import collector_gaps
 from execsight.settings import Settings, SettingsError, load_settings
+from execsight.shutdown import on_stop_signals
 from execsight.tune import store
 from execsight.tune.report import RunReport, as_json, render
 
@@ -89,15 +89,11 @@ def run_command(cmd: list[str], env: Mapping[str, str]) -> int:
         print(f"execsight run: {cmd[0]}: permission denied", file=sys.stderr)
         return 126
 
-    def forward(signum: int, _frame: Any) -> None:
-        proc.send_signal(signum)
-
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    restore = on_stop_signals(proc.send_signal)  # passed on: CMD decides how it stops
     try:
         return exit_status(proc.wait())
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+        restore()
 
 
 # --- checks before CMD runs ----------------------------------------------------------------------------
