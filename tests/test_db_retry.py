@@ -7,7 +7,12 @@ a real PostgreSQL that goes away; these pin the policy: the waits, the budget, s
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -117,3 +122,24 @@ def test_async_budget_raises() -> None:
     with pytest.raises(psycopg.InterfaceError):
         asyncio.run(retry_async(call, "retrying", Backoff(0.0, budget_s=0.0), on_failure,
                                 errors=(psycopg.OperationalError, psycopg.InterfaceError)))
+
+
+def test_migrate_waits_out_its_budget_for_an_unreachable_database_then_fails() -> None:
+    """The CLI edge: `execsight migrate --wait S` against a port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again below: connections are refused
+    env = {**os.environ, "EXECSIGHT_DATABASE_URL": f"postgresql://execsight:x@127.0.0.1:{port}/execsight",
+           "EXECSIGHT_LOG_FORMAT": "json"}
+    t0 = time.monotonic()
+    cli = "import sys; from execsight.cli import main; sys.exit(main(sys.argv[1:]))"  # as the installed script
+    done = subprocess.run([sys.executable, "-c", cli, "migrate", "--wait", "3"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    took = time.monotonic() - t0
+    assert done.returncode != 0
+    retries = [json.loads(line) for line in done.stderr.splitlines()
+               if line.startswith("{") and "database not reachable yet" in line]
+    assert len(retries) == 2, done.stderr[-2000:]  # at 0 s and 2 s; at 4 s the 3 s budget is spent
+    assert {r["logger"] for r in retries} == {"execsight.cli"}
+    assert all(r["retry_in_s"] == 2.0 and r["error"] for r in retries)
+    assert 3.0 <= took < 30.0
