@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from execsight.durations import COMPACT, SPACED, duration
-from execsight.tune.report import _dur
+from execsight.run_analysis.report import _dur
 from execsight.ui.formatting import MISSING
 from execsight.ui.formatting import duration as dashboard_duration
 

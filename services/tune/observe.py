@@ -33,11 +33,11 @@ from typing import Any, TextIO
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from execsight.run_analysis.report import RunReport, as_json, render
 from execsight.schemas import collector_gaps
 from execsight.settings import Settings, SettingsError, load_settings
 from execsight.shutdown import on_stop_signals
 from execsight.tune import store
-from execsight.tune.report import RunReport, as_json, render
 
 # Labels a caller's environment may carry from an outer observed run; CMD gets this run's only.
 LABELS = ("EXECSIGHT_PIPELINE", "EXECSIGHT_RUN_ID", "EXECSIGHT_TASK", "EXECSIGHT_TASK_ID")

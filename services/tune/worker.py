@@ -36,14 +36,16 @@ from execsight.db_retry import Backoff, retry
 from execsight.findings import publish_findings
 from execsight.intake import decode_expected
 from execsight.kafka_io import consume_messages, make_consumer, make_producer
+from execsight.run_analysis.breakdown import CONTENDED
+from execsight.run_analysis.cost import task_cost
+from execsight.run_analysis.process_definition import process_definition
+from execsight.run_analysis.regression import compare_metrics, detect_regression, run_metrics
 from execsight.schemas.codec import default_codec
 from execsight.schemas.topics import ENRICHED_RUN, ENRICHED_TASK, FINDINGS_TUNE
 from execsight.settings import Settings
 from execsight.tune import store
 from execsight.tune.batch_analysis import DefinitionBatch, DerivedCache
 from execsight.tune.batch_reads import BatchReads, SampleCache, TypeKey
-from execsight.tune.breakdown import CONTENDED
-from execsight.tune.cost import task_cost
 from execsight.tune.finding_rules import (
     REGRESSION,
     TASK_KINDS,
@@ -53,8 +55,6 @@ from execsight.tune.finding_rules import (
     regression_finding,
     resolved,
 )
-from execsight.tune.process_definition import process_definition
-from execsight.tune.regression import compare_metrics, detect_regression, run_metrics
 from execsight.tune.task_analysis import TaskAnalysis, analyze_task, merge_history
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from execsight.durations import COMPACT, duration
-from execsight.tune.breakdown import classify, sum_breakdowns, time_breakdown
-from execsight.tune.cost import cost_per_gb, split_by_cpu
+from execsight.run_analysis.breakdown import classify, sum_breakdowns, time_breakdown
+from execsight.run_analysis.cost import cost_per_gb, split_by_cpu
 
 Row = Mapping[str, Any]
 
