@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from execsight.kafka_io import create_topics  # noqa: E402
 from execsight.schemas.codec import default_codec  # noqa: E402
 from execsight.schemas.migrate import apply_migrations  # noqa: E402
 from execsight.schemas.topics import RAW_PROCESS, load_changelog_config, load_topics  # noqa: E402
+from execsight.shutdown import stop_process  # noqa: E402
 from tests.correlator.correlator_events import Host  # noqa: E402
 
 ENTRY = "import sys; from execsight.correlator.main import main; sys.exit(main(sys.argv[1:]))"
@@ -188,11 +188,7 @@ def recover(case: Case, bootstrap: str, server_dsn: str, timeout_s: float) -> fl
                     raise TimeoutError(f"{case.name}: no first batch in {timeout_s}s")
                 time.sleep(0.05)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_process(worker, 30)
 
 
 def main(argv: list[str]) -> int:

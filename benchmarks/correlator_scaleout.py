@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from correlator_throughput import _dsn_with_db, count, produce, workload  # noqa
 
 from execsight.schemas.migrate import apply_migrations  # noqa: E402
 from execsight.schemas.topics import RAW_HOST, RAW_PROCESS, load_topics  # noqa: E402
+from execsight.shutdown import stop_process, stop_processes  # noqa: E402
 
 # the worker with the raw topics' partition count of this run (the table and its changelog follow it)
 ENTRY = """
@@ -124,14 +124,7 @@ def run_case(workers: int, args: argparse.Namespace, bootstrap: str, server: str
         rate = (done - done0) / window * n / total  # processes/s -> raw events/s
         return Case(workers, rate, window, tuple(b - a for a, b in zip(cpu0, cpu1, strict=True)))
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs, 30)
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'.encode())
         shutil.rmtree(state, ignore_errors=True)
@@ -179,11 +172,7 @@ def collector_rate(args: argparse.Namespace) -> dict[str, Any]:
         return {"baseline": base, "during": during, "demo": max(0.0, during - base), "demo_s": td1 - td0,
                 "demo_rc": res.returncode}
     finally:
-        coll.send_signal(signal.SIGTERM)
-        try:
-            coll.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            coll.kill()
+        stop_process(coll, 30)
         shutil.rmtree(state, ignore_errors=True)
 
 

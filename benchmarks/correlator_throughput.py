@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ sys.path.insert(0, str(REPO))
 from execsight.schemas.codec import default_codec  # noqa: E402
 from execsight.schemas.migrate import apply_migrations  # noqa: E402
 from execsight.schemas.topics import RAW_HOST, RAW_PROCESS, load_topics  # noqa: E402
+from execsight.shutdown import stop_process  # noqa: E402
 from tests.correlator.correlator_events import MS, Host, S, sample  # noqa: E402
 
 HOST_TYPES = load_topics()[RAW_HOST].value_schemas
@@ -222,12 +222,8 @@ def main(argv: list[str]) -> int:
         print(f"p99 event time -> committed    {p99:>13.3f}s             n/a")
         print(f"ratio to ceiling               {rate / ceiling:>14.1%}")
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        if worker is not None:
+            stop_process(worker, 30)
         with psycopg.connect(server, autocommit=True) as conn:
             for db in dbs:
                 conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'.encode())

@@ -70,23 +70,12 @@ def stack_command(func: str) -> Callable[[Settings, argparse.Namespace], int]:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    import time
-
-    import psycopg
-
+    from execsight.db_retry import Backoff, retry
     from execsight.schemas.migrate import apply_migrations
 
     # a database still starting (compose, Kubernetes) is waited for, not a reason to fail
-    deadline = time.monotonic() + args.wait
-    while True:
-        try:
-            applied = apply_migrations(settings.database_url)
-            break
-        except psycopg.OperationalError as exc:
-            if time.monotonic() >= deadline:
-                raise
-            log.warning("database not reachable yet; retrying", extra={"error": str(exc).splitlines()[0]})
-            time.sleep(2.0)
+    applied = retry(lambda: apply_migrations(settings.database_url), "database not reachable yet; retrying",
+                    Backoff(2.0, budget_s=args.wait), logger=log)
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     return 0
 

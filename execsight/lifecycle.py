@@ -6,10 +6,10 @@ import logging
 import signal
 import sys
 import threading
-from types import FrameType
 
 from execsight.logs import setup_logging
 from execsight.settings import Settings, SettingsError, load_settings
+from execsight.shutdown import on_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +29,11 @@ def stop_on_signals() -> threading.Event:
     """An event set by SIGTERM or SIGINT, so loops finish their batch and commit before exiting."""
     stop = threading.Event()
 
-    def _stop(signum: int, _frame: FrameType | None) -> None:
+    def _stop(signum: int) -> None:
         log.info("stopping", extra={"signal": signum})
         stop.set()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    on_stop_signals(_stop)
     return stop
 
 

@@ -77,7 +77,7 @@ def test_status_json_lists_the_gaps_the_text_shows(database_url: str, tmp_path: 
 
 
 def test_execsight_run_shows_an_unobserved_exit_not_a_success() -> None:
-    from execsight.tune.report import RunReport, render
+    from execsight.run_analysis.report import RunReport, render
 
     run = {"run_id": "r1", "pipeline": "p", "status": "SUCCEEDED", "wall_ns": 2 * 10**9, "process_count": 3}
     assert "status exit not observed  wall 2.00s" in render(RunReport({**run, "exit_observed": False}, [], []))

@@ -11,22 +11,19 @@ supervisor (PR_SET_PDEATHSIG), so a killed supervisor never leaves an orphan beh
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 
 from execsight.deploy.local import procs
 from execsight.lifecycle import describe_exit, failures_in_a_row, restart_delay_s
+from execsight.shutdown import die_with_parent, on_stop_signals, stop_process
 
 log = logging.getLogger("execsight.deploy.local.supervisor")
 
@@ -103,11 +100,6 @@ def _write_json(path: Path, doc: object) -> None:
     tmp.replace(path)
 
 
-def _die_with_parent() -> None:
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 class Supervisor:
     def __init__(self, name: str, cmd: list[str], run_dir: Path, log_file: Path,
                  stop_grace_s: float = STOP_GRACE_S) -> None:
@@ -128,7 +120,7 @@ class Supervisor:
     def _spawn(self) -> subprocess.Popen[bytes]:
         with self.log_file.open("ab") as out:
             child = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=_die_with_parent, umask=0o077)
+                                     start_new_session=True, preexec_fn=die_with_parent, umask=0o077)
         self._save(phase="running", child_pid=child.pid, child_started_at=time.time(), next_start_at=None)
         _write_json(child_pid_file(self.run_dir, self.name), child.pid)  # after the state: readers see both
         log.info("started", extra={"service": self.name, "pid": child.pid, "restarts": self.state.restarts})
@@ -136,14 +128,7 @@ class Supervisor:
 
     def _terminate(self, child: subprocess.Popen[bytes]) -> None:
         self._save(phase="stopping")
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(child.pid, signal.SIGTERM)
-        try:
-            child.wait(self.stop_grace_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
+        stop_process(child, self.stop_grace_s, group=True)
 
     def run(self) -> int:
         while not self.stop.is_set():
@@ -202,11 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)
     sup = Supervisor(args.name, cmd, args.run_dir, args.log, args.stop_grace)
 
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        sup.stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    on_stop_signals(lambda _signum: sup.stop.set())
     return sup.run()
 
 

@@ -7,7 +7,6 @@ import logging
 import os
 import queue
 import resource
-import signal
 import subprocess
 import threading
 import time
@@ -36,6 +35,7 @@ from execsight.reloading import Reloading
 from execsight.schemas.codec import default_codec
 from execsight.schemas.topics import RAW_HOST, RAW_PROCESS
 from execsight.settings import Settings
+from execsight.shutdown import on_stop_signals
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -461,8 +461,4 @@ class Collector:
 
 
 def install_signal_handlers(collector: Collector) -> None:
-    def handler(signum: int, _frame: Any) -> None:
-        collector.stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    on_stop_signals(lambda _signum: collector.stop.set())

@@ -9,11 +9,11 @@ import subprocess
 import sys
 import threading
 import time
-from types import FrameType
 
 from execsight.lifecycle import settings_or_exit
 from execsight.logs import setup_logging
 from execsight.settings import Settings
+from execsight.shutdown import die_with_parent, on_stop_signals
 
 log = logging.getLogger(__name__)
 EXIT_BAD_SETTING = 2  # settings_or_exit, kafka_io.exit_refused
@@ -32,14 +32,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when the supervisor dies, even by SIGKILL, so no worker is orphaned."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 def supervise(argv: list[str]) -> int:
     """Runs the worker as a child and starts it again, with backoff, whenever it exits on its own.
 
@@ -52,18 +44,17 @@ def supervise(argv: list[str]) -> int:
     child: subprocess.Popen[bytes] | None = None
     stopping = threading.Event()
 
-    def forward(signum: int, _frame: FrameType | None) -> None:
+    def forward(signum: int) -> None:
         stopping.set()
         if child is not None and child.poll() is None:
             child.send_signal(signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    on_stop_signals(forward)
     restarts = in_a_row = 0
     while True:
         started = time.monotonic()
         child = subprocess.Popen(
-            [sys.executable, "-m", "execsight.cli", "correlator", "--no-supervise", *argv], preexec_fn=_die_with_parent
+            [sys.executable, "-m", "execsight.cli", "correlator", "--no-supervise", *argv], preexec_fn=die_with_parent
         )
         code = child.wait()
         if stopping.is_set():  # stopped as asked: a worker ended by the signal passed on stopped cleanly
@@ -81,17 +72,12 @@ def supervise(argv: list[str]) -> int:
 
 
 def _migrate(settings: Settings) -> None:
+    from execsight.db_retry import Backoff, retry
     from execsight.schemas.migrate import apply_migrations
 
-    delay = 1.0
-    while True:
-        try:
-            apply_migrations(settings.database_url)
-            return
-        except Exception as exc:  # database not reachable yet: wait, never give up
-            log.warning("database not ready, retrying", extra={"error": str(exc)[:300], "retry_in_s": delay})
-            time.sleep(delay)
-            delay = min(delay * 2, 30.0)
+    # database not reachable yet (or anything else): wait, never give up
+    retry(lambda: apply_migrations(settings.database_url), "database not ready, retrying", Backoff(1.0, 30.0),
+          errors=(Exception,), logger=log)
 
 
 def _worker_class(base: type, settings: Settings) -> type:

@@ -9,7 +9,6 @@ never taken back to 'running', a completed run never back to RUNNING).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -21,6 +20,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from execsight.correlator.process_tree import Outputs
+from execsight.db_retry import Backoff, retry_async
 from execsight.schemas.sql_columns import record_columns
 
 log = logging.getLogger(__name__)
@@ -293,25 +293,25 @@ class Sink:
         plan = table_rows(out)
         if not plan:
             return time.time()
-        delay = self.retry_initial_s
-        while True:
-            try:
-                conn = await self._connect()
-                async with conn.transaction():
-                    for staged, rows in plan:
-                        await self._copy(conn, staged, rows)
-                        await conn.execute(staged.merge.encode())
-                self.waiting_since = None
-                return time.time()
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                self.failures += 1
-                if self.waiting_since is None:
-                    self.waiting_since = time.time()
-                log.warning("database unavailable, batch held, retrying",
-                            extra={"error": str(exc).strip()[:300], "retry_in_s": delay})
-                await self._drop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_s)
+
+        async def commit() -> float:
+            conn = await self._connect()
+            async with conn.transaction():
+                for staged, rows in plan:
+                    await self._copy(conn, staged, rows)
+                    await conn.execute(staged.merge.encode())
+            self.waiting_since = None
+            return time.time()
+
+        return await retry_async(commit, "database unavailable, batch held, retrying",
+                                 Backoff(self.retry_initial_s, self.retry_max_s), self._failed,
+                                 errors=(psycopg.OperationalError, psycopg.InterfaceError), logger=log)
+
+    async def _failed(self, _exc: BaseException) -> None:
+        self.failures += 1
+        if self.waiting_since is None:
+            self.waiting_since = time.time()
+        await self._drop()
 
     async def _drop(self) -> None:
         if self._conn is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from execsight.kafka_security import librdkafka_config
 from execsight.lifecycle import settings_or_exit
 from execsight.schemas.topics import DEADLETTER, RAW_HOST, RAW_PROCESS
 from execsight.settings import Settings
@@ -44,13 +43,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def skip(settings: Settings, topic_name: str, partition: int, offset: int, app_id: str) -> str:
     """Dead-letters the message at (topic, partition, offset) and marks it applied; returns what was done."""
-    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka import Consumer, TopicPartition
+
+    from execsight.kafka_io import consumer_config, deadletter_headers, make_producer
 
     raw_topic, source = SOURCES[topic_name]
     topic = settings.topic(raw_topic)
-    tls_sasl = librdkafka_config(settings.kafka_security)
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, **tls_sasl, "group.id": f"{app_id}-skip",
-                         "enable.auto.commit": False})
+    consumer = Consumer(consumer_config(settings, f"{app_id}-skip"))  # assigned below, never committed
     try:
         consumer.assign([TopicPartition(topic, partition, offset)])
         msg = None
@@ -62,14 +61,11 @@ def skip(settings: Settings, topic_name: str, partition: int, offset: int, app_i
             raise SystemExit(f"execsight correlator skip: no message at {topic}[{partition}]@{offset}")
     finally:
         consumer.close()
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, **tls_sasl, "acks": "all",
-                         "enable.idempotence": True, "compression.type": "zstd", "message.max.bytes": 20_000_000})
+    # the shared producer config; a raw message may be larger than librdkafka's 1 MB default
+    producer = make_producer(settings, **{"message.max.bytes": 20_000_000})
     value = msg.value() or b""
-    headers: list[tuple[str, str | bytes | None]] = [
-        ("execsight.reason", b"skipped by operator (execsight correlator skip)"), ("execsight.origin", b"correlator"),
-        ("execsight.topic", topic.encode()), ("execsight.partition", str(partition).encode()),
-        ("execsight.offset", str(offset).encode())]
-    producer.produce(settings.topic(DEADLETTER), key=msg.key(), value=value, headers=headers)
+    producer.produce(settings.topic(DEADLETTER), key=msg.key(), value=value,
+                     headers=deadletter_headers(msg, "skipped by operator (execsight correlator skip)", "correlator"))
     key, mark = mark_record(source, partition, offset)
     producer.produce(changelog_topic(settings, app_id), key=key, value=mark, partition=partition)
     if producer.flush(30):

@@ -21,6 +21,7 @@ import psycopg
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, Message, Producer, TopicPartition
 
 from execsight import pricing
+from execsight.db_retry import Backoff, retry
 from execsight.findings import publish_findings, upsert_findings
 from execsight.kafka_io import consume_messages, consumer_config, make_producer, send_to_deadletter
 from execsight.schemas.codec import CodecError, default_codec
@@ -191,15 +192,27 @@ def load_open(conn: psycopg.Connection[Any]) -> dict[str, Record]:
 def connect_db(settings: Settings, stop: threading.Event | None = None, interval_s: float = 2.0,
                timeout_s: float = 0) -> psycopg.Connection[Any]:
     """Connects, waiting and retrying while the database is unreachable (forever when timeout_s is 0)."""
-    deadline = time.monotonic() + timeout_s if timeout_s else None
-    while True:
-        try:
-            return psycopg.connect(settings.database_url, connect_timeout=10)
-        except psycopg.OperationalError as exc:
-            if (deadline is not None and time.monotonic() > deadline) or (stop is not None and stop.is_set()):
-                raise
-            log.warning("database not reachable, retrying", extra={"error": str(exc).strip()})
-            time.sleep(interval_s)
+    return retry(lambda: psycopg.connect(settings.database_url, connect_timeout=10),
+                 "database not reachable, retrying", Backoff(interval_s, budget_s=timeout_s or None), stop=stop,
+                 logger=log)
+
+
+def store_until_done(worker: SweepWorker, records: list[Record], conn: psycopg.Connection[Any],
+                     producer: Producer, settings: Settings, stop: threading.Event) -> psycopg.Connection[Any]:
+    """store_and_publish, reconnecting while the database is away; returns the connection it ended on.
+
+    Raises the database's error when stop is set before the round could be stored.
+    """
+    current = [conn]
+
+    def attempt() -> None:
+        if current[0].closed:
+            current[0] = connect_db(settings, stop)
+        worker.store_and_publish(records, current[0], producer)
+
+    retry(attempt, "database write failed, reconnecting", Backoff(0.0), stop=stop,
+          on_failure=lambda _exc: current[0].close(), logger=log)
+    return current[0]
 
 
 def _check_storage(conn: psycopg.Connection[Any], known: frozenset[int] = frozenset()) -> frozenset[int]:
@@ -342,16 +355,10 @@ def run_forever(settings: Settings, scanner: Scanner | None, stop: threading.Eve
                 continue
             next_round = time.monotonic() + settings.sweep_interval_s
             records, failed = worker.sweep()
-            while True:
-                try:
-                    worker.store_and_publish(records, conn, producer)
-                    break
-                except psycopg.OperationalError as exc:
-                    log.warning("database write failed, reconnecting", extra={"error": str(exc).strip()})
-                    conn.close()
-                    conn = connect_db(settings, stop)
-                    if stop.is_set():
-                        return 0
+            try:
+                conn = store_until_done(worker, records, conn, producer, settings, stop)
+            except psycopg.OperationalError:  # retried without a budget: only a stop ends the wait
+                return 0
             opened = sum(1 for r in records if r["status"] == "OPEN")
             log.info("sweep round", extra={"open": opened, "resolved": len(records) - opened,
                                            "failed_regions": failed, "hosts": len(worker.tracker.hosts),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from execsight.pricing import HostRate
-from execsight.tune.breakdown import (
+from execsight.run_analysis.breakdown import (
     DEFAULT_THRESHOLDS,
     MEMORY_BOUND,
     Thresholds,
@@ -26,16 +26,9 @@ from execsight.tune.breakdown import (
     sampled_cpu,
     time_breakdown,
 )
-from execsight.tune.cost import task_cost
-from execsight.tune.finding_rules import (
-    DEFAULT_FLOOR,
-    FindingFloor,
-    HostShare,
-    classification_findings,
-    rightsize_findings,
-)
-from execsight.tune.process_definition import process_definition
-from execsight.tune.rightsize import (
+from execsight.run_analysis.cost import task_cost
+from execsight.run_analysis.process_definition import process_definition
+from execsight.run_analysis.rightsize import (
     CPU_RAISE,
     DEFAULT_POLICY,
     Policy,
@@ -44,13 +37,20 @@ from execsight.tune.rightsize import (
     SizingBase,
     rightsize,
 )
+from execsight.tune.finding_rules import (
+    DEFAULT_FLOOR,
+    FindingFloor,
+    HostShare,
+    classification_findings,
+    rightsize_findings,
+)
 from execsight.tune.task_analysis import TaskAnalysis, span_of, together
 
 Row = Mapping[str, Any]
 Key = tuple[str, str]
 SamplesOf = Callable[[Key], Sequence[Row]]
 
-# Every field execsight.tune.rightsize reads from a task instance (besides start_ns, which only orders
+# Every field execsight.run_analysis.rightsize reads from a task instance (besides start_ns, which only orders
 # them): equal values here and the same order give the same Rightsizing.
 SIZING_FIELDS = ("run_id", "task_id", "peak_rss_bytes", "oom_killed", "requested_memory_bytes", "wall_ns", "cpu_ns",
                  "runq_ns", "process_count", "cpu_count", "requested_cpus")

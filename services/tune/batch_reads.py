@@ -17,8 +17,8 @@ from typing import Any, cast
 import psycopg
 
 from execsight.findings import upsert_findings
+from execsight.run_analysis.cost import Cost
 from execsight.tune import store
-from execsight.tune.cost import Cost
 
 Row = dict[str, Any]
 TypeKey = tuple[str | None, str]

@@ -13,10 +13,10 @@ from typing import Any
 import psycopg
 
 from execsight.lifecycle import settings_or_exit
+from execsight.run_analysis.breakdown import sampled_cpu
+from execsight.run_analysis.config_export import FORMATS, DefinitionConfig, definition_configs, render
+from execsight.run_analysis.rightsize import SampledCpu
 from execsight.tune import store
-from execsight.tune.breakdown import sampled_cpu
-from execsight.tune.config_export import FORMATS, DefinitionConfig, definition_configs, render
-from execsight.tune.rightsize import SampledCpu
 
 
 def load_configs(conn: psycopg.Connection[Any], pipeline: str, runs: int = 20) -> list[DefinitionConfig]:

@@ -32,8 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from execsight.findings import evidence, finding_id
-from execsight.timestamps import to_ns
-from execsight.tune.breakdown import (
+from execsight.run_analysis.breakdown import (
     COMPUTE_BOUND,
     CONTENDED,
     HELPER_CHURN,
@@ -43,10 +42,10 @@ from execsight.tune.breakdown import (
     Breakdown,
     Classification,
 )
-from execsight.tune.cost import Cost
-from execsight.tune.process_definition import process_definition
-from execsight.tune.regression import RegressionResult
-from execsight.tune.rightsize import (
+from execsight.run_analysis.cost import Cost
+from execsight.run_analysis.process_definition import process_definition
+from execsight.run_analysis.regression import RegressionResult
+from execsight.run_analysis.rightsize import (
     CPU_LOWER,
     CPU_RAISE,
     DEFAULT_POLICY,
@@ -56,6 +55,7 @@ from execsight.tune.rightsize import (
     memory_overprovisioned,
     memory_underprovisioned,
 )
+from execsight.timestamps import to_ns
 
 Record = dict[str, Any]
 MIB = float(1 << 20)

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -34,10 +33,11 @@ from typing import Any, TextIO
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from execsight.run_analysis.report import RunReport, as_json, render
 from execsight.schemas import collector_gaps
 from execsight.settings import Settings, SettingsError, load_settings
+from execsight.shutdown import on_stop_signals
 from execsight.tune import store
-from execsight.tune.report import RunReport, as_json, render
 
 # Labels a caller's environment may carry from an outer observed run; CMD gets this run's only.
 LABELS = ("EXECSIGHT_PIPELINE", "EXECSIGHT_RUN_ID", "EXECSIGHT_TASK", "EXECSIGHT_TASK_ID")
@@ -89,15 +89,11 @@ def run_command(cmd: list[str], env: Mapping[str, str]) -> int:
         print(f"execsight run: {cmd[0]}: permission denied", file=sys.stderr)
         return 126
 
-    def forward(signum: int, _frame: Any) -> None:
-        proc.send_signal(signum)
-
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    restore = on_stop_signals(proc.send_signal)  # passed on: CMD decides how it stops
     try:
         return exit_status(proc.wait())
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+        restore()
 
 
 # --- checks before CMD runs ----------------------------------------------------------------------------

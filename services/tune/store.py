@@ -9,8 +9,8 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg.rows import dict_row
 
+from execsight.run_analysis.process_definition import TAGGED_ENGINES, process_definition
 from execsight.timestamps import to_ns
-from execsight.tune.process_definition import TAGGED_ENGINES, process_definition
 
 Row = dict[str, Any]
 

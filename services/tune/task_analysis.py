@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from execsight.pricing import HostRate
-from execsight.tune.breakdown import (
+from execsight.run_analysis.breakdown import (
     DEFAULT_THRESHOLDS,
     MEMORY_BOUND,
     Breakdown,
@@ -24,7 +24,9 @@ from execsight.tune.breakdown import (
     sampled_cpu,
     time_breakdown,
 )
-from execsight.tune.cost import Cost, task_cost
+from execsight.run_analysis.cost import Cost, task_cost
+from execsight.run_analysis.process_definition import process_definition
+from execsight.run_analysis.rightsize import CPU_RAISE, DEFAULT_POLICY, Policy, Rightsizing, SampledCpu, rightsize
 from execsight.tune.finding_rules import (
     DEFAULT_FLOOR,
     FindingFloor,
@@ -32,8 +34,6 @@ from execsight.tune.finding_rules import (
     classification_findings,
     rightsize_findings,
 )
-from execsight.tune.process_definition import process_definition
-from execsight.tune.rightsize import CPU_RAISE, DEFAULT_POLICY, Policy, Rightsizing, SampledCpu, rightsize
 
 Record = dict[str, Any]
 

@@ -32,17 +32,20 @@ import psycopg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from execsight import pricing
+from execsight.db_retry import Backoff, retry
 from execsight.findings import publish_findings
 from execsight.intake import decode_expected
 from execsight.kafka_io import consume_messages, make_consumer, make_producer
+from execsight.run_analysis.breakdown import CONTENDED
+from execsight.run_analysis.cost import task_cost
+from execsight.run_analysis.process_definition import process_definition
+from execsight.run_analysis.regression import compare_metrics, detect_regression, run_metrics
 from execsight.schemas.codec import default_codec
 from execsight.schemas.topics import ENRICHED_RUN, ENRICHED_TASK, FINDINGS_TUNE
 from execsight.settings import Settings
 from execsight.tune import store
 from execsight.tune.batch_analysis import DefinitionBatch, DerivedCache
 from execsight.tune.batch_reads import BatchReads, SampleCache, TypeKey
-from execsight.tune.breakdown import CONTENDED
-from execsight.tune.cost import task_cost
 from execsight.tune.finding_rules import (
     REGRESSION,
     TASK_KINDS,
@@ -52,8 +55,6 @@ from execsight.tune.finding_rules import (
     regression_finding,
     resolved,
 )
-from execsight.tune.process_definition import process_definition
-from execsight.tune.regression import compare_metrics, detect_regression, run_metrics
 from execsight.tune.task_analysis import TaskAnalysis, analyze_task, merge_history
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,11 @@ class TuneWorker:
     def close(self) -> None:
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
+
+    def _database_failed(self, _exc: BaseException) -> None:
+        self.stats.retries += 1
+        self.close()
+        self._conn = None
 
     def _rate(self, reads: BatchReads, rec: Mapping[str, Any]) -> tuple[pricing.HostRate, int, int]:
         host = reads.host(str(rec["host_id"]))
@@ -388,17 +394,12 @@ class TuneWorker:
         """Handles a batch until it is stored and published; False when stopped before that."""
         t0 = time.monotonic()
         decoded = self.decode(producer, msgs)
-        findings: list[Record] | None = None
-        while findings is None:
-            try:
-                findings = self.analyse(decoded)
-            except psycopg.OperationalError as exc:
-                self.stats.retries += 1
-                log.warning("database unavailable, retrying batch", extra={"error": str(exc)})
-                self.close()
-                self._conn = None
-                if stop.wait(self.retry_interval_s):
-                    return False
+        try:
+            findings = retry(lambda: self.analyse(decoded), "database unavailable, retrying batch",
+                             Backoff(self.retry_interval_s), stop=stop, on_failure=self._database_failed,
+                             logger=log)
+        except psycopg.OperationalError:  # retried without a budget: only a stop ends the wait
+            return False
         while True:
             try:
                 publish_findings(producer, self.settings, FINDINGS_TUNE, SCHEMA, findings, self.codec)

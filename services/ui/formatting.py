@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from execsight import durations
+
 MISSING = "\u2013"  # en dash: shown for a missing value
 
 
@@ -13,16 +15,7 @@ def _missing(value: Any) -> bool:
 
 
 def duration(ns: Any) -> str:
-    if _missing(ns):
-        return MISSING
-    s = float(ns) / 1e9
-    if s < 1:
-        return f"{s * 1000:.0f} ms"
-    if s < 60:
-        return f"{s:.1f} s"
-    if s < 3600:
-        return f"{int(s // 60)} min {int(s % 60):02d} s"
-    return f"{int(s // 3600)} h {int((s % 3600) // 60):02d} min"
+    return MISSING if _missing(ns) else durations.duration(float(ns))
 
 
 def size(n: Any) -> str:

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from execsight.tune.breakdown import Breakdown
+from execsight.run_analysis.breakdown import Breakdown
 from execsight.ui import formatting as fmt
 from execsight.ui.run_report_data import (
     SLICE_LABELS,

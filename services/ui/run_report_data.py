@@ -6,9 +6,9 @@ run_processes keeps only the longest 400 and no I/O), the task samples the idle 
 pipeline's right-sized config (execsight.tune.config_command.load_configs). Everything else here is pure:
 rows in, the report's numbers out, so the rendering (execsight.ui.run_report) never computes.
 
-Definitions reused, not redefined: the time breakdown is execsight.tune.breakdown (the slices
+Definitions reused, not redefined: the time breakdown is execsight.run_analysis.breakdown (the slices
 `execsight run` prints, idle measured from process samples), process definitions are
-execsight.tune.process_definition, per-tool totals are execsight.tune.report.tool_totals (each task's
+execsight.run_analysis.process_definition, per-tool totals are execsight.run_analysis.report.tool_totals (each task's
 cost split among its processes by CPU time).
 """
 
@@ -23,18 +23,18 @@ from typing import Any
 import pandas as pd
 from psycopg.rows import dict_row
 
-from execsight.tune import config_export
+from execsight.run_analysis import config_export
+from execsight.run_analysis.breakdown import Breakdown, idle_from_samples, sum_breakdowns, time_breakdown
+from execsight.run_analysis.process_definition import definition_of
+from execsight.run_analysis.report import tool_label, tool_totals
+from execsight.run_analysis.rightsize import percentile
 from execsight.tune.batch_reads import process_samples_many
-from execsight.tune.breakdown import Breakdown, idle_from_samples, sum_breakdowns, time_breakdown
 from execsight.tune.config_command import load_configs
-from execsight.tune.process_definition import definition_of
-from execsight.tune.report import tool_label, tool_totals
-from execsight.tune.rightsize import percentile
 from execsight.ui import queries
 
 Row = dict[str, Any]
 
-# Slices of execsight.tune.breakdown.Breakdown.shares(), in its order, with the words `execsight run` uses.
+# Slices of execsight.run_analysis.breakdown.Breakdown.shares(), in its order, with the words `execsight run` uses.
 SLICE_LABELS: dict[str, str] = {
     "on_cpu": "on CPU", "runq_wait": "run-queue wait", "blkio_wait": "block I/O wait",
     "other_off_cpu": "other off-CPU", "idle": "idle",

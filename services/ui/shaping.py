@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from execsight.tune.regression import DEFAULT_RULES, baseline, moved, run_metrics
+from execsight.run_analysis.regression import DEFAULT_RULES, baseline, moved, run_metrics
 from execsight.ui import formatting as fmt
 
 BREAKDOWN_ORDER = ("CPU", "Run-queue wait", "I/O wait", "Helper churn", "Idle")
@@ -270,7 +270,7 @@ VERDICT_SLOWER, VERDICT_FASTER, VERDICT_STEADY, VERDICT_NEW = "slower", "faster"
 def task_comparison(this_tasks: pd.DataFrame, earlier_tasks: pd.DataFrame) -> pd.DataFrame:
     """Per process definition: this run's wall time against the median of the earlier runs, with a verdict.
 
-    Uses execsight.tune.regression (the tune worker's rule: the median of earlier runs, a move beyond 3
+    Uses execsight.run_analysis.regression (the tune worker's rule: the median of earlier runs, a move beyond 3
     robust deviations, 50 % and 1 s), so the page and the regression finding agree; moved down by as
     much is "faster". Rows most moved first.
     """

@@ -125,7 +125,7 @@ def test_snakemake_wildcards_tell_jobs_of_one_rule_apart() -> None:
 
 
 def test_snakemake_task_names_group_under_the_rule() -> None:
-    from execsight.tune.process_definition import definition_of, instance_tag
+    from execsight.run_analysis.process_definition import definition_of, instance_tag
 
     name = snakemake.task_name("align", snakemake.normalise_wildcards("sample=A,unit=1"))
     assert name == "align (sample=A, unit=1)"

@@ -40,9 +40,9 @@ from psycopg.rows import dict_row
 from execsight.deploy.demo import outcome
 from execsight.deploy.demo.scales import load_scale
 from execsight.deploy.local import services
+from execsight.run_analysis.breakdown import DEFAULT_THRESHOLDS
+from execsight.run_analysis.process_definition import definition_of
 from execsight.settings import REPO_ROOT, Settings
-from execsight.tune.breakdown import DEFAULT_THRESHOLDS
-from execsight.tune.process_definition import definition_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ebpf, pytest.mark.kafka, pytest.mark.db]
 

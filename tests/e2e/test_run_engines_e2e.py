@@ -18,8 +18,8 @@ import pytest
 
 from execsight.deploy.demo import engines, outcome
 from execsight.deploy.demo.scales import load_scale
+from execsight.run_analysis.process_definition import definition_of
 from execsight.settings import Settings
-from execsight.tune.process_definition import definition_of
 
 from .test_demo_e2e import SNAKEMAKE_RULES, _rows, _service_env, running_services
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from execsight.run_analysis.process_definition import definition_of
 from execsight.settings import REPO_ROOT, Settings
-from execsight.tune.process_definition import definition_of
 
 from .test_demo_e2e import _rows, _service_env, running_services
 

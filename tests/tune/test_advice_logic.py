@@ -13,12 +13,12 @@ import pytest
 
 from execsight.findings import finding_id
 from execsight.pricing import HostRate
+from execsight.run_analysis.breakdown import CONTENDED, sampled_cpu
+from execsight.run_analysis.process_definition import definition_of, instance_tag, process_definition
+from execsight.run_analysis.regression import run_metrics
+from execsight.run_analysis.rightsize import MIB
 from execsight.settings import SettingsError, load_settings
-from execsight.tune.breakdown import CONTENDED, sampled_cpu
 from execsight.tune.finding_rules import TIME_KINDS, FindingFloor, severity_for_money
-from execsight.tune.process_definition import definition_of, instance_tag, process_definition
-from execsight.tune.regression import run_metrics
-from execsight.tune.rightsize import MIB
 from execsight.tune.task_analysis import analyze_task
 
 from .tune_records import workload_task

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from execsight.tune.config_export import (
+from execsight.run_analysis.config_export import (
     definition_configs,
     nextflow_duration,
     nextflow_memory,
@@ -17,7 +17,7 @@ from execsight.tune.config_export import (
     render_nextflow,
     render_snakemake,
 )
-from execsight.tune.rightsize import MIB, SampledCpu, recommend_time
+from execsight.run_analysis.rightsize import MIB, SampledCpu, recommend_time
 
 from .tune_records import workload_task
 

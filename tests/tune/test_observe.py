@@ -13,9 +13,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from execsight.run_analysis.report import RunReport, render
 from execsight.settings import Settings
 from execsight.tune import observe
-from execsight.tune.report import RunReport, render
 
 from .test_tune_worker import produce, running_worker
 from .tune_records import enriched_run, insert_host, insert_run, insert_task, pipeline_runs, workload_task
@@ -118,7 +118,7 @@ def test_execsight_run_prints_the_analysed_run(
 
 
 def test_tool_totals_split_task_cost_over_recorded_processes() -> None:
-    from execsight.tune.report import tool_totals
+    from execsight.run_analysis.report import tool_totals
 
     from .tune_records import recorded
 

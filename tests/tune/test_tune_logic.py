@@ -8,8 +8,7 @@ import pytest
 
 from execsight.findings import finding_id
 from execsight.pricing import HostRate
-from execsight.schemas.codec import default_codec
-from execsight.tune.breakdown import (
+from execsight.run_analysis.breakdown import (
     COMPUTE_BOUND,
     HELPER_CHURN,
     IDLE_STALLED,
@@ -21,10 +20,11 @@ from execsight.tune.breakdown import (
     sum_breakdowns,
     time_breakdown,
 )
-from execsight.tune.cost import rollup, task_cost
+from execsight.run_analysis.cost import rollup, task_cost
+from execsight.run_analysis.regression import baseline, detect_regression
+from execsight.run_analysis.rightsize import MIB, SampledCpu, confidence_for, recommend_cpu, recommend_memory, rightsize
+from execsight.schemas.codec import default_codec
 from execsight.tune.finding_rules import HostShare, classification_findings, regression_finding, rightsize_findings
-from execsight.tune.regression import baseline, detect_regression
-from execsight.tune.rightsize import MIB, SampledCpu, confidence_for, recommend_cpu, recommend_memory, rightsize
 from execsight.tune.task_analysis import analyze_task
 
 from .tune_records import pipeline_runs, recorded, workload_task

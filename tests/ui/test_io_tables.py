@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from execsight.tune.report import RunReport, render, tool_io
+from execsight.run_analysis.report import RunReport, render, tool_io
 
 S = 1_000_000_000
 

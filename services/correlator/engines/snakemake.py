@@ -82,7 +82,7 @@ def normalise_wildcards(raw: str | None) -> str | None:
 
 
 def task_name(rule: str, wildcards: str | None) -> str:
-    """`align (sample=A)`: execsight.tune.process_definition groups it under `align`."""
+    """`align (sample=A)`: execsight.run_analysis.process_definition groups it under `align`."""
     return f"{rule} ({wildcards})" if wildcards else rule
 
 

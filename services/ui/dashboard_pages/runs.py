@@ -18,8 +18,8 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
+from execsight.run_analysis import config_export
 from execsight.schemas import collector_gaps
-from execsight.tune import config_export
 from execsight.tune.config_command import load_configs
 from execsight.ui import charts, queries, run_report, run_report_data, shaping
 from execsight.ui import formatting as fmt

@@ -6,7 +6,7 @@ import json
 
 import streamlit as st
 
-from execsight.tune.process_definition import untagged
+from execsight.run_analysis.process_definition import untagged
 from execsight.ui import charts, queries, shaping
 from execsight.ui.page_support import connection, empty_state, header
 

@@ -6,9 +6,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from execsight.durations import COMPACT, duration
+from execsight.run_analysis.breakdown import classify, sum_breakdowns, time_breakdown
+from execsight.run_analysis.cost import cost_per_gb, split_by_cpu
 from execsight.schemas import collector_gaps
-from execsight.tune.breakdown import classify, sum_breakdowns, time_breakdown
-from execsight.tune.cost import cost_per_gb, split_by_cpu
 
 Row = Mapping[str, Any]
 
@@ -22,12 +23,7 @@ class RunReport:
 
 
 def _dur(ns: float) -> str:
-    s = ns / 1e9
-    if s < 60:
-        return f"{s:.2f}s"
-    if s < 3600:
-        return f"{int(s // 60)}m{int(s % 60):02d}s"
-    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+    return duration(ns, COMPACT)
 
 
 def _usd(v: Any) -> str:

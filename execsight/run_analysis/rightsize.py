@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from execsight.tune.counters import plausible_delay
+from execsight.run_analysis.counters import plausible_delay
 
 MIB = 1 << 20
 

@@ -2,7 +2,7 @@
 
 ``definition_configs`` groups a pipeline's observed task instances by process definition
 (``ALIGN`` for ``ALIGN (s1)``, ``ALIGN (s2)``; the Snakemake rule) and right-sizes each over
-all its instances (execsight.tune.rightsize). The renderers print it as
+all its instances (execsight.run_analysis.rightsize). The renderers print it as
 
 - a Nextflow config scope: ``process { withName: 'ALIGN' { cpus = 2; memory = '3 GB'; time = '1h' } }``
   (one block per line pair, Nextflow's binary memory units, durations in m or h);
@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from execsight.tune.process_definition import process_definition
-from execsight.tune.rightsize import DEFAULT_POLICY, MIB, Policy, Rightsizing, SampledCpu, rightsize
+from execsight.run_analysis.process_definition import process_definition
+from execsight.run_analysis.rightsize import DEFAULT_POLICY, MIB, Policy, Rightsizing, SampledCpu, rightsize
 
 GIB = 1 << 30
 FORMATS = ("nextflow", "snakemake", "json")

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from execsight.tune.process_definition import process_definition
+from execsight.run_analysis.process_definition import process_definition
 
 MAD_SCALE = 1.4826
 

@@ -16,7 +16,7 @@ A dashboard sampling %CPU or "process running" sees a task blocked in fsync as b
 (state D, iowait counted as busy on many hosts); this breakdown puts that time in the
 block-I/O slice, and the classification follows the largest slice.
 
-Counters that cannot be true are dropped, not trusted (execsight.tune.counters: the kernel
+Counters that cannot be true are dropped, not trusted (execsight.run_analysis.counters: the kernel
 reports e.g. a block-I/O delay equal to the time since boot); they are set to zero and
 named in ``Breakdown.invalid``.
 """
@@ -27,8 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from execsight.tune.counters import plausible_delay
-from execsight.tune.rightsize import SampledCpu, percentile
+from execsight.run_analysis.counters import plausible_delay
+from execsight.run_analysis.rightsize import SampledCpu, percentile
 
 COMPUTE_BOUND = "compute_bound"
 IO_BOUND = "io_bound"

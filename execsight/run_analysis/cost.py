@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from execsight.pricing import HostRate
-from execsight.tune.counters import plausible_delay
+from execsight.run_analysis.counters import plausible_delay
 
 NS_PER_HOUR = 3600e9
 
