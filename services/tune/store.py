@@ -345,3 +345,32 @@ def run_findings(conn: psycopg.Connection[Any], run_id: str, pipeline: str | Non
             "ORDER BY CASE severity WHEN 'HIGH' THEN 0 WHEN 'MEDIUM' THEN 1 WHEN 'LOW' THEN 2 ELSE 3 END, kind",
             {"run": run_id, "pipeline": pipeline, "engines": sorted(TAGGED_ENGINES)},
         ).fetchall()
+
+
+def current_names(conn: psycopg.Connection[Any], keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The task name each (run_id, task_id) has in the tasks table now (keys without a row are left out)."""
+    if not keys:
+        return {}
+    rows = conn.execute(
+        "SELECT t.run_id, t.task_id, t.task FROM unnest(%s::text[], %s::text[]) AS k(r, i) "
+        "JOIN tasks t ON t.run_id = k.r AND t.task_id = k.i",
+        ([k[0] for k in keys], [k[1] for k in keys]),
+    ).fetchall()
+    return {(str(r), str(i)): str(name) for r, i, name in rows}
+
+
+def placeholder_findings(
+    conn: psycopg.Connection[Any], kinds: Sequence[str], subjects: Sequence[tuple[str | None, str]]
+) -> list[Row]:
+    """Open findings whose subject is one of these (pipeline, task id) placeholders: a task the correlator
+    named by its id until its real name came (rename_completed) and of which no task row keeps that name."""
+    if not subjects:
+        return []
+    with cursor(conn) as cur:
+        return cur.execute(
+            "SELECT f.* FROM findings f JOIN unnest(%s::text[], %s::text[]) AS k(p, t) "
+            "ON f.task = k.t AND f.pipeline IS NOT DISTINCT FROM k.p WHERE f.source = 'tune' AND "
+            "f.status = 'OPEN' AND f.kind = ANY(%s) AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.task = f.task "
+            "AND t.pipeline IS NOT DISTINCT FROM f.pipeline) ORDER BY f.finding_id",
+            ([s[0] for s in subjects], [s[1] for s in subjects], list(kinds)),
+        ).fetchall()
