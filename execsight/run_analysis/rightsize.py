@@ -354,6 +354,10 @@ class SizingBase:
         self.runq_total = sum(f[3] for f in folded if f is not None)
         self.host = max((int(t.get("cpu_count") or 0) for t in ordered), default=0)
         self.sampled = list(sampled)
+        # what _spread_max reads from the sampled instances, sorted once (percentile sorts its input anyway)
+        self.demands = sorted(s.peak_demand for s in self.sampled)
+        self.cores = sorted(s.peak_cores for s in self.sampled)
+        self.threads = max((s.max_threads for s in self.sampled), default=None)
         self.run_ids = {t.get("run_id") for t in ordered}
 
     def with_one(self, task: Mapping[str, Any], at: int, own: SampledCpu | None) -> Rightsizing:
@@ -390,14 +394,18 @@ class SizingBase:
         demand = [v for v in (self.demand, parts[1] if parts else None) if v is not None]
         cpu_total = self.cpu_total + (parts[2] if parts else 0)
         runq_total = self.runq_total + (parts[3] if parts else 0)
-        sampled = self.sampled + ([own] if own is not None else [])
         peak_cores: float | None = None
         threads: int | None = None
-        if sampled:
+        if self.sampled or own is not None:
             cpu_basis = "sampled_peak"
-            base = _spread_max([s.peak_demand for s in sampled], p)
-            peak_cores = _spread_max([s.peak_cores for s in sampled], p)
-            threads = max(s.max_threads for s in sampled)
+            demands, cores = self.demands, self.cores
+            if own is not None:
+                demands, cores = list(demands), list(cores)
+                insort(demands, own.peak_demand)
+                insort(cores, own.peak_cores)
+            base = _spread_max(demands, p)
+            peak_cores = _spread_max(cores, p)
+            threads = max(t for t in (self.threads, own.max_threads if own is not None else None) if t is not None)
         else:
             cpu_basis = "demand"
             base = max(demand, default=0.0)

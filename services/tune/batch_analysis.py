@@ -88,8 +88,10 @@ class DefinitionBatch:
         self.ordered = sorted((h for h in history if process_definition(h) == definition), key=_start)
         self.starts = [_start(h) for h in self.ordered]
         self.positions: dict[tuple[Any, Any], list[int]] = {}
+        self.by_run: dict[Any, list[int]] = {}  # positions of each run's instances, in order
         for i, h in enumerate(self.ordered):
             self.positions.setdefault(_key(h), []).append(i)
+            self.by_run.setdefault(h.get("run_id"), []).append(i)
         self._ids: dict[tuple[Any, ...], int] = {}
         self.row_ids = [self._intern(h) for h in self.ordered]
         # figures from an instance's samples, kept while its sample rows are the same list (SampleCache)
@@ -130,6 +132,16 @@ class DefinitionBatch:
         ids.insert(at, self._intern(task))
         return rest, ids, at
 
+    def in_run(self, task: Row) -> list[Row]:
+        """The instances of the task's run in merged(task), in its order, without going over the whole history:
+        the history's rows of the run (less the task's own stored row), the task after those that start no
+        later than it (merged() inserts it with bisect_right)."""
+        drop = self.positions.get(_key(task)) or ()
+        run_id, start = task.get("run_id"), _start(task)
+        rows = [self.ordered[i] for i in self.by_run.get(run_id, ()) if i not in drop]
+        at = sum(1 for h in rows if _start(h) <= start)
+        return [*rows[:at], task, *rows[at:]]
+
     def _base(self) -> tuple[SizingBase, set[Key]]:
         if self._sizing_base is None:
             keys = dict.fromkeys((str(t["run_id"]), str(t["task_id"])) for t in self.ordered if t.get("run_id"))
@@ -160,7 +172,7 @@ class DefinitionBatch:
                 floor: FindingFloor = DEFAULT_FLOOR) -> TaskAnalysis:
         runs, ids, at = self.merged(task)
         run_id = task.get("run_id")
-        in_run = [t for t in runs if t.get("run_id") == run_id] if run_id else [task]
+        in_run = self.in_run(task) if run_id else [task]
         agg = together(in_run)
         idle = sum(self._idle_of((str(t.get("run_id")), str(t.get("task_id")))) for t in in_run) if run_id else 0
         b = time_breakdown(agg, idle)

@@ -25,9 +25,9 @@ TASK_COLUMNS = (
 
 def task_from_row(row: Mapping[str, Any]) -> Row:
     """A tasks / task_overview row in the EnrichedTask shape the pure modules take (plus cost columns)."""
-    out = {k: v for k, v in row.items() if k not in ("start_time", "end_time")}
-    out["start_ns"] = (to_ns(row.get("start_time")) or 0)
-    out["end_ns"] = (to_ns(row.get("end_time")) or 0)
+    out = dict(row)  # a copy and two pops: the same dict as filtering every key, at a third of the cost
+    out["start_ns"] = (to_ns(out.pop("start_time", None)) or 0)
+    out["end_ns"] = (to_ns(out.pop("end_time", None)) or 0)
     out["tools"] = list(row.get("tools") or [])
     return out
 
@@ -344,4 +344,33 @@ def run_findings(conn: psycopg.Connection[Any], run_id: str, pipeline: str | Non
             "THEN regexp_replace(task, '\\s+\\([^()]*\\)$', '') ELSE task END FROM tasks WHERE run_id = %(run)s))) "
             "ORDER BY CASE severity WHEN 'HIGH' THEN 0 WHEN 'MEDIUM' THEN 1 WHEN 'LOW' THEN 2 ELSE 3 END, kind",
             {"run": run_id, "pipeline": pipeline, "engines": sorted(TAGGED_ENGINES)},
+        ).fetchall()
+
+
+def current_names(conn: psycopg.Connection[Any], keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The task name each (run_id, task_id) has in the tasks table now (keys without a row are left out)."""
+    if not keys:
+        return {}
+    rows = conn.execute(
+        "SELECT t.run_id, t.task_id, t.task FROM unnest(%s::text[], %s::text[]) AS k(r, i) "
+        "JOIN tasks t ON t.run_id = k.r AND t.task_id = k.i",
+        ([k[0] for k in keys], [k[1] for k in keys]),
+    ).fetchall()
+    return {(str(r), str(i)): str(name) for r, i, name in rows}
+
+
+def placeholder_findings(
+    conn: psycopg.Connection[Any], kinds: Sequence[str], subjects: Sequence[tuple[str | None, str]]
+) -> list[Row]:
+    """Open findings whose subject is one of these (pipeline, task id) placeholders: a task the correlator
+    named by its id until its real name came (rename_completed) and of which no task row keeps that name."""
+    if not subjects:
+        return []
+    with cursor(conn) as cur:
+        return cur.execute(
+            "SELECT f.* FROM findings f JOIN unnest(%s::text[], %s::text[]) AS k(p, t) "
+            "ON f.task = k.t AND f.pipeline IS NOT DISTINCT FROM k.p WHERE f.source = 'tune' AND "
+            "f.status = 'OPEN' AND f.kind = ANY(%s) AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.task = f.task "
+            "AND t.pipeline IS NOT DISTINCT FROM f.pipeline) ORDER BY f.finding_id",
+            ([s[0] for s in subjects], [s[1] for s in subjects], list(kinds)),
         ).fetchall()

@@ -92,6 +92,7 @@ class Stats:
     batches: int = 0
     retries: int = 0
     queries: int = 0  # database reads (BatchReads), to see that they are shared over a batch
+    superseded: int = 0  # task records renamed since (the tasks row has another name now): not analysed
     last_batch_s: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -337,6 +338,44 @@ class TuneWorker:
         for f in batch:
             findings[f["finding_id"]] = f
 
+    def current_tasks(self, reads: BatchReads, tasks: Sequence[Record]) -> list[Record]:
+        """The task records whose name is still the one their tasks row has. The correlator writes the row
+        before it publishes, so a record whose row has another name now was renamed since (a Nextflow task
+        named by its hash until its .command.run header came): its renamed record follows on the topic, and
+        analysing this one too would count one task twice, once under a name it never had."""
+        keys = [(str(t["run_id"]), str(t["task_id"])) for t in tasks if t.get("run_id")]
+        if not keys:
+            return list(tasks)
+        reads.queries += 1
+        names = store.current_names(reads.conn, list(dict.fromkeys(keys)))
+        out = []
+        for t in tasks:
+            now_named = names.get((str(t["run_id"]), str(t["task_id"]))) if t.get("run_id") else None
+            if now_named is not None and now_named != t["task"]:
+                self.stats.superseded += 1
+                log.info("task record superseded by a rename", extra={
+                    "run_id": t["run_id"], "task_id": t["task_id"], "task": t["task"], "now": now_named})
+                continue
+            out.append(t)
+        return out
+
+    def renamed_placeholders(self, reads: BatchReads, tasks: Sequence[Record], now_ns: int) -> list[Record]:
+        """Findings raised for a task under its id (its name until a rename), resolved once it comes named:
+        after the rename no task has that name, so they are about no task."""
+        subjects = list(dict.fromkeys((t.get("pipeline"), str(t["task_id"])) for t in tasks
+                                      if str(t["task"]) != str(t["task_id"])))
+        if not subjects:
+            return []
+        reads.flush()
+        reads.queries += 1
+        rows = store.placeholder_findings(reads.conn, TASK_KINDS, subjects)
+        out = []
+        for row in rows:
+            f = resolved(row, now_ns)
+            f["summary"] = f"superseded: the task was renamed: {f['summary']}"[:2000]
+            out.append(f)
+        return out
+
     def analyse(self, decoded: Sequence[tuple[str, Record]]) -> list[Record]:
         """One transaction over a batch of decoded records; returns the findings it stored (committed).
 
@@ -348,9 +387,10 @@ class TuneWorker:
         reads = self.reads(conn)
         self._definitions = {}
         try:
-            reads.prefetch([rec for kind, rec in decoded if kind == "EnrichedTask"])
+            tasks = self.current_tasks(reads, [rec for kind, rec in decoded if kind == "EnrichedTask"])
+            self._stage(reads, self.renamed_placeholders(reads, tasks, now), None, findings)
+            reads.prefetch(tasks)
             # Tasks before runs: a run's check reads its tasks' costs and findings.
-            tasks = [rec for kind, rec in decoded if kind == "EnrichedTask"]
             if self.per_record:
                 for rec in tasks:
                     self._stage(reads, self.handle_task(reads, rec, now), (rec.get("pipeline"), self.task_type(rec)),
