@@ -2,14 +2,15 @@
 edges (a dict state store, a sink and a publisher that only count), so decode, boundary checks, the host
 trees, projections, changelog values and enriched encoding are measured without Kafka or PostgreSQL.
 
-    .venv/bin/python benchmarks/correlator_steps.py [--events 40000] [--hosts 4] [--repeat 3]
-    .venv/bin/python benchmarks/correlator_steps.py --compare 62ebfa4 [--rounds 3]   # old and new, one run
+    .venv/bin/python benchmarks/correlator_steps.py [--events 40000] [--hosts 4] [--passes 8]
+    .venv/bin/python benchmarks/correlator_steps.py --compare 62ebfa4               # old and new, one run
     .venv/bin/python benchmarks/correlator_steps.py --profile /tmp/steps             # cProfile, top functions
 
-Every measurement runs in a child process of the tree it measures (this checkout, or with --compare the
-files of an older commit, run with this venv; see correlator_trees.py), over the same events: the parent
-builds them once and each tree encodes them with its own schemas. With --compare the trees alternate
-round by round, so a machine that gets busier or quieter meanwhile affects both alike.
+Each tree runs in a child process of its own (this checkout, or with --compare the files of an older
+commit, run with this venv; see correlator_trees.py), over the same events: the parent builds them
+once and each tree encodes them with its own schemas. With --compare the two children take turns, pass
+for pass, and the figure to read is the median of the pairwise ratios: on a shared machine whose load
+swings by a factor of two within a minute, best-of figures of separate runs say little.
 """
 
 from __future__ import annotations
@@ -89,7 +90,9 @@ def _messages(tree: Tree, events: Events, settings: Any) -> list[Any]:
     return out
 
 
-def child(tree: Tree, events_file: Path, batch_size: int, repeat: int, profile: Path | None) -> dict[str, Any]:
+def serve(tree: Tree, events_file: Path, batch_size: int) -> None:
+    """The child: loads the tree and the events once, then runs a pass per line on stdin ("run", or
+    "profile PATH": a pass under cProfile) and answers each with one JSON line."""
     sys.path.insert(0, str(tree.root))
     batch = importlib.import_module(f"{tree.correlator}.batch")
     tool_rules = importlib.import_module(f"{tree.correlator}.tool_rules")
@@ -101,68 +104,114 @@ def child(tree: Tree, events_file: Path, batch_size: int, repeat: int, profile: 
     messages = _messages(tree, events, settings)
     chunks = [messages[i:i + batch_size] for i in range(0, len(messages), batch_size)]
     loop = asyncio.new_event_loop()
+    rules = tool_rules.ReloadingRules(settings.tool_rules)
 
-    def one_run() -> tuple[float, float, CountingSink, CountingPublisher, Any]:
+    def one_pass() -> dict[str, Any]:
         sink, publisher = CountingSink(), CountingPublisher()
-        proc = batch.BatchProcessor(settings, batch.DictState(), sink, publisher,
-                                    tool_rules.ReloadingRules(settings.tool_rules), codec)
+        proc = batch.BatchProcessor(settings, batch.DictState(), sink, publisher, rules, codec)
         cursor = getattr(proc, "cursor", None)  # the partition cursor (#17.3); older trees check in process()
         started, cpu_started = time.perf_counter(), time.process_time()
         for chunk in chunks:
             loop.run_until_complete(proc.process(cursor.accept(chunk) if cursor is not None else chunk))
-        return time.perf_counter() - started, time.process_time() - cpu_started, sink, publisher, proc
+        return {"wall_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu_started,
+                "events": len(messages), "process_rows": sink.processes, "task_rows": sink.tasks,
+                "sample_rows": sink.samples, "published": publisher.messages, "published_bytes": publisher.bytes,
+                "deadlettered": proc.stats.deadlettered, "state_keys": len(proc.state.data)}
 
-    times, cpu_times = [], []
-    for _ in range(repeat):
-        elapsed, cpu, sink, publisher, proc = one_run()
-        times.append(elapsed)
-        cpu_times.append(cpu)
-    if profile is not None:
-        prof = cProfile.Profile()
-        prof.enable()
-        one_run()
-        prof.disable()
-        prof.dump_stats(str(profile))
-        pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(30)
-    return {"label": tree.label, "events": len(messages), "batches": len(chunks), "runs_s": times,
-            "cpu_s": cpu_times, "process_rows": sink.processes,
-            "task_rows": sink.tasks, "sample_rows": sink.samples, "published": publisher.messages,
-            "published_bytes": publisher.bytes, "deadlettered": proc.stats.deadlettered,
-            "state_keys": len(proc.state.data)}
-
-
-def measure(tree: Tree, events_file: Path, args: argparse.Namespace, profile: Path | None = None) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(events_file), "--tree", str(tree.root),
-           "--label", tree.label, "--batch-size", str(args.batch_size), "--repeat", str(args.repeat)]
-    if profile is not None:
-        cmd += ["--profile", str(profile)]
-    done = subprocess.run(cmd, env=tree.env(), stdout=subprocess.PIPE, check=True, text=True)
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        command, _, arg = line.strip().partition(" ")
+        if command == "run":
+            result = one_pass()
+        elif command == "profile":
+            prof = cProfile.Profile(time.process_time)  # CPU time: a busy machine inflates wall time unevenly
+            prof.enable()
+            result = one_pass()
+            prof.disable()
+            prof.dump_stats(arg)
+        else:
+            break
+        print(json.dumps(result), flush=True)
 
 
-def _rates(runs: list[dict[str, Any]], key: str) -> list[float]:
-    return [r["events"] / t for r in runs for t in r[key]]
+class Child:
+    """One tree's child process (see serve)."""
+
+    def __init__(self, tree: Tree, events_file: Path, batch_size: int) -> None:
+        self.tree = tree
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--child", str(events_file), "--tree", str(tree.root),
+             "--batch-size", str(batch_size)],
+            env=tree.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._answer()  # loaded
+
+    def _answer(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.tree.label}: the child ended (exit {self.proc.wait()})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def ask(self, command: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._answer()
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
-def report(results: dict[str, list[dict[str, Any]]]) -> None:
-    """Events per CPU second of the child (steady on a loaded machine: what the steps cost) and per wall
-    second (what they took, waits for the CPU included), best and median of all runs."""
-    labels = list(results)
-    width = max(len(label) for label in labels) + 2
+def report(trees: list[Tree], passes: dict[str, list[dict[str, Any]]]) -> None:
+    """Events per CPU second of each child (what the steps cost, waits for a CPU left out) and per wall
+    second, best and median of all passes; with two trees the median of the pairwise ratios (each pair
+    ran back to back, so it shares the machine's load of the moment)."""
+    width = max(len(t.label) for t in trees) + 2
     print(f"\n{'tree':<{width}} {'events/CPU-s best':>17} {'median':>8} {'events/s best':>14} {'median':>8}"
           f"  {'process rows':>12} {'published':>9} {'state keys':>10} {'dead':>4}")
-    for label in labels:
-        runs = results[label]
-        cpu, wall = _rates(runs, "cpu_s"), _rates(runs, "runs_s")
-        last = runs[-1]
-        print(f"{label:<{width}} {max(cpu):>17,.0f} {statistics.median(cpu):>8,.0f} {max(wall):>14,.0f}"
+    for t in trees:
+        ps = passes[t.label]
+        cpu = [p["events"] / p["cpu_s"] for p in ps]
+        wall = [p["events"] / p["wall_s"] for p in ps]
+        last = ps[-1]
+        print(f"{t.label:<{width}} {max(cpu):>17,.0f} {statistics.median(cpu):>8,.0f} {max(wall):>14,.0f}"
               f" {statistics.median(wall):>8,.0f}  {last['process_rows']:>12,} {last['published']:>9,}"
               f" {last['state_keys']:>10,} {last['deadlettered']:>4}")
-    if len(labels) == 2:
-        for key, what in (("cpu_s", "events/CPU-s"), ("runs_s", "events/s")):
-            old, new = (max(_rates(results[label], key)) for label in labels)
-            print(f"new / old, best {what}: {new / old:.1%}")
+    if len(trees) == 2:
+        old, new = (passes[t.label] for t in trees)
+        for key, what in (("cpu_s", "events/CPU-s"), ("wall_s", "events/s")):
+            ratios = sorted(o[key] / n[key] for o, n in zip(old, new, strict=True))
+            print(f"new / old, {what}: median of {len(ratios)} pairs {statistics.median(ratios):.1%}"
+                  f" (middle half {ratios[len(ratios) // 4]:.1%} .. {ratios[(3 * len(ratios)) // 4]:.1%})")
+
+
+def _function_totals(paths: list[Path]) -> dict[str, tuple[int, float]]:
+    """(calls, own CPU seconds) per function, summed over profiles; keyed by module file and name, so that
+    the same function of two trees (services/correlator/x.py, execsight/correlator/x.py) meets."""
+    out: dict[str, tuple[int, float]] = {}
+    for path in paths:
+        stats: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+        for (file, _line, name), (_cc, calls, own, _cum, _callers) in stats.items():
+            key = f"{'/'.join(Path(file).parts[-2:])}:{name}"
+            n, t = out.get(key, (0, 0.0))
+            out[key] = (n + calls, t + own)
+    return out
+
+
+def profiles(trees: list[Tree], directory: Path, passes: int, top: int = 40) -> None:
+    """The functions that cost most in either tree, own CPU time summed over the profiled passes."""
+    totals = [_function_totals([directory / f"{t.label.split()[0]}-{i + 1}.prof" for i in range(passes)])
+              for t in trees]
+    names = sorted({k for tot in totals for k in tot}, key=lambda k: -max(tot.get(k, (0, 0.0))[1] for tot in totals))
+    print(f"\nown CPU seconds over {passes} profiled passes (calls), by function:")
+    print(f"{'function':<60}" + "".join(f" {t.label.split()[0] + ' calls':>12} {'s':>7}" for t in trees))
+    for k in names[:top]:
+        print(f"{k[-60:]:<60}" + "".join(f" {tot.get(k, (0, 0.0))[0]:>12,} {tot.get(k, (0, 0.0))[1]:>7.3f}"
+                                           for tot in totals))
+    print(f"{'total':<60}" + "".join(f" {'':>12} {sum(v[1] for v in tot.values()):>7.3f}" for tot in totals))
 
 
 def main(argv: list[str]) -> int:
@@ -170,20 +219,19 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--events", type=int, default=40_000)
     ap.add_argument("--hosts", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=5000)
-    ap.add_argument("--repeat", type=int, default=3, help="runs per child process (best counts)")
-    ap.add_argument("--rounds", type=int, default=3, help="with --compare: child processes per tree, alternating")
-    ap.add_argument("--compare", metavar="COMMIT", help="also measure this commit's correlator, side by side")
+    ap.add_argument("--passes", type=int, default=8, help="passes over the workload per tree (after one warm-up)")
+    ap.add_argument("--compare", metavar="COMMIT", help="also measure this commit's correlator, pass for pass")
     ap.add_argument("--old-tree", type=Path, help="with --compare: extract the commit here (reused if present)")
     ap.add_argument("--profile", type=Path, metavar="DIR",
-                    help="one more run of each tree under cProfile: DIR/<old|new>.prof, top functions on stderr")
+                    help="more passes under cProfile (CPU time): DIR/<old|new>-<i>.prof; the top functions of each"
+                         " tree, summed over the passes, are printed side by side")
+    ap.add_argument("--profile-passes", type=int, default=2)
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--label", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.child is not None:
-        result = child(Tree(args.tree, args.label), args.child, args.batch_size, args.repeat, args.profile)
-        print(json.dumps(result))
+        serve(Tree(args.tree, ""), args.child, args.batch_size)
         return 0
 
     from correlator_throughput import workload
@@ -197,19 +245,28 @@ def main(argv: list[str]) -> int:
     with tempfile.NamedTemporaryFile(prefix="execsight-steps-", suffix=".pickle") as f:
         f.write(pickle.dumps(events))
         f.flush()
-        results: dict[str, list[dict[str, Any]]] = {t.label: [] for t in trees}
-        for i in range(args.rounds if args.compare else 1):
-            for tree in trees:
-                r = measure(tree, Path(f.name), args)
-                results[tree.label].append(r)
-                print(f"round {i + 1} {tree.label}: " + ", ".join(f"{r['events'] / t:,.0f}" for t in r["runs_s"])
-                      + " events/s", flush=True)
-        if args.profile is not None:
-            args.profile.mkdir(parents=True, exist_ok=True)
-            for tree in trees:
-                measure(tree, Path(f.name), argparse.Namespace(batch_size=args.batch_size, repeat=1),
-                        profile=args.profile / f"{tree.label.split()[0]}.prof")
-    report(results)
+        children = [Child(t, Path(f.name), args.batch_size) for t in trees]
+        try:
+            for c in children:
+                c.ask("run")  # warm-up: first-use caches (tool rules, schemas) fill here
+            passes: dict[str, list[dict[str, Any]]] = {t.label: [] for t in trees}
+            for i in range(args.passes):
+                # alternate which goes first, so that a trend in the machine's load favours neither
+                for c in children if i % 2 == 0 else children[::-1]:
+                    passes[c.tree.label].append(c.ask("run"))
+                print(f"pass {i + 1}: " + "; ".join(
+                    f"{c.tree.label} {p['events'] / p['cpu_s']:,.0f}/CPU-s {p['events'] / p['wall_s']:,.0f}/s"
+                    for c in children for p in passes[c.tree.label][-1:]), flush=True)
+            if args.profile is not None:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                for i in range(args.profile_passes):
+                    for c in children if i % 2 == 0 else children[::-1]:
+                        c.ask(f"profile {args.profile / c.tree.label.split()[0]}-{i + 1}.prof")
+                profiles(trees, args.profile, args.profile_passes)
+        finally:
+            for c in children:
+                c.close()
+    report(trees, passes)
     return 0
 
 
