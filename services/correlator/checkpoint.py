@@ -94,7 +94,7 @@ class Checkpoint:
             await self.publisher.make_room()
 
     async def _publish(self, out: Outputs, dead: list[Dead]) -> None:
-        enc = self.encode
+        enc, produce = self.encode, self.publisher.produce
         for topic, name, records in ((ENRICHED_PROCESS, "EnrichedProcess", out.enriched_process),
                                      (ENRICHED_TASK, "EnrichedTask", out.enriched_task),
                                      (ENRICHED_RUN, "EnrichedRun", out.enriched_run),
@@ -102,7 +102,8 @@ class Checkpoint:
             for rec in records:
                 key, value = rec["host_id"].encode(), enc(name, rec)
                 if len(value) + len(key) <= MAX_MESSAGE_BYTES:
-                    await self._produce(topic, key, value)
+                    if not produce(topic, key, value):  # no coroutine per record unless the producer is full
+                        await self._produce(topic, key, value)
                     continue
                 # bounded inputs keep records far below this; should one still grow past what Kafka takes,
                 # publishing it would fail the batch for good: its head goes to the dead-letter topic instead

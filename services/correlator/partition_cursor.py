@@ -84,25 +84,31 @@ class PartitionCursor:
         return mark
 
     def is_replay(self, msg: RawMessage) -> bool:
-        return msg.offset <= self.mark(self.source(msg.topic), msg.partition, msg.offset)
-
-    def _allowed(self, expected: dict[TopicPartition, int], msg: RawMessage) -> int:
-        """The highest offset the partition may go on with: the next one expected, or anything up to the
-        one after the mark (messages at or below it were applied already, so missing them loses nothing)."""
-        mark = self.mark(self.source(msg.topic), msg.partition, msg.offset)
-        want = expected.get((msg.topic, msg.partition))
-        if want is None:
-            return msg.offset if mark < 0 or msg.offset <= mark + 1 else mark + 1
-        return max(want, mark + 1) if mark >= 0 else want
+        # asked per message: the loaded mark straight from the cache, the store only the first time
+        mark = self._marks.get(("H" if msg.topic == self._raw_host_topic else "P", msg.partition))
+        if mark is None:
+            mark = self.mark(self.source(msg.topic), msg.partition, msg.offset)
+        return msg.offset <= mark
 
     def split(self, batch: Sequence[RawMessage]) -> Split:
-        """The messages that follow on from what was applied, and where to read the others again."""
+        """The messages that follow on from what was applied, and where to read the others again.
+
+        A partition may go on with the next offset expected, or anything up to the one after the mark
+        (messages at or below it were applied already, so missing them loses nothing)."""
         expected = dict(self._next)
         keep: list[int] = []
         rewinds: dict[TopicPartition, int] = {}
+        marks: dict[TopicPartition, int] = {}  # per partition, looked up once (nothing here moves them)
         for i, msg in enumerate(batch):
             k = (msg.topic, msg.partition)
-            want = self._allowed(expected, msg)
+            mark = marks.get(k)
+            if mark is None:
+                mark = marks[k] = self.mark(self.source(msg.topic), msg.partition, msg.offset)
+            want = expected.get(k)
+            if want is None:
+                want = msg.offset if mark < 0 or msg.offset <= mark + 1 else mark + 1
+            elif mark >= 0:
+                want = max(want, mark + 1)
             if msg.offset > want:
                 rewinds[k] = want
                 continue
@@ -157,9 +163,10 @@ class PartitionCursor:
         """Moves past a batch whose outputs are committed: the partitions now expect what follows, and
         the marks to persist (source, partition) -> offset are returned (only those that moved)."""
         last: dict[tuple[str, int], int] = {}
+        expected, host_topic = self._next, self._raw_host_topic
         for msg in batch.messages:
-            self._next[(msg.topic, msg.partition)] = msg.offset + 1
-            last[(self.source(msg.topic), msg.partition)] = msg.offset
+            expected[(msg.topic, msg.partition)] = msg.offset + 1
+            last[("H" if msg.topic == host_topic else "P", msg.partition)] = msg.offset  # as source()
         moved = {k: off for k, off in last.items() if off > self.mark(*k)}
         for (source, partition), offset in moved.items():
             self._store.write_mark(source, partition, offset)

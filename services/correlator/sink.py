@@ -223,7 +223,7 @@ ALL = (PROCESSES, SAMPLES, TASKS, RUNS, PIPELINES, TOOLS, CONTAINERS, HOSTS, HOS
 
 def _rows(staged: Staged, dicts: Iterable[dict[str, Any]]) -> list[tuple[Any, ...]]:
     names = [n for n, _ in staged.columns]
-    return [tuple(d.get(n) for n in names) for d in dicts]
+    return [tuple(map(d.get, names)) for d in dicts]  # map: no generator per row (thousands a batch)
 
 
 def table_rows(out: Outputs) -> list[tuple[Staged, list[tuple[Any, ...]]]]:
