@@ -123,12 +123,15 @@ def run_collector_gaps(conn: Conn, run_id: str) -> list[str]:
 
 
 def run_tasks(conn: Conn, run_id: str) -> pd.DataFrame:
+    """The run's tasks; a task with no tool identified under its busiest process's label, as the Tools table
+    names that process (one answer for one task's tool)."""
     return frame(conn, """
-        SELECT task_id, task, engine, tool, tools, status, exit_code, start_time, end_time, wall_ns, cpu_ns, runq_ns,
-               blkio_ns, reclaim_ns, peak_rss_bytes, read_bytes, write_bytes, process_count, short_lived_count,
-               short_lived_wall_ns, oom_killed, requested_cpus, requested_memory_bytes, cost_usd, waste_usd,
-               host_id, instance_type
-        FROM task_overview WHERE run_id = %(run_id)s ORDER BY start_time, task_id""", {"run_id": run_id})
+        SELECT t.task_id, t.task, t.engine, """ + _TASK_TOOL + """ AS tool, t.tools, t.status, t.exit_code,
+               t.start_time, t.end_time, t.wall_ns, t.cpu_ns, t.runq_ns, t.blkio_ns, t.reclaim_ns, t.peak_rss_bytes,
+               t.read_bytes, t.write_bytes, t.process_count, t.short_lived_count, t.short_lived_wall_ns, t.oom_killed,
+               t.requested_cpus, t.requested_memory_bytes, t.cost_usd, t.waste_usd, t.host_id, t.instance_type
+        FROM task_overview t """ + _TASK_TOP_PROCESS + """
+        WHERE t.run_id = %(run_id)s ORDER BY t.start_time, t.task_id""", {"run_id": run_id})
 
 
 def run_host_lanes(conn: Conn, run_id: str) -> pd.DataFrame:
@@ -235,12 +238,14 @@ def live_tasks(conn: Conn, run_id: str) -> pd.DataFrame:
 # --- Tasks and tools --------------------------------------------------------------------------
 
 # A task no tool was identified in is shown under its busiest process's executable ("cat (unidentified
-# executable)"), never as a blank: the label comes from the process_tools view (migration 0006).
+# executable)"), never as a blank: the label comes from the process_tools view (migration 0006). The test of
+# t.tool inside the subquery is a one-time filter: a task with a tool never reads its processes.
 _TASK_TOP_PROCESS = """
     LEFT JOIN LATERAL (
         SELECT pt.tool_label FROM process_tools pt
-        WHERE pt.run_id = t.run_id AND pt.task_id = t.task_id ORDER BY pt.cpu_ns DESC, pt.pid LIMIT 1
-    ) top ON t.tool IS NULL"""
+        WHERE t.tool IS NULL AND pt.run_id = t.run_id AND pt.task_id = t.task_id
+        ORDER BY pt.cpu_ns DESC, pt.pid LIMIT 1
+    ) top ON true"""
 _TASK_TOOL = "coalesce(t.tool, top.tool_label)"
 
 
