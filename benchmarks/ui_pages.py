@@ -201,7 +201,6 @@ def seed(dsn: str, processes: int, hosts: int = 10, pipelines: int = 8, tasks_pe
                    'run-' || (1 + i %% %(runs)s), 'task_' || (i %% %(tpr)s), 'bwa', 'host-' || (1 + i %% %(hosts)s), 0.1
             FROM generate_series(1, 2000) i"""),
     ]
-    counts: dict[str, int] = {}
     started = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
         # a bulk load: no WAL flush per statement, the secondary indexes built once at the end (one sort each)
@@ -216,18 +215,36 @@ def seed(dsn: str, processes: int, hosts: int = 10, pipelines: int = 8, tasks_pe
             t0 = time.perf_counter()
             # %% in the statements above is a literal modulo where the statement also has parameters
             cur = conn.execute(sql.replace("%%", "%").replace("%", "%%").replace("%%(", "%(").encode(), p)
-            counts[table] = counts.get(table, 0) + max(0, cur.rowcount)
-            print(f"  seeded {table:<16} {cur.rowcount:>9,} rows in {time.perf_counter() - t0:5.1f} s", flush=True)
+            print(f"  seeded {table:<16} {max(0, cur.rowcount):>9,} rows in {time.perf_counter() - t0:5.1f} s",
+                  flush=True)
         t0 = time.perf_counter()
         for _, definition in indexes:
             conn.execute(definition.encode())
         print(f"  built {len(indexes)} secondary indexes in {time.perf_counter() - t0:.1f} s", flush=True)
         t0 = time.perf_counter()
-        refresh_rollups(conn)
+        refresh_until_done(conn)
         conn.execute("ANALYZE")
         print(f"  refreshed rollups and analyzed in {time.perf_counter() - t0:.1f} s "
               f"(seeding took {time.perf_counter() - started:.1f} s in all)", flush=True)
-    return counts
+        return row_counts(conn)
+
+
+def row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    return {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
+            for t in ("processes", "runs", "tasks", "host_samples")}
+
+
+def refresh_until_done(conn: psycopg.Connection[Any], wait_s: float = 120.0) -> None:
+    """refresh_rollups, waiting out TimescaleDB's own policy job while it refreshes the same window."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            refresh_rollups(conn)
+            return
+        except psycopg.errors.LockNotAvailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 def secondary_indexes(conn: psycopg.Connection[Any], tables: list[str]) -> list[tuple[str, str]]:
@@ -269,11 +286,16 @@ def _live_refresh() -> float | None:
         return None
     if not hasattr(queries, "live_tasks"):
         return None
+    import inspect
+
     from execsight.ui import db
 
     with db.connect(os.environ["EXECSIGHT_UI_DATABASE_URL"]) as conn:
+        # the page passes the run's start, known from its first render, where its live_tasks takes it
+        start = queries.run_detail(conn, "run-live").iloc[0]["start_time"]
+        extra = [start] if "run_start" in inspect.signature(queries.live_tasks).parameters else []
         t0 = time.perf_counter()
-        now = queries.live_tasks(conn, "run-live")
+        now = queries.live_tasks(conn, "run-live", *extra)
         queries.run_detail(conn, "run-live")
         now.assign(o=now["status"].map({"RUNNING": 0, "FAILED": 1}).fillna(2)).sort_values(["o", "start_time"])
         elapsed = time.perf_counter() - t0
@@ -334,9 +356,8 @@ def main(argv: list[str]) -> int:
             conn.execute(f'CREATE DATABASE "{name}"')
     try:
         if args.reuse:
-            with psycopg.connect(dsn) as conn:
-                counts = {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
-                          for t in ("processes", "runs", "tasks", "host_samples")}
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                counts = row_counts(conn)
         else:
             print(f"database {name}: migrating and seeding ({args.processes:,} process rows + 2 runs of 50,000)",
                   flush=True)

@@ -50,7 +50,7 @@ def load(conn: queries.Conn, run: dict[str, Any], end: datetime) -> RunPageData:
     earlier_ids = [x for x in history["run_id"].tolist() if x != run_id] if not history.empty else []
     return RunPageData(
         tasks=queries.run_tasks(conn, run_id),
-        tool_costs=queries.run_tool_costs(conn, run_id),
+        tool_costs=queries.run_tool_costs(conn, run_id, run["start_time"]),
         series=queries.run_series(conn, run_id, run["start_time"], end),
         findings=pd.DataFrame(run_report_data.ordered_findings(queries.run_findings(conn, run_id).to_dict("records"))),
         history=history,

@@ -124,10 +124,10 @@ def _ended(r: dict[str, Any]) -> datetime:
 
 
 @st.fragment(run_every=refresh_every(True))
-def live_view(run_id: str) -> None:
+def live_view(run_id: str, run_start: datetime) -> None:
     """Tasks running now, done and failed, with their current CPU and memory; refreshes alone."""
     with connection() as conn:
-        now = queries.live_tasks(conn, run_id)
+        now = queries.live_tasks(conn, run_id, run_start)
         state = queries.run_detail(conn, run_id)
     still_live = not state.empty and state.iloc[0]["status"] == "RUNNING"
     st.markdown("#### Live: tasks now")
@@ -248,7 +248,7 @@ def run_page(r: dict[str, Any]) -> None:
                        query_params={"host": host})
     tiles(r)
     if live:
-        live_view(run_id)
+        live_view(run_id, r["start_time"])
 
     breakdown = shaping.time_breakdown(tasks)
     comparison = shaping.task_comparison(tasks, earlier_tasks) if earlier_ids else pd.DataFrame()
