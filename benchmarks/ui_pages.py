@@ -5,8 +5,11 @@ process samples, costs, findings), plus two runs of 50,000 processes each: `run-
 `run-live` (in progress: 20 of its 100 tasks running, with fresh samples). Refreshes the rollups, then
 renders every page with Streamlit's AppTest against it (as a read-only session), the run page of both
 big runs, and the live section's refresh (its queries and shaping, what the fragment re-runs every 5 s),
-and prints a table of render times. `--baseline DIR` renders the same pages with another checkout's
-dashboard (e.g. `git archive main`), side by side: there, a live run re-renders its whole run page.
+and prints a table of render times: the first render of each page (query plans cold, the page's caches empty)
+and the median and max of the repeats. `--baseline DIR` renders the same pages with another checkout's
+dashboard (e.g. `git archive main`), side by side, first, on that checkout's schema (its migrations); this
+checkout's migrations are applied after it. Seeding is set-based (generate_series), secondary indexes built
+once at the end.
 
     .venv/bin/python benchmarks/ui_pages.py [--processes 1000000] [--repeat 3] [--keep] [--baseline DIR]
 """
@@ -22,6 +25,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -197,19 +201,61 @@ def seed(dsn: str, processes: int, hosts: int = 10, pipelines: int = 8, tasks_pe
                    'run-' || (1 + i %% %(runs)s), 'task_' || (i %% %(tpr)s), 'bwa', 'host-' || (1 + i %% %(hosts)s), 0.1
             FROM generate_series(1, 2000) i"""),
     ]
-    counts: dict[str, int] = {}
+    started = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
+        # a bulk load: no WAL flush per statement, the secondary indexes built once at the end (one sort each)
+        # instead of maintained row by row; the unique keys stay
+        conn.execute("SET synchronous_commit = off")
+        conn.execute("SET maintenance_work_mem = '256MB'")
+        tables = sorted({table for table, _ in [*steps, *BIG_RUNS]})
+        indexes = secondary_indexes(conn, tables)
+        for name, _ in indexes:
+            conn.execute(f'DROP INDEX "{name}"'.encode())
         for table, sql in [*steps, *BIG_RUNS]:
             t0 = time.perf_counter()
             # %% in the statements above is a literal modulo where the statement also has parameters
-            conn.execute(sql.replace("%%", "%").replace("%", "%%").replace("%%(", "%(").encode(), p)
-            counts[table] = int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
-            print(f"  seeded {table:<16} {counts[table]:>9,} rows in {time.perf_counter() - t0:5.1f} s", flush=True)
+            cur = conn.execute(sql.replace("%%", "%").replace("%", "%%").replace("%%(", "%(").encode(), p)
+            print(f"  seeded {table:<16} {max(0, cur.rowcount):>9,} rows in {time.perf_counter() - t0:5.1f} s",
+                  flush=True)
         t0 = time.perf_counter()
-        refresh_rollups(conn)
+        for _, definition in indexes:
+            conn.execute(definition.encode())
+        print(f"  built {len(indexes)} secondary indexes in {time.perf_counter() - t0:.1f} s", flush=True)
+        t0 = time.perf_counter()
+        refresh_until_done(conn)
         conn.execute("ANALYZE")
-        print(f"  refreshed rollups and analyzed in {time.perf_counter() - t0:.1f} s", flush=True)
-    return counts
+        print(f"  refreshed rollups and analyzed in {time.perf_counter() - t0:.1f} s "
+              f"(seeding took {time.perf_counter() - started:.1f} s in all)", flush=True)
+        return row_counts(conn)
+
+
+def row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    return {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
+            for t in ("processes", "runs", "tasks", "host_samples")}
+
+
+def refresh_until_done(conn: psycopg.Connection[Any], wait_s: float = 120.0) -> None:
+    """refresh_rollups, waiting out TimescaleDB's own policy job while it refreshes the same window."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            refresh_rollups(conn)
+            return
+        except psycopg.errors.LockNotAvailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+def secondary_indexes(conn: psycopg.Connection[Any], tables: list[str]) -> list[tuple[str, str]]:
+    """(name, CREATE statement) of the tables' plain indexes: neither unique nor backing a constraint."""
+    rows = conn.execute("""
+        SELECT i.relname, pg_get_indexdef(x.indexrelid)
+        FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
+        JOIN pg_namespace n ON n.oid = t.relnamespace
+        WHERE n.nspname = 'public' AND t.relname = ANY(%s) AND NOT x.indisunique
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)""", (tables,)).fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 def _render(page: str, query: dict[str, str] | None = None) -> float:
@@ -240,11 +286,16 @@ def _live_refresh() -> float | None:
         return None
     if not hasattr(queries, "live_tasks"):
         return None
+    import inspect
+
     from execsight.ui import db
 
     with db.connect(os.environ["EXECSIGHT_UI_DATABASE_URL"]) as conn:
+        # the page passes the run's start, known from its first render, where its live_tasks takes it
+        start = queries.run_detail(conn, "run-live").iloc[0]["start_time"]
+        extra = [start] if "run_start" in inspect.signature(queries.live_tasks).parameters else []
         t0 = time.perf_counter()
-        now = queries.live_tasks(conn, "run-live")
+        now = queries.live_tasks(conn, "run-live", *extra)
         queries.run_detail(conn, "run-live")
         now.assign(o=now["status"].map({"RUNNING": 0, "FAILED": 1}).fillna(2)).sort_values(["o", "start_time"])
         elapsed = time.perf_counter() - t0
@@ -261,9 +312,9 @@ def time_pages(repeat: int) -> dict[str, list[float]]:
         _render("overview")  # imports, pool, first connection
         targets = [(p, p, None) for p in PAGES] + [(n, p, q) for n, p, q in RUN_PAGES]
         for name, page, query in targets:
-            # the first render of a page warms its query plans
-            results[name] = [_render(page, query) for _ in range(repeat + 1)][1:]
-        live = [_live_refresh() for _ in range(repeat + 1)][1:]
+            # [first render (query plans cold, and any cache of the page empty), then the repeats]
+            results[name] = [_render(page, query) for _ in range(repeat + 1)]
+        live = [_live_refresh() for _ in range(repeat + 1)]
         if all(x is not None for x in live):
             results[LIVE_REFRESH] = [float(x) for x in live if x is not None]
     finally:
@@ -305,37 +356,42 @@ def main(argv: list[str]) -> int:
             conn.execute(f'CREATE DATABASE "{name}"')
     try:
         if args.reuse:
-            with psycopg.connect(dsn) as conn:
-                counts = {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
-                          for t in ("processes", "runs", "tasks", "host_samples")}
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                counts = row_counts(conn)
         else:
             print(f"database {name}: migrating and seeding ({args.processes:,} process rows + 2 runs of 50,000)",
                   flush=True)
-            apply_migrations(dsn)
+            # the baseline renders on its own schema (its migrations), before this checkout's are applied
+            apply_migrations(dsn, *([args.baseline.resolve() / "schemas" / "migrations"] if args.baseline else []))
             counts = seed(dsn, args.processes)
         os.environ["EXECSIGHT_UI_DATABASE_URL"] = dsn  # the app's sessions are read-only (services/ui/db.py)
-        results = time_pages(args.repeat)
         if args.baseline:
             baseline = time_pages_of(args.baseline.resolve(), args.repeat)
+            applied = apply_migrations(dsn)
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("ANALYZE")
+            print(f"  then this checkout's migrations: {', '.join(applied) or 'none new'}", flush=True)
+        results = time_pages(args.repeat)
     finally:
         if not args.keep and not args.reuse:
             with psycopg.connect(args.server, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     print(f"\nPage render times via AppTest ({counts['processes']:,} processes, {counts['runs']:,} runs, "
           f"{counts['tasks']:,} tasks, {counts['host_samples']:,} host samples), {args.repeat} renders each:")
-    head = f"{'page':<16}{'median s':>10}{'max s':>10}"
+    head = f"{'page':<16}{'first s':>9}{'median s':>10}{'max s':>8}"
     if baseline:
-        head += f"{'baseline median s':>19}{'baseline max s':>16}"
-    print(f"{head}  target < {TARGET_S:.0f} s")
+        head += f"{'| main: first s':>16}{'median s':>10}{'max s':>8}"
+    print(f"{head}  target < {TARGET_S:.0f} s (first render included)")
     ok = True
-    for page, times in results.items():
-        med, worst = statistics.median(times), max(times)
+    for page, (first, *times) in results.items():
+        med, worst = statistics.median(times), max(first, *times)
         ok &= worst < TARGET_S
-        line = f"{page:<16}{med:>10.3f}{worst:>10.3f}"
+        line = f"{page:<16}{first:>9.3f}{med:>10.3f}{max(times):>8.3f}"
         if baseline:
             # without a live section, the baseline refreshes a live run by re-rendering its whole run page
             base = baseline.get(page) or (baseline.get("live run 50k") if page == LIVE_REFRESH else None)
-            line += f"{statistics.median(base):>19.3f}{max(base):>16.3f}" if base else f"{'-':>19}{'-':>16}"
+            line += (f"{'| ' + format(base[0], '.3f'):>16}{statistics.median(base[1:]):>10.3f}{max(base[1:]):>8.3f}"
+                     if base else f"{'| -':>16}{'-':>10}{'-':>8}")
         print(f"{line}  {'ok' if worst < TARGET_S else 'SLOW'}")
     return 0 if ok else 1
 

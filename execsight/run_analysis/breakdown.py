@@ -170,6 +170,34 @@ def sum_breakdowns(items: Iterable[Breakdown]) -> Breakdown:
     return total
 
 
+# The words every surface (`execsight run`, the run page, the run report) uses for the slices, in shares() order.
+SLICE_LABELS: dict[str, str] = {
+    "on_cpu": "on CPU", "runq_wait": "run-queue wait", "blkio_wait": "block I/O wait",
+    "other_off_cpu": "other off-CPU", "idle": "idle",
+}
+
+
+def run_breakdown(tasks: Iterable[Mapping[str, Any]], idle_ns: Mapping[str, int] | None = None) -> Breakdown:
+    """The one time breakdown of a run (or of any set of tasks): each task's breakdown, summed.
+
+    Its base is task time, the tasks' wall times summed: the slices add up to it, and helper_share is the
+    share of it spent in short-lived helpers (each task's helper time capped at its wall time, as the
+    helper_churn rule reads it). Helpers are not a slice: their CPU and waits are already in the slices,
+    so a slice of their own would count that time twice and shrink the others. ``idle_ns``: task_id ->
+    inactivity from process samples, where the caller read them (else that time stays "other off-CPU").
+    """
+    idle = idle_ns or {}
+    return sum_breakdowns(time_breakdown(t, idle.get(str(t.get("task_id")), 0)) for t in tasks)
+
+
+def dominant_slice(b: Breakdown) -> tuple[str, float] | None:
+    """The slice that took most of the time (its shares() key and share); None without any time."""
+    if not b.wall_ns:
+        return None
+    key, share = max(b.shares().items(), key=lambda kv: kv[1])
+    return key, share
+
+
 @dataclass(frozen=True)
 class Classification:
     label: str                        # one of CLASSES, or MIXED

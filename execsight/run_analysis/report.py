@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from execsight.durations import COMPACT, duration
-from execsight.run_analysis.breakdown import classify, sum_breakdowns, time_breakdown
+from execsight.run_analysis.breakdown import SLICE_LABELS, classify, run_breakdown, time_breakdown
 from execsight.run_analysis.cost import cost_per_gb, split_by_cpu
 from execsight.schemas import collector_gaps
 
@@ -113,15 +113,13 @@ def render(report: RunReport, top: int = 5) -> str:
         lines.append("no tasks recorded for this run")
     else:
         parts = [(t, time_breakdown(t)) for t in tasks]
-        total = sum_breakdowns(b for _, b in parts)
+        total = run_breakdown(tasks)  # the dashboard's run page shows this same breakdown
         lines.append("")
         lines.append("where the time went (all tasks)")
-        labels = {"on_cpu": "on CPU", "runq_wait": "run-queue wait", "blkio_wait": "block I/O wait",
-                  "other_off_cpu": "other off-CPU", "idle": "idle"}
         for key, share in total.shares().items():
-            lines.append(f"  {labels[key]:<15} {_bar(share)} {share:6.1%}")
+            lines.append(f"  {SLICE_LABELS[key]:<15} {_bar(share)} {share:6.1%}")
         lines.append(f"  {'helpers':<15} {total.helper_count} short-lived processes, "
-                     f"{min(1.0, total.helper_wall_ns / total.wall_ns) if total.wall_ns else 0:.1%} of task time")
+                     f"{total.helper_share:.1%} of task time")
 
         lines.append("")
         lines.append(f"top tasks by time (of {len(tasks)})")
@@ -185,10 +183,8 @@ FINDING_FIELDS = ("finding_id", "kind", "status", "severity", "task", "summary",
 def as_json(report: RunReport) -> dict[str, Any]:
     """The same report as `render`, as one JSON object (for scripts: `execsight run --json`)."""
     tasks = report.tasks
-    breakdown: dict[str, float] = {}
-    if tasks:
-        total = sum_breakdowns(time_breakdown(t) for t in tasks)
-        breakdown = {k: round(v, 6) for k, v in total.shares().items()}
+    total = run_breakdown(tasks)
+    breakdown = {k: round(v, 6) for k, v in total.shares().items()} if tasks else {}
     tools = [
         {"tool": name, "wall_ns": int(v[0]), "cpu_ns": int(v[1]), "cost_usd": v[2], "count": int(v[3])}
         for name, v in sorted(tool_totals(tasks, report.processes).items(), key=lambda kv: (-kv[1][0], -kv[1][2]))
@@ -196,6 +192,7 @@ def as_json(report: RunReport) -> dict[str, Any]:
     return {
         "run": _plain(dict(report.run)),
         "breakdown": breakdown,
+        "helpers": {"count": total.helper_count, "share_of_task_time": round(total.helper_share, 6)},
         "tasks": [{k: _plain(t.get(k)) for k in TASK_FIELDS} for t in tasks],
         "tools": tools,
         "findings": [{k: _plain(f.get(k)) for k in FINDING_FIELDS} for f in report.findings],

@@ -7,7 +7,7 @@ of processes or samples, so pages stay fast on big histories.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -18,6 +18,15 @@ Conn = psycopg.Connection[Any]
 # A run shorter than this gets fine-grained resource series from process_samples (index range on
 # run_id); longer runs use the run_minute rollup.
 FINE_SERIES_MAX_S = 1800.0
+
+# A run's processes and samples lie within its time give or take the clocks of its hosts: a bound on
+# start_time / time that lets the database skip every other time partition (TimescaleDB chunk exclusion,
+# also at planning), where an index on run_id alone probes each of them.
+RUN_TIME_MARGIN = timedelta(hours=1)
+
+
+def _since(start: datetime | None) -> str:
+    return "" if start is None else " AND start_time >= %(since)s"
 
 
 def frame(conn: Conn, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -123,12 +132,15 @@ def run_collector_gaps(conn: Conn, run_id: str) -> list[str]:
 
 
 def run_tasks(conn: Conn, run_id: str) -> pd.DataFrame:
+    """The run's tasks; a task with no tool identified under its busiest process's label, as the Tools table
+    names that process (one answer for one task's tool)."""
     return frame(conn, """
-        SELECT task_id, task, engine, tool, tools, status, exit_code, start_time, end_time, wall_ns, cpu_ns, runq_ns,
-               blkio_ns, reclaim_ns, peak_rss_bytes, read_bytes, write_bytes, process_count, short_lived_count,
-               short_lived_wall_ns, oom_killed, requested_cpus, requested_memory_bytes, cost_usd, waste_usd,
-               host_id, instance_type
-        FROM task_overview WHERE run_id = %(run_id)s ORDER BY start_time, task_id""", {"run_id": run_id})
+        SELECT t.task_id, t.task, t.engine, """ + _TASK_TOOL + """ AS tool, t.tools, t.status, t.exit_code,
+               t.start_time, t.end_time, t.wall_ns, t.cpu_ns, t.runq_ns, t.blkio_ns, t.reclaim_ns, t.peak_rss_bytes,
+               t.read_bytes, t.write_bytes, t.process_count, t.short_lived_count, t.short_lived_wall_ns, t.oom_killed,
+               t.requested_cpus, t.requested_memory_bytes, t.cost_usd, t.waste_usd, t.host_id, t.instance_type
+        FROM task_overview t """ + _TASK_TOP_PROCESS + """
+        WHERE t.run_id = %(run_id)s ORDER BY t.start_time, t.task_id""", {"run_id": run_id})
 
 
 def run_host_lanes(conn: Conn, run_id: str) -> pd.DataFrame:
@@ -162,8 +174,9 @@ def run_series(conn: Conn, run_id: str, start: datetime, end: datetime) -> pd.Da
                    sum(read_bytes)::float8 / %(step)s AS read_bytes_per_s,
                    sum(write_bytes)::float8 / %(step)s AS write_bytes_per_s,
                    sum(rss_bytes::float8 * interval_ns) / (%(step)s * 1e9) AS rss_bytes
-            FROM process_samples WHERE run_id = %(run_id)s
-            GROUP BY 1 ORDER BY 1""", {"run_id": run_id, "step": step_s}).assign(source="process_samples")
+            FROM process_samples WHERE run_id = %(run_id)s AND time >= %(since)s AND time <= %(until)s
+            GROUP BY 1 ORDER BY 1""", {"run_id": run_id, "step": step_s, "since": start - RUN_TIME_MARGIN,
+                                       "until": end + RUN_TIME_MARGIN}).assign(source="process_samples")
     return frame(conn, """
         SELECT bucket, cpu_ns::float8 / 60e9 AS cpu_cores, runq_ns::float8 / 60e9 AS runq_cores,
                (read_bytes + write_bytes)::float8 / 60 AS io_bytes_per_s, read_bytes::float8 / 60 AS read_bytes_per_s,
@@ -200,7 +213,7 @@ def earlier_run_tasks(conn: Conn, run_ids: list[str]) -> pd.DataFrame:
 LIVE_SAMPLE_WINDOW_S = 30
 
 
-def live_tasks(conn: Conn, run_id: str) -> pd.DataFrame:
+def live_tasks(conn: Conn, run_id: str, run_start: datetime | None = None) -> pd.DataFrame:
     """A live run's tasks: the running ones (from their open processes, with their current CPU and memory
     from the newest sample of each process) and the ended ones (tasks table). Index ranges only:
     processes(run_id, task_id), process_samples(run_id, time) over the last LIVE_SAMPLE_WINDOW_S."""
@@ -209,7 +222,7 @@ def live_tasks(conn: Conn, run_id: str) -> pd.DataFrame:
             SELECT p.task_id, max(p.task) AS task, max(p.tool) AS tool, min(p.start_time) AS start_time,
                    count(*) AS running_processes, max(p.host_id) AS host_id
             FROM processes p
-            WHERE p.run_id = %(run_id)s AND p.end_time IS NULL AND p.task_id IS NOT NULL
+            WHERE p.run_id = %(run_id)s AND p.end_time IS NULL AND p.task_id IS NOT NULL""" + _since(run_start) + """
               AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.run_id = p.run_id AND t.task_id = p.task_id)
             GROUP BY p.task_id
         ), newest AS (
@@ -229,22 +242,25 @@ def live_tasks(conn: Conn, run_id: str) -> pd.DataFrame:
         SELECT t.task_id, t.task, t.tool, t.status, t.start_time, t.end_time, t.wall_ns,
                t.cpu_ns::float8 / nullif(t.wall_ns, 0), t.peak_rss_bytes::float8, 0, t.host_id
         FROM tasks t WHERE t.run_id = %(run_id)s
-        ORDER BY 5 DESC""", {"run_id": run_id, "window": LIVE_SAMPLE_WINDOW_S})
+        ORDER BY 5 DESC""", {"run_id": run_id, "window": LIVE_SAMPLE_WINDOW_S,
+                             "since": None if run_start is None else run_start - RUN_TIME_MARGIN})
 
 
 # --- Tasks and tools --------------------------------------------------------------------------
 
 # A task no tool was identified in is shown under its busiest process's executable ("cat (unidentified
-# executable)"), never as a blank: the label comes from the process_tools view (migration 0006).
+# executable)"), never as a blank: the label comes from the process_tools view (migration 0006). The test of
+# t.tool inside the subquery is a one-time filter: a task with a tool never reads its processes.
 _TASK_TOP_PROCESS = """
     LEFT JOIN LATERAL (
         SELECT pt.tool_label FROM process_tools pt
-        WHERE pt.run_id = t.run_id AND pt.task_id = t.task_id ORDER BY pt.cpu_ns DESC, pt.pid LIMIT 1
-    ) top ON t.tool IS NULL"""
+        WHERE t.tool IS NULL AND pt.run_id = t.run_id AND pt.task_id = t.task_id
+        ORDER BY pt.cpu_ns DESC, pt.pid LIMIT 1
+    ) top ON true"""
 _TASK_TOOL = "coalesce(t.tool, top.tool_label)"
 
 
-def run_tool_costs(conn: Conn, run_id: str) -> pd.DataFrame:
+def run_tool_costs(conn: Conn, run_id: str, run_start: datetime | None = None) -> pd.DataFrame:
     """Cost, waste and time per tool over every process of the run (each task's share split by CPU time).
 
     Unidentified processes count under '<executable> (unidentified executable)'; processes outside any
@@ -258,7 +274,7 @@ def run_tool_costs(conn: Conn, run_id: str) -> pd.DataFrame:
             SELECT task_id, tool_label, max(tool_package) AS tool_package, max(tool_method) AS tool_method,
                    count(*) AS n, sum(cpu_ns) AS cpu_ns, sum(read_bytes) AS read_bytes,
                    sum(write_bytes) AS write_bytes, sum(blkio_ns) AS blkio_ns
-            FROM process_tools WHERE run_id = %(run_id)s GROUP BY task_id, tool_label
+            FROM process_tools WHERE run_id = %(run_id)s""" + _since(run_start) + """ GROUP BY task_id, tool_label
         ), p AS (
             SELECT pt.*,
                    pt.cpu_ns::float8 / nullif(sum(pt.cpu_ns) OVER (PARTITION BY pt.task_id), 0) AS cpu_share,
@@ -272,7 +288,8 @@ def run_tool_costs(conn: Conn, run_id: str) -> pd.DataFrame:
                sum(coalesce(t.waste_usd, 0) * coalesce(p.cpu_share, p.even_share))::float8 AS waste_usd,
                (sum(coalesce(t.wall_ns, 0) * coalesce(p.cpu_share, p.even_share)) / 1e9)::float8 AS wall_s
         FROM p LEFT JOIN task_overview t ON t.run_id = %(run_id)s AND t.task_id = p.task_id
-        GROUP BY p.tool_label ORDER BY cost_usd DESC, wall_s DESC, tool""", {"run_id": run_id})
+        GROUP BY p.tool_label ORDER BY cost_usd DESC, wall_s DESC, tool""",
+        {"run_id": run_id, "since": None if run_start is None else run_start - RUN_TIME_MARGIN})
 
 def task_catalogue(conn: Conn, pipeline: str | None = None) -> pd.DataFrame:
     """(pipeline, task, tool, runs) pairs seen, most frequent first."""

@@ -14,10 +14,9 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from execsight.run_analysis.breakdown import Breakdown
+from execsight.run_analysis.breakdown import SLICE_LABELS, Breakdown
 from execsight.ui import formatting as fmt
 from execsight.ui.run_report_data import (
-    SLICE_LABELS,
     BoxStats,
     DefinitionStats,
     ReportData,

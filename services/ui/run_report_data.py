@@ -24,7 +24,7 @@ import pandas as pd
 from psycopg.rows import dict_row
 
 from execsight.run_analysis import config_export
-from execsight.run_analysis.breakdown import Breakdown, idle_from_samples, sum_breakdowns, time_breakdown
+from execsight.run_analysis.breakdown import Breakdown, idle_from_samples, run_breakdown
 from execsight.run_analysis.process_definition import definition_of
 from execsight.run_analysis.report import tool_label, tool_totals
 from execsight.run_analysis.rightsize import percentile
@@ -34,11 +34,6 @@ from execsight.ui import queries
 
 Row = dict[str, Any]
 
-# Slices of execsight.run_analysis.breakdown.Breakdown.shares(), in its order, with the words `execsight run` uses.
-SLICE_LABELS: dict[str, str] = {
-    "on_cpu": "on CPU", "runq_wait": "run-queue wait", "blkio_wait": "block I/O wait",
-    "other_off_cpu": "other off-CPU", "idle": "idle",
-}
 SEVERITY_ORDER = {"HIGH": 0, "MEDIUM": 1, "LOW": 2, "INFO": 3}
 METRICS = ("cpu_cores", "peak_rss_bytes", "wall_ns", "io_bytes")
 
@@ -117,14 +112,10 @@ class ReportData:
     breakdown: Breakdown = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "breakdown", sum_breakdowns(task_breakdowns(self.tasks, self.idle_ns).values()))
+        object.__setattr__(self, "breakdown", run_breakdown(self.tasks, self.idle_ns))
 
 
 # --- pure shaping -----------------------------------------------------------------------------
-
-def task_breakdowns(tasks: Sequence[Mapping[str, Any]], idle_ns: Mapping[str, int]) -> dict[str, Breakdown]:
-    return {str(t["task_id"]): time_breakdown(t, idle_ns.get(str(t["task_id"]), 0)) for t in tasks}
-
 
 def _num(v: Any) -> float | None:
     return None if v is None or pd.isna(v) else float(v)
@@ -157,7 +148,7 @@ def definition_stats(
             boxes=boxes, requested_cpus=req_cpus, requested_memory_bytes=req_mem,
             cpu_of_request=cpu_box.median / req_cpus if cpu_box and req_cpus else None,
             memory_of_request=mem_box.high / req_mem if mem_box and req_mem else None,
-            breakdown=sum_breakdowns(task_breakdowns(items, idle_ns).values()),
+            breakdown=run_breakdown(items, idle_ns),
             cost_usd=sum(float(t.get("cost_usd") or 0) for t in items),
         ))
     return out

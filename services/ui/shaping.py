@@ -3,46 +3,58 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
+from execsight.run_analysis.breakdown import SLICE_LABELS, Breakdown, dominant_slice, run_breakdown
 from execsight.run_analysis.regression import DEFAULT_RULES, baseline, moved, run_metrics
 from execsight.ui import formatting as fmt
 
-BREAKDOWN_ORDER = ("CPU", "Run-queue wait", "I/O wait", "Helper churn", "Idle")
+# The run page's time breakdown is execsight.run_analysis.breakdown.run_breakdown, the one `execsight run` prints and
+# the run report draws: slices of task time (the tasks' wall times summed), helpers as a share of that time.
+BREAKDOWN_ORDER = tuple(label[0].upper() + label[1:] for label in SLICE_LABELS.values())
 
 
-def time_breakdown(tasks: pd.DataFrame) -> pd.DataFrame:
-    """Where the tasks' time went, in task-seconds.
-
-    CPU, run-queue wait and block-I/O wait come from the kernel's per-process accounting summed
-    per task; helper churn is the wall time of short-lived helper processes; idle is what is left
-    of the tasks' wall time (never negative: multi-threaded CPU can exceed wall time).
-    """
-    if tasks.empty:
-        return pd.DataFrame({"category": list(BREAKDOWN_ORDER), "seconds": [0.0] * 5, "share": [0.0] * 5})
-    wall = float(tasks["wall_ns"].fillna(0).sum())
-    cpu = float(tasks["cpu_ns"].fillna(0).sum())
-    runq = float(tasks["runq_ns"].fillna(0).sum())
-    blkio = float(tasks["blkio_ns"].fillna(0).sum())
-    churn = float(tasks["short_lived_wall_ns"].fillna(0).sum()) if "short_lived_wall_ns" in tasks else 0.0
-    idle = max(0.0, wall - cpu - runq - blkio - churn)
-    values = [cpu, runq, blkio, churn, idle]
-    total = sum(values) or 1.0
-    return pd.DataFrame({
-        "category": list(BREAKDOWN_ORDER),
-        "seconds": [v / 1e9 for v in values],
-        "share": [v / total for v in values],
-    })
+def task_rows(tasks: pd.DataFrame) -> list[dict[str, Any]]:
+    """Task rows as plain dicts, a missing value as None (pandas reads a NULL in a numeric column as NaN)."""
+    return [{str(k): (None if not isinstance(v, list | tuple) and pd.isna(v) else v) for k, v in r.items()}
+            for r in tasks.astype(object).to_dict("records")]
 
 
-def dominant_bound(breakdown: pd.DataFrame) -> str:
-    """The category that took most of the time, as a phrase."""
-    if breakdown.empty or float(breakdown["seconds"].sum()) == 0:
+def time_breakdown(tasks: pd.DataFrame) -> Breakdown:
+    """Where the tasks' time went (run_breakdown over the task rows); no samples: idle stays in "other off-CPU"."""
+    return run_breakdown(task_rows(tasks)) if not tasks.empty else run_breakdown([])
+
+
+def breakdown_frame(b: Breakdown) -> pd.DataFrame:
+    """The breakdown's slices for the chart: category (BREAKDOWN_ORDER), task-seconds, share of task time."""
+    shares = b.shares()
+    return pd.DataFrame({"category": list(BREAKDOWN_ORDER),
+                         "seconds": [shares[k] * b.wall_ns / 1e9 for k in SLICE_LABELS],
+                         "share": [shares[k] for k in SLICE_LABELS]})
+
+
+def dominant_bound(b: Breakdown) -> str:
+    """The slice that took most of the task time, as a phrase."""
+    top = dominant_slice(b)
+    if top is None:
         return "no time recorded"
-    top = breakdown.sort_values("seconds", ascending=False).iloc[0]
-    name = str(top["category"])
-    return f"mostly {name if name.isupper() else name.lower()} ({float(top['share']):.0%})"
+    return f"mostly {SLICE_LABELS[top[0]]} ({top[1]:.1%})"
+
+
+def helpers_line(b: Breakdown) -> str:
+    """The short-lived helpers' share of task time, in the words `execsight run` prints it."""
+    if not b.helper_count:
+        return "no short-lived helper process"
+    return f"{b.helper_count:,} short-lived helper processes took {b.helper_share:.1%} of task time"
+
+
+def waste_delta(waste_usd: Any) -> str | None:
+    """The Cost tile's delta: the waste, or None (no delta, no red arrow) when there is none to show."""
+    if waste_usd is None or pd.isna(waste_usd) or fmt.usd(abs(float(waste_usd))) in ("$0", "$0.0000"):
+        return None
+    return f"{fmt.usd(waste_usd)} waste"
 
 
 def cost_by(tasks: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -304,7 +316,7 @@ def task_comparison(this_tasks: pd.DataFrame, earlier_tasks: pd.DataFrame) -> pd
     return out.assign(_k=key).sort_values("_k", ascending=False).drop(columns="_k").reset_index(drop=True)
 
 
-def first_answers(tasks: pd.DataFrame, breakdown: pd.DataFrame, tools: pd.DataFrame, findings: pd.DataFrame,
+def first_answers(tasks: pd.DataFrame, breakdown: Breakdown, tools: pd.DataFrame, findings: pd.DataFrame,
                   comparison: pd.DataFrame, runs_before: int) -> dict[str, str]:
     """The five questions a user asks first, each answered in one line (markdown) from what the page shows."""
     out: dict[str, str] = {}
@@ -319,11 +331,12 @@ def first_answers(tasks: pd.DataFrame, breakdown: pd.DataFrame, tools: pd.DataFr
         out["cost"] = f"No cost yet; the longest task is **{top['task']}** ({fmt.duration(top['wall_ns'])})."
     else:
         out["cost"] = "No task recorded yet."
-    shares = dict(zip(breakdown["category"], breakdown["share"], strict=True)) if not breakdown.empty else {}
-    secs = dict(zip(breakdown["category"], breakdown["seconds"], strict=True)) if not breakdown.empty else {}
-    out["time"] = (f"{dominant_bound(breakdown).capitalize()}; I/O wait {shares.get('I/O wait', 0):.0%} "
-                   f"({fmt.duration(secs.get('I/O wait', 0) * 1e9)}), idle {shares.get('Idle', 0):.0%} "
-                   f"({fmt.duration(secs.get('Idle', 0) * 1e9)}).")
+    shares = breakdown.shares()
+    off_cpu = breakdown.other_off_cpu_ns + breakdown.idle_ns  # the page reads no samples to split idle out
+    out["time"] = (f"{dominant_bound(breakdown).capitalize()}; block I/O wait {shares['blkio_wait']:.0%} "
+                   f"({fmt.duration(breakdown.blkio_ns)}), off-CPU without disk "
+                   f"{shares['other_off_cpu'] + shares['idle']:.0%} ({fmt.duration(off_cpu)}); "
+                   f"{helpers_line(breakdown)}.")
     if not tools.empty and "read_bytes" in tools and float((tools["read_bytes"] + tools["write_bytes"]).sum()) > 0:
         io = tools.assign(io=tools["read_bytes"] + tools["write_bytes"]).sort_values("io", ascending=False).iloc[0]
         out["io"] = (f"**{io['tool']}** produced the most I/O: read {fmt.size(io['read_bytes'])}, wrote "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from execsight.run_analysis.breakdown import run_breakdown
 from execsight.ui import formatting as fmt
 from execsight.ui import shaping
 from execsight.ui.main import streamlit_argv
@@ -16,17 +17,25 @@ def _tasks(**cols: list[object]) -> pd.DataFrame:
     return pd.DataFrame(base | cols)
 
 
-def test_time_breakdown_sums_to_wall_time_with_idle_as_the_rest() -> None:
-    b = shaping.time_breakdown(_tasks()).set_index("category")["seconds"]
-    assert b["CPU"] == 6 and b["Run-queue wait"] == 1 and b["I/O wait"] == 3 and b["Helper churn"] == 1
-    assert b["Idle"] == pytest.approx(9)
-    assert shaping.dominant_bound(shaping.time_breakdown(_tasks())).startswith("mostly idle")
+def test_time_breakdown_is_the_tune_breakdown_of_the_tasks_with_helpers_as_a_share() -> None:
+    tasks = _tasks(short_lived_count=[0, 5], process_count=[1, 6])
+    b = shaping.time_breakdown(tasks)
+    assert b == run_breakdown(tasks.to_dict("records"))  # one definition: execsight.run_analysis.breakdown's
+    frame = shaping.breakdown_frame(b).set_index("category")["seconds"]
+    assert frame.sum() == pytest.approx(20)  # the slices add up to task time (both tasks' wall times)
+    assert (frame["On CPU"], frame["Run-queue wait"], frame["Block I/O wait"]) == (6, 1, 3)
+    assert frame["Other off-CPU"] == pytest.approx(10) and frame["Idle"] == 0  # no samples read on the page
+    # helpers are a share of the same task time, not a slice (their CPU is already in "On CPU")
+    assert shaping.helpers_line(b) == "5 short-lived helper processes took 5.0% of task time"
+    assert shaping.dominant_bound(b) == "mostly other off-CPU (50.0%)"
 
 
-def test_time_breakdown_never_has_negative_idle_for_multithreaded_cpu() -> None:
-    b = shaping.time_breakdown(_tasks(cpu_ns=[40e9, 40e9])).set_index("category")
-    assert b.loc["Idle", "seconds"] == 0
-    assert b["share"].sum() == pytest.approx(1.0)
+def test_time_breakdown_scales_parallel_cpu_to_wall_time_and_reads_a_missing_counter_as_zero() -> None:
+    b = shaping.time_breakdown(_tasks(cpu_ns=[40e9, 40e9], runq_ns=[None, None]))
+    shares = shaping.breakdown_frame(b).set_index("category")["share"]
+    assert shares.sum() == pytest.approx(1.0) and shares["Other off-CPU"] == 0
+    assert shaping.dominant_bound(b).startswith("mostly on CPU")
+    assert shaping.dominant_bound(shaping.time_breakdown(_tasks().iloc[0:0])) == "no time recorded"
 
 
 def test_idle_periods_need_contiguous_quiet_minutes() -> None:

@@ -21,9 +21,10 @@ import streamlit as st
 from execsight.run_analysis import config_export
 from execsight.schemas import collector_gaps
 from execsight.tune.config_command import load_configs
-from execsight.ui import charts, queries, run_report, run_report_data, shaping
+from execsight.ui import charts, queries, run_page_data, run_report, run_report_data, shaping
 from execsight.ui import formatting as fmt
 from execsight.ui.page_support import connection, empty_state, header, refresh_every, ui_dsn
+from execsight.ui.run_page_data import RunPageData
 
 STATUSES = ["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT"]
 SEVERITY_ICON = {"HIGH": ":red[●]", "MEDIUM": ":orange[●]", "LOW": ":blue[●]"}
@@ -124,10 +125,10 @@ def _ended(r: dict[str, Any]) -> datetime:
 
 
 @st.fragment(run_every=refresh_every(True))
-def live_view(run_id: str) -> None:
+def live_view(run_id: str, run_start: datetime) -> None:
     """Tasks running now, done and failed, with their current CPU and memory; refreshes alone."""
     with connection() as conn:
-        now = queries.live_tasks(conn, run_id)
+        now = queries.live_tasks(conn, run_id, run_start)
         state = queries.run_detail(conn, run_id)
     still_live = not state.empty and state.iloc[0]["status"] == "RUNNING"
     st.markdown("#### Live: tasks now")
@@ -198,7 +199,7 @@ def config_section(pipeline: str, engine: str) -> None:
 def tiles(r: dict[str, Any]) -> None:
     a = st.columns(4)
     a[0].metric("Duration", fmt.duration(r["wall_ns"]))
-    a[1].metric("Cost", fmt.usd(r["cost_usd"]), delta=f"{fmt.usd(r['waste_usd'])} waste", delta_color="inverse",
+    a[1].metric("Cost", fmt.usd(r["cost_usd"]), delta=shaping.waste_delta(r["waste_usd"]), delta_color="inverse",
                 help="Waste: the requested resources the tasks did not use, priced")
     a[2].metric("Tasks", f"{int(r['task_count'])}", delta=f"{int(r['failed_task_count'])} failed" if
                 r["failed_task_count"] else None, delta_color="inverse")
@@ -210,19 +211,21 @@ def tiles(r: dict[str, Any]) -> None:
     b[3].metric("Disk written", fmt.size(r["write_bytes"]))
 
 
-def run_page() -> None:
+@st.cache_data(ttl=600, max_entries=16, show_spinner=False)
+def _ended_run_data(_conn: queries.Conn, _run: dict[str, Any], dsn: str, run_id: str,
+                    version: tuple[str, ...]) -> RunPageData:
+    """An ended run's page data, kept while `version` (run_page_data.version) says the database still holds it
+    (the underscored arguments are not part of the cache key)."""
+    return run_page_data.load(_conn, _run, _ended(_run))
+
+
+def run_page(r: dict[str, Any]) -> None:
+    end = _ended(r)
     with connection() as conn:
-        r = queries.run_detail(conn, run_id).iloc[0].to_dict()
-        tasks = queries.run_tasks(conn, run_id)
-        tool_costs = queries.run_tool_costs(conn, run_id)
-        end = _ended(r)
-        series = queries.run_series(conn, run_id, r["start_time"], end)
-        found = pd.DataFrame(run_report_data.ordered_findings(
-            queries.run_findings(conn, run_id).to_dict("records")))
-        history = queries.previous_runs(conn, r["pipeline"], r["start_time"]) if r["pipeline"] else pd.DataFrame()
-        earlier_ids = [x for x in history["run_id"].tolist() if x != run_id] if not history.empty else []
-        earlier_tasks = queries.earlier_run_tasks(conn, earlier_ids) if earlier_ids else pd.DataFrame()
-        gaps = queries.run_collector_gaps(conn, run_id)
+        data = (run_page_data.load(conn, r, end) if live else
+                _ended_run_data(conn, r, ui_dsn(), run_id, run_page_data.version(conn, r)))
+    tasks, tool_costs, series, found = data.tasks, data.tool_costs, data.series, data.findings
+    history, earlier_ids, earlier_tasks, gaps = data.history, data.earlier_ids, data.earlier_tasks, data.gaps
 
     start = pd.Timestamp(r["start_time"])
     divisor, x_title = shaping.time_axis((pd.Timestamp(end) - start).total_seconds())
@@ -250,7 +253,7 @@ def run_page() -> None:
                        query_params={"host": host})
     tiles(r)
     if live:
-        live_view(run_id)
+        live_view(run_id, r["start_time"])
 
     breakdown = shaping.time_breakdown(tasks)
     comparison = shaping.task_comparison(tasks, earlier_tasks) if earlier_ids else pd.DataFrame()
@@ -292,9 +295,11 @@ def run_page() -> None:
                    "50 % and 1 s).")
 
     st.markdown("#### Where the time went")
-    st.caption(f"Across all tasks: {shaping.dominant_bound(breakdown)}. CPU, run-queue and I/O wait from the "
-               "kernel's accounting; helper churn is time spent in short-lived helper processes.")
-    st.altair_chart(charts.breakdown_bar(breakdown), width="stretch")
+    st.caption(f"Across all tasks: {shaping.dominant_bound(breakdown)}; {shaping.helpers_line(breakdown)} "
+               "(their time is inside the slices). Shares of task time (the tasks' wall times summed): CPU, "
+               "run-queue and block-I/O wait from the kernel's accounting, parallel work scaled to wall time; "
+               "the same breakdown `execsight run` prints.")
+    st.altair_chart(charts.breakdown_bar(shaping.breakdown_frame(breakdown)), width="stretch")
 
     st.markdown("#### Timeline")
     if tasks.empty:
@@ -407,4 +412,4 @@ def run_page() -> None:
     st.caption(f"Page rendered at {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC.")
 
 
-run_page()
+run_page(run)
