@@ -51,6 +51,7 @@ QUEUE_MAX = 10000
 CACHE_ENTRIES = 4096
 DIRFD_MAX = 1024  # work dirs kept open for .exitcode (the task's process is gone when it is read)
 HOLD_MAX_NS = 1_000_000_000  # the longest an exit waits for its process's context
+PINNED_MAX = 128  # wants holding pinned roots (4 descriptors each) at once; later ones read the live /proc paths
 
 NF_WORKDIR = re.compile(r"(?P<root>.*)/(?P<h1>[0-9a-f]{2})/(?P<h2>[0-9a-f]{30})/?$")
 SNAKEFILE_DEFAULTS = ("Snakefile", "snakefile", "workflow/Snakefile", "workflow/snakefile")
@@ -227,6 +228,7 @@ class ContextReader:
         self.burst = float(burst)
         self.roots = roots or proc_roots
         self._pin = roots is None  # given roots are the caller's own directories: nothing to pin
+        self._pinned = 0  # wants queued with pinned roots (the daemon pins, the reader unpins)
         self.clock = clock
         self.counters = ContextCounters()
         self._in: queue.Queue[tuple[str, Want] | None] = queue.Queue(maxsize=queue_max)
@@ -258,8 +260,11 @@ class ContextReader:
         self._dirs.clear()
 
     def submit(self, want: Want) -> None:
-        if self._pin and not want.pinned:
+        if self._pin and not want.pinned and self._pinned < PINNED_MAX:
             want = dataclasses.replace(want, pinned=pin_roots(want.pid, want.ppid))
+            if want.pinned:
+                with self._lock:
+                    self._pinned += 1
         self._enqueue("read", want)
 
     def on_records(self, records: list[Emitted]) -> list[Emitted]:
@@ -324,7 +329,7 @@ class ContextReader:
             self._in.put_nowait((what, want))
         except queue.Full:
             self.counters.dropped += 1
-            unpin(want)
+            self._unpin(want)
             with self._lock:
                 self._pending.discard(key)
 
@@ -343,11 +348,17 @@ class ContextReader:
                 log.warning("context file read failed", extra={"pid": want.pid, "error": repr(exc)})
                 rec = None
             finally:
-                unpin(want)
+                self._unpin(want)
             if rec is not None:
                 self._out.put(("ProcessContext", rec))
             with self._lock:
                 self._pending.discard((want.pid, want.start_ns))
+
+    def _unpin(self, want: Want) -> None:
+        if want.pinned:
+            unpin(want)
+            with self._lock:
+                self._pinned -= 1
 
     def _take_token(self) -> None:
         while True:

@@ -123,3 +123,22 @@ def test_a_wrapper_gone_before_its_read_is_read_through_the_root_pinned_at_its_e
     rec = reader.read_now(pinned)
     cf.unpin(pinned)
     assert rec is not None and rec["error"] is None and "### name: 'ALIGN (s1)'" in str(rec["text"])
+
+
+def test_pinned_roots_are_bounded_and_released_once_read() -> None:
+    """A burst of task wrappers queued behind the read budget holds at most PINNED_MAX wants' descriptors."""
+    before = len(os.listdir("/proc/self/fd"))
+    reader = cf.ContextReader("h", files_per_s=1e9, burst=10**9)
+    for i in range(cf.PINNED_MAX + 20):
+        reader.submit(cf.Want(cf.KIND_NEXTFLOW_TASK, os.getpid(), i, os.getppid(), ("/nonexistent/.command.run",)))
+    held = len(os.listdir("/proc/self/fd")) - before
+    assert 0 < held <= 4 * cf.PINNED_MAX
+    reader.start()
+    read: list[object] = []
+    deadline = time.monotonic() + 10
+    while len(read) < cf.PINNED_MAX + 20 and time.monotonic() < deadline:
+        read += reader.drain()
+        time.sleep(0.05)
+    reader.stop()
+    assert len(read) == cf.PINNED_MAX + 20
+    assert len(os.listdir("/proc/self/fd")) - before <= 2  # every pinned descriptor closed again
