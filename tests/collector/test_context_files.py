@@ -6,13 +6,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from execsight.collector import context_files as cf
+
+from ..mount_namespace import private_tmpfs
 
 WORK = "/data/work/3f/a94c1d2be84b9c0e7d6f5a4c3b2a19"
 HEADER = ("#!/bin/bash\n#SBATCH -J nf-ALIGN\n#SBATCH --comment token=s3cr3tvalue123\n### name: 'ALIGN (s1)'\n"
@@ -100,23 +101,12 @@ def test_a_wrapper_gone_before_its_read_is_read_through_the_root_pinned_at_its_e
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("needs root and unshare(1) for a private mount namespace")
     mnt = tmp_path / "shared"
-    mnt.mkdir()
     wd = f"{mnt}/work/3f/a94c1d2be84b9c0e7d6f5a4c3b2a19"
-    script = (f"mount -t tmpfs none {mnt} && mkdir -p {wd} && printf \"### name: 'ALIGN (s1)'\\n\" > {wd}/.command.run"
-              f" && touch {mnt}/ready && exec sleep 30")
-    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script])
-    try:
-        deadline = time.monotonic() + 10
-        while not Path(f"/proc/{proc.pid}/root{mnt}/ready").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "no private mount namespace"
-            time.sleep(0.05)
-        want = cf.wanted({**_exec(proc.pid, ["bash", ".command.run"], wd), "ppid": os.getpid()})
+    with private_tmpfs(mnt, f"mkdir -p {wd} && printf \"### name: 'ALIGN (s1)'\\n\" > {wd}/.command.run") as pid:
+        want = cf.wanted({**_exec(pid, ["bash", ".command.run"], wd), "ppid": os.getpid()})
         assert want is not None
         pinned = dataclasses.replace(want, pinned=cf.pin_roots(want.pid, want.ppid))
         assert len(pinned.pinned) == 2
-    finally:
-        proc.kill()
-        proc.wait()
     reader = cf.ContextReader("h", files_per_s=1e9, burst=10**9)
     late = reader.read_now(want)  # what a reader that did not pin gets: its parent's root has no such file
     assert late is not None and late["text"] is None and late["error"]

@@ -9,8 +9,6 @@ from __future__ import annotations
 import ast
 import os
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from execsight.collector.context_files import ContextReader
 from execsight.correlator.process_tree import HostTree, Outputs, TreeConfig
 from execsight.correlator.tool_rules import load_rules
 
+from ..mount_namespace import private_tmpfs
 from . import fixture_streams
 
 CORRELATOR = Path(__file__).resolve().parents[2] / "services" / "correlator"
@@ -81,20 +80,9 @@ def private_work(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("needs root and unshare(1) for a private mount namespace")
     mnt = tmp_path / "private"
-    mnt.mkdir()
     fx = fixture_streams.FIXTURES
-    script = (f"mount -t tmpfs none {mnt} && cp -r {fx / 'nf'} {mnt}/nf && cp -r {fx / 'smk'} {mnt}/smk && "
-              f"touch {mnt}/ready && exec sleep 300")
-    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script])
-    try:
-        deadline = time.monotonic() + 10
-        while not Path(f"/proc/{proc.pid}/root{mnt}/ready").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "the namespace did not come up"
-            time.sleep(0.05)
-        yield proc.pid, mnt
-    finally:
-        proc.kill()
-        proc.wait()
+    with private_tmpfs(mnt, f"cp -r {fx / 'nf'} {mnt}/nf && cp -r {fx / 'smk'} {mnt}/smk") as pid:
+        yield pid, mnt
 
 
 def _stream(name: str, ns_pid: int, mnt: Path, place: str) -> list[tuple[str, dict[str, object]]]:

@@ -43,6 +43,7 @@ from execsight.deploy.demo import nextflow_wrapper as wrapper
 from execsight.settings import REPO_ROOT, Settings
 
 from ..collector.dockerd import Engine, _wait_for_socket, stop_daemon
+from ..mount_namespace import private_tmpfs
 from .test_demo_e2e import _service_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ebpf, pytest.mark.kafka, pytest.mark.db, pytest.mark.docker]
@@ -144,23 +145,6 @@ def _in_container(command_run: str, wd: Path, mnt: Path, cgroup_parent: str) -> 
 
 
 @contextmanager
-def _private_tmpfs(mnt: Path) -> Iterator[int]:
-    """A process holding a mount namespace with a tmpfs at mnt; yields its pid."""
-    mnt.mkdir(parents=True)
-    holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                               f"mount -t tmpfs none {mnt} && touch {mnt}/.ready && exec sleep 1800"])
-    try:
-        deadline = time.monotonic() + 10
-        while not Path(f"/proc/{holder.pid}/root{mnt}/.ready").exists():
-            assert holder.poll() is None and time.monotonic() < deadline, "no private mount namespace"
-            time.sleep(0.05)
-        yield holder.pid
-    finally:
-        holder.kill()
-        holder.wait()
-
-
-@contextmanager
 def _services(settings: Settings, tag: str, cgroups: dict[str, Path], cg_root: Path, logs: Path,
               docker: dict[str, Path]) -> Iterator[dict[str, str]]:
     """The correlator and one collector per host (asking the Docker engine its host has, if any); yields host
@@ -249,7 +233,7 @@ def test_a_run_across_three_hosts_is_one_run_with_its_tasks_named_on_their_hosts
         cg.mkdir(parents=True)
     mnt = tmp_path / "shared"
     try:
-        with _private_tmpfs(mnt) as ns, _dockerd_in(ns) as engine:
+        with private_tmpfs(mnt) as ns, _dockerd_in(ns) as engine:
             seen_by_ns = Path(f"/proc/{ns}/root{mnt}")
             run_dir, work = mnt / "run", mnt / "run" / "work"
             (seen_by_ns / "bin").mkdir()
