@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -13,6 +14,7 @@ import pytest
 from execsight.ui.page_support import close_pools
 
 from . import observed_fixture
+from .chromium_cdp import Chromium
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +74,13 @@ def empty_ui_database_url(
     monkeypatch.setenv("EXECSIGHT_UI_DATABASE_URL", url)
     yield url
     close_pools()
+
+
+@pytest.fixture()
+def browser(tmp_path: Path) -> Iterator[Chromium]:
+    """Headless Chromium at the 1400 px the run page is laid out for."""
+    b = Chromium(tmp_path / "chromium-profile", width=1400, height=1000)
+    try:
+        yield b
+    finally:
+        b.close()

@@ -15,7 +15,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -27,7 +26,7 @@ from ..e2e.test_demo_e2e import _service_env, running_services
 from .chromium_cdp import CHROMIUM, Chromium
 from .conftest import as_role, grant_readonly
 from .served_dashboard import served_dashboard
-from .test_run_page_browser import ARTIFACTS, WIDTH, rendered
+from .test_run_page_browser import ARTIFACTS, rendered
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ebpf, pytest.mark.kafka, pytest.mark.db, pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium package")]
@@ -58,15 +57,6 @@ LIVE_STATE = """(() => {
                          at: (text.match(/Live as of ([0-9:]+) UTC/) || [])[1] || null,
                          page_at: (text.match(/Page rendered at ([0-9:]+) UTC/) || [])[1] || null});
 })()"""
-
-
-@pytest.fixture()
-def browser(tmp_path: Path) -> Iterator[Chromium]:
-    b = Chromium(tmp_path / "chromium-profile", width=WIDTH, height=1000)
-    try:
-        yield b
-    finally:
-        b.close()
 
 
 def _run_status(dsn: str, run_id: str) -> str | None:

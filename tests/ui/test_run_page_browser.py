@@ -56,15 +56,6 @@ def served_app(ui_database_url: str, tmp_path: Path) -> Iterator[str]:
         yield base
 
 
-@pytest.fixture()
-def browser(tmp_path: Path) -> Iterator[Chromium]:
-    b = Chromium(tmp_path / "chromium-profile", width=WIDTH, height=1000)
-    try:
-        yield b
-    finally:
-        b.close()
-
-
 def rendered(browser: Chromium, texts: list[str], what: str, timeout_s: float = 60) -> None:
     browser.wait_for(f"JSON.parse({RENDERED % json.dumps(texts)}).ok", timeout_s=timeout_s, what=what)
     time.sleep(0.8)  # grids and charts size themselves after the first paint
