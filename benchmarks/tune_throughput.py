@@ -17,11 +17,16 @@ default from benchmarks/correlator_throughput.py) over the raw events one demo t
 exit and its live samples). Target: the worker sustains at least 5x that rate. Drops the database
 and topics at the end.
 
-Both paths by default, side by side: the per-record path (``TuneWorker(per_record=True)``, batches of 200: the
-worker as before batch analysis) and the batched one (batches of 1000, the default). The machine's load average
-is printed with the figures.
+Worker paths, side by side (--paths, comma-separated; the default compares the last two):
+- per-record: ``TuneWorker(per_record=True)``, batches of 200: the worker as before batch analysis;
+- every-record: batched reads and analysis (batches of 1000), every task and run analysed: the worker before
+  net analysis;
+- batched: the worker as it runs (``execsight tune``): each definition's last task of a batch analysed, the
+  others costed (TuneWorker.decisive_tasks).
+The machine's load average is printed with the figures.
 
-    .venv/bin/python benchmarks/tune_throughput.py [--tasks 4000] [--burst 20000] [--types 40] [--paths both]
+    .venv/bin/python benchmarks/tune_throughput.py [--tasks 4000] [--burst 20000] [--types 40]
+        [--paths every-record,batched]
 """
 
 from __future__ import annotations
@@ -167,7 +172,14 @@ def scratch(base: Settings) -> Iterator[Settings]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def measure(args: argparse.Namespace, per_record: bool, batch_size: int) -> dict[str, Any]:
+PATHS = {  # name: ((TuneWorker's per_record, every_record), label)
+    "per-record": ((True, False), "per-record"),
+    "every-record": ((False, True), "every record"),
+    "batched": ((False, False), "batched (now)"),
+}
+
+
+def measure(args: argparse.Namespace, path: str, batch_size: int) -> dict[str, Any]:
     """One full run (scratch database and topics, history, sustained phase, burst) of one worker path."""
     pipeline = "bench"
     with scratch(load_settings()) as settings:
@@ -184,7 +196,8 @@ def measure(args: argparse.Namespace, per_record: bool, batch_size: int) -> dict
         insert_rows(settings.database_url, burst, burst_runs, args.samples)
         produce(settings, sustained, sustained_runs)
 
-        worker = TuneWorker(settings, per_record=per_record)
+        per_record, every_record = PATHS[path][0]
+        worker = TuneWorker(settings, per_record=per_record, every_record=every_record)
         stop = threading.Event()
         th = threading.Thread(target=worker.run, args=(stop,), kwargs={"batch_size": batch_size}, daemon=True)
         th.start()
@@ -205,7 +218,7 @@ def measure(args: argparse.Namespace, per_record: bool, batch_size: int) -> dict
             nf = conn.execute("SELECT kind, status, count(*) FROM findings GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
             costed = conn.execute("SELECT count(*) FROM task_costs").fetchone()
     return {
-        "path": "per-record (before)" if per_record else "batched (after)", "batch_size": batch_size,
+        "path": PATHS[path][1], "batch_size": batch_size,
         "history": len(prior), "sustained_tasks": s1.tasks, "sustained_runs": s1.runs,
         "sustained_s": done - (first or done), "sustained_rate": sustained_rate,
         "reads_per_batch": s1.queries / max(1, s1.batches), "publish_s": acked - burst_start,
@@ -225,16 +238,15 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=4, help="live samples per task in the database")
     ap.add_argument("--batch-size", type=int, default=1000, help="the batched worker's batch (its default)")
     ap.add_argument("--before-batch-size", type=int, default=200, help="the per-record path's batch (as before)")
-    ap.add_argument("--paths", choices=("both", "batched", "per-record"), default="both",
-                    help="both: the per-record path (as before batch analysis) and the batched one, side by side")
+    ap.add_argument("--paths", default="every-record,batched",
+                    help=f"comma-separated, side by side, of: {', '.join(PATHS)}")
     ap.add_argument("--correlator-events-per-s", type=float, default=CORRELATOR_EVENTS_PER_S)
     ap.add_argument("--events-per-task", type=float, default=DEMO_EVENTS_PER_TASK)
     args = ap.parse_args()
-    results = []
-    if args.paths in ("both", "per-record"):
-        results.append(measure(args, True, args.before_batch_size))
-    if args.paths in ("both", "batched"):
-        results.append(measure(args, False, args.batch_size))
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    if not paths or any(p not in PATHS for p in paths):
+        ap.error(f"--paths: comma-separated names of {', '.join(PATHS)}")
+    results = [measure(args, p, args.before_batch_size if p == "per-record" else args.batch_size) for p in paths]
     correlator_rate = args.correlator_events_per_s / args.events_per_task
     print(f"history: {results[0]['history']} tasks ({args.prior_runs} runs x {args.types} task types), "
           f"{args.samples} samples per task; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
@@ -259,8 +271,8 @@ def main() -> int:
         print(f"{label:34s}" + "".join(f"{c:>22s}" for c in cells))
     for r in results:
         print(f"{r['path']}: " + ", ".join(f"{k}/{st} {n}" for k, st, n in r["by_kind"]))
-    if len(results) == 2 and results[0]["by_kind"] != results[1]["by_kind"]:
-        print("NOTE: the two paths stored different finding counts")
+    if any(r["by_kind"] != results[0]["by_kind"] for r in results):
+        print("NOTE: the paths stored different finding counts")
     return 0
 
 

@@ -51,25 +51,7 @@ def task_histories(
     return out
 
 
-def process_samples_many(
-    conn: psycopg.Connection[Any], keys: Sequence[tuple[str, str]]
-) -> dict[tuple[str, str], list[Row]]:
-    """store.process_samples for many (run_id, task_id) keys: a join on the keys, so that each key is one
-    index lookup by run (store's `= ANY(...) AND (..) IN (unnest ..)` turns quadratic at a thousand keys)."""
-    wanted = list(dict.fromkeys(keys))
-    out: dict[tuple[str, str], list[Row]] = {k: [] for k in wanted}
-    if not wanted:
-        return out
-    with store.cursor(conn) as cur:
-        rows = cur.execute(
-            "SELECT s.run_id, s.task_id, s.time, s.interval_ns, s.cpu_ns, s.runq_ns, s.blocked_ns, s.rss_bytes, "
-            "s.threads FROM unnest(%s::text[], %s::text[]) AS k(r, t) "
-            "JOIN process_samples s ON s.run_id = k.r AND s.task_id = k.t",
-            ([k[0] for k in wanted], [k[1] for k in wanted]),
-        ).fetchall()
-    for r in rows:
-        out.setdefault((r["run_id"], r["task_id"]), []).append(r)
-    return out
+process_samples_many = store.process_samples  # the batch's keys in one query
 
 
 def upsert_task_costs(conn: psycopg.Connection[Any], costs: Mapping[tuple[str, str], Cost]) -> None:
@@ -112,9 +94,10 @@ def sample_signatures(conn: psycopg.Connection[Any], keys: Sequence[SampleKey]) 
     means unchanged rows."""
     if not keys:
         return {}
-    rows = conn.execute(
-        "SELECT k.i, count(*), max(s.time) FROM unnest(%s::int[], %s::text[], %s::text[]) AS k(i, r, t) "
-        "JOIN process_samples s ON s.run_id = k.r AND s.task_id = k.t GROUP BY 1",  # grouped by int: no text sort
+    rows = conn.execute(  # per key, an index-only range of process_samples_task (see store.process_samples)
+        "SELECT k.i, c.n, c.latest FROM unnest(%s::int[], %s::text[], %s::text[]) AS k(i, r, t) CROSS JOIN LATERAL "
+        "(SELECT count(*) AS n, max(s.time) AS latest FROM process_samples s "
+        "WHERE s.run_id = k.r AND s.task_id = k.t) c WHERE c.n > 0",
         (list(range(len(keys))), [k[0] for k in keys], [k[1] for k in keys]),
     ).fetchall()
     return {keys[int(i)]: (int(n), latest) for i, n, latest in rows}

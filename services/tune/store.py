@@ -287,17 +287,20 @@ def run_row(conn: psycopg.Connection[Any], run_id: str) -> Row | None:
 
 
 def process_samples(conn: psycopg.Connection[Any], keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[Row]]:
-    """process_samples rows per (run_id, task_id)."""
+    """process_samples rows per (run_id, task_id): one index range (process_samples_task) per key.
+
+    A LATERAL lookup per key, not a join of the key list with the table: the planner costs that join as a
+    scan of whole chunks (it cannot see how few rows a key has), and chose it from 40 keys on."""
     wanted = list(dict.fromkeys(keys))
     out: dict[tuple[str, str], list[Row]] = {k: [] for k in wanted}
     if not wanted:
         return out
     with cursor(conn) as cur:
         rows = cur.execute(
-            "SELECT run_id, task_id, time, interval_ns, cpu_ns, runq_ns, blocked_ns, rss_bytes, threads "
-            "FROM process_samples "
-            "WHERE run_id = ANY(%s) AND (run_id, task_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
-            ([k[0] for k in wanted], [k[0] for k in wanted], [k[1] for k in wanted]),
+            "SELECT s.* FROM unnest(%s::text[], %s::text[]) AS k(r, t) CROSS JOIN LATERAL (SELECT run_id, task_id, "
+            "time, interval_ns, cpu_ns, runq_ns, blocked_ns, rss_bytes, threads FROM process_samples p "
+            "WHERE p.run_id = k.r AND p.task_id = k.t) s",
+            ([k[0] for k in wanted], [k[1] for k in wanted]),
         ).fetchall()
     for r in rows:
         out.setdefault((r["run_id"], r["task_id"]), []).append(r)

@@ -99,7 +99,7 @@ class Stats:
 
 class TuneWorker:
     def __init__(self, settings: Settings, clock: Callable[[], int] = time.time_ns,
-                 retry_interval_s: float = 2.0, per_record: bool = False) -> None:
+                 retry_interval_s: float = 2.0, per_record: bool = False, every_record: bool = False) -> None:
         self.settings = settings
         self.codec = default_codec()
         self.table = pricing.price_table(settings)
@@ -111,6 +111,9 @@ class TuneWorker:
         # per_record: analyse each task on its own (analyze_task over its merged history), as before batch
         # analysis; kept as the reference the batched path is checked against, and for the benchmark
         self.per_record = per_record
+        # every_record: analyse every task and run of a batch, not only each definition's last task
+        # (decisive_tasks) and each pipeline's last run (handle_runs): the benchmark's before column
+        self.every_record = every_record
         self._definitions: dict[TypeKey, DefinitionBatch] = {}
         # across batches: samples (re-read only where they changed) and what was derived from them
         self._samples = SampleCache()
@@ -120,7 +123,9 @@ class TuneWorker:
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.settings.database_url, connect_timeout=10)
+            # no JIT: a batch's queries are short lookups, and compiling one (chosen by cost, over unnest's guessed
+            # row counts) took longer than running it
+            self._conn = psycopg.connect(self.settings.database_url, connect_timeout=10, options="-c jit=off")
         return self._conn
 
     def close(self) -> None:
@@ -278,6 +283,11 @@ class TuneWorker:
         fresh = store.run_tasks(conn, list(dict.fromkeys(str(r["run_id"]) for r in done)))
         reads.runs.update(fresh)
         checked = [r for r in done if r.get("pipeline") and r["status"] == "SUCCEEDED" and r.get("end_ns") is not None]
+        if not self.every_record:
+            # a pipeline's regression finding is decided by its last checked run of the batch (as its tasks'
+            # findings by their definition's last task: decisive_tasks); that run's baseline holds the others
+            last = {str(r["pipeline"]): id(r) for r in checked}
+            checked = [r for r in checked if last[str(r["pipeline"])] == id(r)]
         reads.queries += 2
         prev_of = dict(zip((id(r) for r in checked), store.previous_runs_many(
             conn, [(str(r["pipeline"]), str(r["run_id"]), int(r["start_ns"])) for r in checked]), strict=True))
@@ -376,6 +386,27 @@ class TuneWorker:
             out.append(f)
         return out
 
+    def last_of_definitions(self, tasks: Sequence[Record]) -> list[Record]:
+        """Each process definition's last task record in the batch, in record order."""
+        last = {(t.get("pipeline"), self.task_type(t)): i for i, t in enumerate(tasks)}
+        return [tasks[i] for i in sorted(last.values())]
+
+    def decisive_tasks(self, reads: BatchReads, tasks: Sequence[Record]) -> list[Record]:
+        """The tasks whose analysis decides the batch's findings: each definition's last one. Every finding of
+        a definition has the definition as its subject, and a task analysed raises or resolves each open one,
+        so the last task of a definition leaves its findings as analysing all of them in order would (bar
+        findings an earlier task of the batch would have opened and the last one resolved again, in the same
+        transaction: never visible as open, so not raised). The others are costed only; the history the last
+        one is right-sized over holds them already (the correlator writes a task's row before publishing it).
+        A burst of many runs then costs one analysis per definition per batch, not one per task."""
+        decisive = self.last_of_definitions(tasks)
+        chosen = {id(t) for t in decisive}
+        for t in tasks:
+            if id(t) not in chosen and t.get("run_id"):
+                rate, cpu_count, mem_total = self._rate(reads, t)
+                reads.stage_cost(str(t["run_id"]), str(t["task_id"]), task_cost(t, rate, cpu_count, mem_total))
+        return decisive
+
     def analyse(self, decoded: Sequence[tuple[str, Record]]) -> list[Record]:
         """One transaction over a batch of decoded records; returns the findings it stored (committed).
 
@@ -389,18 +420,19 @@ class TuneWorker:
         try:
             tasks = self.current_tasks(reads, [rec for kind, rec in decoded if kind == "EnrichedTask"])
             self._stage(reads, self.renamed_placeholders(reads, tasks, now), None, findings)
-            reads.prefetch(tasks)
+            reads.prefetch(tasks if self.per_record or self.every_record else self.last_of_definitions(tasks))
             # Tasks before runs: a run's check reads its tasks' costs and findings.
             if self.per_record:
                 for rec in tasks:
                     self._stage(reads, self.handle_task(reads, rec, now), (rec.get("pipeline"), self.task_type(rec)),
                                 findings)
             else:
+                decisive = tasks if self.every_record else self.decisive_tasks(reads, tasks)
                 # analyses first (they read nothing the batch writes), then what the contended ones competed
                 # with in one query, then findings in record order
-                analyses = [self.analysis_of(reads, rec, now) for rec in tasks]
+                analyses = [self.analysis_of(reads, rec, now) for rec in decisive]
                 rivals = self.competitors(reads, analyses)
-                for rec, a, c in zip(tasks, analyses, rivals, strict=True):
+                for rec, a, c in zip(decisive, analyses, rivals, strict=True):
                     self._stage(reads, self.handle_task(reads, rec, now, a, c),
                                 (rec.get("pipeline"), self.task_type(rec)), findings)
             runs = [rec for kind, rec in decoded if kind != "EnrichedTask"]

@@ -94,33 +94,51 @@ def _state(url: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     return findings, costs + runs
 
 
+def _open_ids(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        return {r[0] for r in conn.execute("SELECT finding_id FROM findings WHERE status = 'OPEN'")}
+
+
 @pytest.fixture()
-def second_database(database_server_url: str, migrated_template: str) -> Iterator[str]:
-    name = f"execsight_ba_{uuid.uuid4().hex[:12]}"
-    clone_database(database_server_url, migrated_template, name)
-    yield urlunsplit(urlsplit(database_server_url)._replace(path=f"/{name}"))
-    drop_database(database_server_url, name)
+def scratch_databases(database_server_url: str, migrated_template: str) -> Iterator[list[str]]:
+    """Two more migrated databases (the test's own is the first of three)."""
+    names = [f"execsight_ba_{uuid.uuid4().hex[:12]}" for _ in range(2)]
+    for name in names:
+        clone_database(database_server_url, migrated_template, name)
+    yield [urlunsplit(urlsplit(database_server_url)._replace(path=f"/{name}")) for name in names]
+    for name in names:
+        drop_database(database_server_url, name)
 
 
 @pytest.mark.db
 def test_batched_path_stores_and_publishes_what_the_per_record_path_does(
-    settings: Settings, database_url: str, second_database: str
+    settings: Settings, database_url: str, scratch_databases: list[str]
 ) -> None:
+    """Three workers on the same stream, in the same batches: the per-record reference; the batched path
+    analysing every record (shared reads and analysis must not change a thing: equal to the reference);
+    and the worker as it runs, analysing each definition's last task and each pipeline's last run of a
+    batch (TuneWorker.decisive_tasks): the same costs, the same open findings, the same resolved ones,
+    less only findings that the reference opened and resolved again within one batch (never committed
+    open, so never seen by a user or subscriber as open)."""
     recs = _stream()
     settings = replace(settings, findings_min_wall_s=0.0)  # recorded tasks are short: no noise floor here
-    reference = TuneWorker(settings, clock=lambda: NOW, per_record=True)
-    batched = TuneWorker(replace(settings, database_url=second_database), clock=lambda: NOW)
-    _load(database_url, recs)
-    _load(second_database, recs)
-    published: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+    urls = [database_url, *scratch_databases]
+    workers = [TuneWorker(settings, clock=lambda: NOW, per_record=True),
+               TuneWorker(replace(settings, database_url=urls[1]), clock=lambda: NOW, every_record=True),
+               TuneWorker(replace(settings, database_url=urls[2]), clock=lambda: NOW)]
+    for url in urls:
+        _load(url, recs)
+    published: list[dict[str, Any]] = [{}, {}, {}]
+    committed_open: set[str] = set()  # every id the reference left open at the end of a batch
     try:
         half = len(recs) // 2
         for size, part in ((7, recs[:half]), (len(recs), recs[half:])):
             for i in range(0, len(part), size):
-                for worker, out in zip((reference, batched), published, strict=True):
+                for worker, out in zip(workers, published, strict=True):
                     out.update({f["finding_id"]: f for f in worker.analyse(part[i:i + size])})
-            # between batches the correlator rewrites a task row and adds samples: both paths must see them
-            for url in (database_url, second_database):
+                committed_open |= _open_ids(urls[0])
+            # between batches the correlator rewrites a task row and adds samples: every path must see them
+            for url in urls:
                 with psycopg.connect(url) as conn:
                     conn.execute("UPDATE tasks SET peak_rss_bytes = peak_rss_bytes * 3, requested_cpus = 1 "
                                  "WHERE run_id = 'nf-1'")
@@ -129,19 +147,32 @@ def test_batched_path_stores_and_publishes_what_the_per_record_path_does(
                         add_samples(conn, [(*row[:3], row[3] + 0.5, 10**9, 0, 0, 0, row[8], 8, *row[10:])
                                            for row in _samples(t)])
         again = [r for r in recs if r[1]["run_id"] == "nf-3"]  # a replay after the rows changed
-        for worker, out in zip((reference, batched), published, strict=True):
+        for worker, out in zip(workers, published, strict=True):
             out.update({f["finding_id"]: f for f in worker.analyse(again)})
+        committed_open |= _open_ids(urls[0])
     finally:
-        reference.close()
-        batched.close()
-    ref_findings, ref_costs = _state(database_url)
-    got_findings, got_costs = _state(second_database)
+        for worker in workers:
+            worker.close()
+    (ref_findings, ref_costs), (every_findings, every_costs), (net_findings, net_costs) = (_state(u) for u in urls)
     assert len(ref_findings) > 20 and {r[2] for r in ref_findings} == {"OPEN", "RESOLVED"}
-    assert got_findings == ref_findings
-    assert got_costs == ref_costs
+    assert every_findings == ref_findings
+    assert every_costs == ref_costs
     assert published[1] == published[0]
-    # and it asked fewer questions (both share reads within a batch; the batched path also across batches)
-    assert batched.stats.queries < reference.stats.queries, (batched.stats.queries, reference.stats.queries)
+
+    assert net_costs == ref_costs
+    ref, net = {r[0]: r for r in ref_findings}, {r[0]: r for r in net_findings}
+    assert [r for r in net_findings if r[2] == "OPEN"] == [r for r in ref_findings if r[2] == "OPEN"]
+    assert set(net) <= set(ref) and all(net[i][:3] == ref[i][:3] for i in net)  # same kind, same status
+    transient = set(ref) - set(net)
+    assert transient, "the stream should have findings opened and resolved within one batch"
+    assert all(ref[i][2] == "RESOLVED" for i in transient) and not transient & committed_open
+    assert {i for i, f in published[2].items() if f["status"] == "OPEN"} == \
+        {i for i, f in published[0].items() if f["status"] == "OPEN"}
+    assert all(published[2][i] == published[0][i] for i in published[2] if published[2][i]["status"] == "OPEN")
+    assert set(published[2]) == set(published[0]) - transient
+    # fewer questions: all share reads within a batch; the batched paths also across batches
+    assert workers[2].stats.queries <= workers[1].stats.queries < workers[0].stats.queries, \
+        [w.stats.queries for w in workers]
 
 
 def test_definition_batch_matches_analyze_task_for_every_task() -> None:
