@@ -82,8 +82,9 @@ class Lifecycle:
             if r.pipeline:
                 out.seen(out.pipelines, r.pipeline, r.start)
 
-    def detach_run(self, p: Proc) -> None:
-        """p leaves its run before exiting (its context changed at exec)."""
+    def detach_run(self, p: Proc, t: int, out: Outputs) -> None:
+        """p leaves its run before exiting (its context changed at exec, at time t). A root that leaves ends
+        its run there, as its exit would: nothing else could (the run stayed RUNNING until its timeout)."""
         r = self.runs.get(p.run_id or "")
         if r is None or not self.gate.ok(r):
             return
@@ -91,6 +92,15 @@ class Lifecycle:
         r.live = max(0, r.live - 1)
         concurrent_peak.exit(r.segments, p.t0 or p.start, 0)
         self.log.touch(r)
+        if (p.pid, p.start) == (r.root_pid, r.root_start) and not r.done:
+            r.root_exited = True
+            r.end = max(r.last, t)
+            self.complete_run(r, "SUCCEEDED", out)
+        elif r.done:
+            self.changed_runs[r.run_id] = r
+        if r.done and r.live == 0:
+            del self.runs[r.run_id]
+            self.log.remove(r)
 
     def exit_run(self, p: Proc, end: int, out: Outputs, observed: bool = True) -> None:
         """observed=False: p ended while the collector was down (no exit code): a root's run is SUCCEEDED

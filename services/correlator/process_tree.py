@@ -324,6 +324,9 @@ class HostTree:
         )
         if parent is None and old_run and ctx is not None and ctx.run_id is None:
             ctx = None  # parent gone: keep what the fork gave it
+        elif (ctx is not None and ctx.run_id is None and not ctx.daemon and old_run and p.run_root
+              and p.engine == "generic"):
+            ctx = None  # a generic run's root handing over to its program (a pyenv shim's exec): still its run
         elif (ctx is not None and old_tid and old_run == ctx.run_id and not env.get("EXECSIGHT_TASK")
               and not (ctx.task_root and ctx.task_id != old_tid)):
             # a re-exec inside its task keeps the task; a generic task gets its name from the first exec,
@@ -346,7 +349,7 @@ class HostTree:
             moved = (ctx.run_id, ctx.task_id) != (old_run, old_tid)
             if moved and not is_new:
                 self.life.detach_task(p)
-                self.life.detach_run(p)
+                self.life.detach_run(p, rec["time_ns"], out)
             _set_ctx(p, ctx)
             if moved or is_new:
                 self.life.attach_run(p, start, out)

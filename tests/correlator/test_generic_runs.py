@@ -14,7 +14,7 @@ from execsight.correlator.process_tree import HostTree, TreeConfig
 from execsight.correlator.tool_rules import load_rules
 from execsight.settings import SettingsError, load_settings
 
-from .correlator_events import MS, Host, S, sample
+from .correlator_events import MS, Host, S, exec_, sample
 
 RULES = load_rules([])
 PG = "/usr/lib/postgresql/16/bin/postgres"
@@ -144,6 +144,47 @@ def test_a_generic_run_that_only_sleeps_closes_after_the_idle_time_one_using_cpu
     (timed_out,) = completed
     assert (timed_out["root_pid"], timed_out["status"]) == (sleeper, "TIMED_OUT")
     assert [r.root_pid for r in tree.runs.values()] == [worker]
+
+
+def _reexec(h: Host, pid: int, parent: int, argv: list[str], exe: str, **kw: Any) -> None:
+    h.events.append(exec_(h.host, pid, h.starts[pid], h.tick(), parent, h.starts[parent], argv, exe=exe, **kw))
+
+
+def test_a_shim_root_that_execs_its_program_keeps_its_run_and_ends_it_at_exit() -> None:
+    """`python3 x.py` from a shell through a pyenv shim: the shim (a bash script) runs its helpers, then
+    execs the interpreter. The run goes on in that process and ends at its exit; it used to lose its root
+    at the exec and stay RUNNING, empty, until the idle time closed it."""
+    h = Host("shim")
+    shell = h.seed(100, ["-bash"], exe="/usr/bin/bash")
+    shim = h.spawn(shell, ["bash", "/root/.pyenv/shims/python3", "x.py"], exe="/usr/bin/bash")
+    for name in ("pyenv-version-name", "pyenv-which"):
+        h.exit(h.spawn(shim, ["bash", f"/root/.pyenv/libexec/{name}"], exe="/usr/bin/bash"), "bash")
+    _reexec(h, shim, shell, ["/root/.pyenv/versions/3.11.7/bin/python3", "x.py"],
+            "/root/.pyenv/versions/3.11.7/bin/python3")
+    h.exit(h.spawn(shim, ["gzip", "-9", "out.txt"]), "gzip")
+    h.exit(shim, "python3", after=50 * MS)
+    tree, out = run_events(h)
+    (run,) = out.runs.values()
+    assert (run["root_pid"], run["status"], run["process_count"]) == (shim, "SUCCEEDED", 4)
+    assert run["end_ns"] == h.t and not tree.runs
+    assert "gzip" in {t["task"] for t in out.tasks.values()}
+
+
+def test_a_root_that_leaves_its_generic_run_at_exec_ends_it_there() -> None:
+    """A generic run's root that execs into another run (here an explicit label) leaves that run: it ends
+    at the exec instead of staying open with no root."""
+    h = Host("leave")
+    shell = h.seed(100, ["-bash"], exe="/usr/bin/bash")
+    launcher = h.spawn(shell, ["bash", "launch.sh"], exe="/usr/bin/bash")
+    h.exit(h.spawn(launcher, ["uname", "-m"]), "uname")
+    _reexec(h, launcher, shell, ["java", "-jar", "engine.jar"], "/usr/bin/java", env={"EXECSIGHT_RUN_ID": "exp-1"})
+    left_at = h.t
+    h.spawn(launcher, ["worker"])
+    tree, out = run_events(h)
+    ended = {r["run_id"]: r for r in out.enriched_run if r["event"] == "COMPLETED"}
+    (generic,) = ended.values()
+    assert (generic["root_pid"], generic["status"], generic["end_ns"]) == (launcher, "SUCCEEDED", left_at)
+    assert set(tree.runs) == {"exp-1"}
 
 
 def test_task_names_are_never_bare_numbers_or_memfd_paths() -> None:
