@@ -282,6 +282,13 @@ class Assembler:
                 del self.pending_exits[rec.tgid]
                 self._finish_exit(pe)
             return
+        if self.fallback and rec.pid == rec.tgid:
+            prev = self.pending_exits.get(rec.tgid)
+            if prev is not None and prev.fallback is not None:
+                # the pid was reused before the earlier exit completed (records read in one late batch):
+                # finish that one first, with its own accounting, rather than overwrite it
+                del self.pending_exits[rec.tgid]
+                self._finish_exit(prev)
         agg = self.aggs.get(rec.tgid)
         if agg is None:
             agg = self.aggs[rec.tgid] = TsAgg(rec.tgid)
