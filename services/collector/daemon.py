@@ -207,7 +207,10 @@ class Collector:
             asm.limiter = rate_limiter(asm.rules)
         log.info("collector rules reloaded", extra={"file": str(self.opts.rules_path), "reloads": rules.reloads})
 
-    def _seed(self, asm: Assembler, seeded_flag_source: str = "PROCFS") -> int:
+    def _seed(self, asm: Assembler, seeded_flag_source: str = "PROCFS", running_only: bool = False) -> int:
+        """Reports the processes in /proc not tracked yet. ``running_only`` (the fallback's periodic scans)
+        skips zombies: a zombie's exit record was sent when it exited, so it is (or will be) reported from
+        that record; seeding it too would report a second process that never exits."""
         now = time.time_ns()
         n = 0
         stats = {}
@@ -216,7 +219,7 @@ class Collector:
             if st is not None:
                 stats[pid] = st
         for pid, st in stats.items():
-            if pid in asm.procs:
+            if pid in asm.procs or (running_only and st.state in ("Z", "X")):
                 continue
             parent = stats.get(st.ppid)
             argv = procfs.read_cmdline(pid)
@@ -411,7 +414,7 @@ class Collector:
             if mono >= next_sample:
                 next_sample = mono + self.opts.sample_interval_s
                 if self.probes is None:
-                    self._seed(asm)  # fallback: processes appear through /proc scans
+                    self._seed(asm, running_only=True)  # fallback: processes appear through /proc scans
                 totals = self.probes.read_totals() if self.probes else {}
                 samples, vanished = psampler.sample(asm.live(), totals, time.time_ns(), self.gpus.per_process())
                 # behind the stage too: a sample never overtakes the exec it belongs to

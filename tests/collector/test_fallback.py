@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -95,9 +96,45 @@ def test_exit_records_the_kernel_drops_are_counted_and_logged(tmp_path: Path) ->
     assert "taskstats exit records dropped by the kernel" in log and '"rcvbuf_bytes"' in log
 
 
-def _ts(pid: int, status: int, elapsed_ms: int, utime_ns: int) -> TaskstatsRecord:
-    return TaskstatsRecord(pid, pid, False, 16, status, "sh", 0, 1, 0, elapsed_ms * MS, utime_ns, 0, 1, 0,
+@pytest.mark.ebpf
+def test_children_reaped_late_are_reported_once(tmp_path: Path) -> None:
+    # zombies stay in /proc until their parent waits: the /proc scans must not report them as new
+    # processes after their exit records did (a second identity that would never exit)
+    c = _fallback_collector(tmp_path)
+    feed = JsonlFeed(tmp_path / "events.jsonl")
+    try:
+        parent = subprocess.Popen([sys.executable, "-c", (
+            "import subprocess, time\nps = [subprocess.Popen(['true']) for _ in range(5)]\n"
+            "time.sleep(3.5)\nassert all(p.wait() == 0 for p in ps)\n")])
+        assert parent.wait(30) == 0
+        assert feed.wait_for_count(lambda rs: len(_child_exits(rs, parent.pid)), 5, stall_s=20) == 5
+        time.sleep(2.5)  # two more /proc scans
+    finally:
+        c.stop()
+    execs = [r for r in feed.refresh() if r["type"] == "ProcessExec" and r["ppid"] == parent.pid]
+    exits = {(r["pid"], r["start_time_ns"]) for r in feed.of("ProcessExit")}
+    assert len(execs) == 5
+    assert all((r["pid"], r["start_time_ns"]) in exits for r in execs)
+
+
+def _ts(pid: int, status: int, elapsed_ms: int, utime_ns: int, btime_s: int = 0) -> TaskstatsRecord:
+    return TaskstatsRecord(pid, pid, False, 16, status, "sh", 0, 1, btime_s, elapsed_ms * MS, utime_ns, 0, 1, 0,
                            4096, 8192, 10, 20, 0, 4096, 0, 1, 0, 7, 0, 0, 0)
+
+
+def test_an_exit_read_seconds_late_joins_the_process_seen_alive() -> None:
+    # the collector was starved: the record is read 6 s after the exit, so exit time minus elapsed misses
+    # the start by 6 s; the record's begin time (whole seconds) still names the process the scan found
+    a = Assembler("h", BOOT, fallback=True)
+    ticks = 100_050  # started 1000.5 s after boot
+    p = a.seed(70, 1, "sleep", ticks, None, "/bin/sleep", ["sleep", "3"], 0, None, {}, None, 0)
+    assert p is not None
+    a.drain()
+    exit_boot = 1003_500 * MS
+    a.on_taskstats(_ts(70, 0, 3000, 5, btime_s=(BOOT + 1000_500 * MS) // 1_000_000_000), exit_boot + 6000 * MS)
+    a.tick(exit_boot + 6200 * MS)
+    (name, rec), = a.drain()
+    assert name == "ProcessExit" and rec["start_time_ns"] == p.start_ns and rec["accounting"]["utime_ns"] == 5
 
 
 def test_a_pid_reused_within_one_batch_reports_both_exits() -> None:
