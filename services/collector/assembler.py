@@ -28,6 +28,7 @@ Emitted = tuple[str, Record]
 
 JOIN_TIMEOUT_NS = 2_000_000_000  # taskstats records may lag behind the ring buffer under load
 FALLBACK_GRACE_NS = 100_000_000
+START_MATCH_NS = 2_000_000_000  # fallback: a taskstats record and a tracked process of its pid are one process
 STALE_AGG_NS = 120_000_000_000
 STALE_SCAN_NS = 1_000_000_000  # how often tick() looks for stale taskstats aggregates
 EXITED_KEEP_NS = 10_000_000_000  # how long a completed exit is remembered, to drop a duplicate of it
@@ -282,6 +283,13 @@ class Assembler:
                 del self.pending_exits[rec.tgid]
                 self._finish_exit(pe)
             return
+        if self.fallback and rec.pid == rec.tgid:
+            prev = self.pending_exits.get(rec.tgid)
+            if prev is not None and prev.fallback is not None:
+                # the pid was reused before the earlier exit completed (records read in one late batch):
+                # finish that one first, with its own accounting, rather than overwrite it
+                del self.pending_exits[rec.tgid]
+                self._finish_exit(prev)
         agg = self.aggs.get(rec.tgid)
         if agg is None:
             agg = self.aggs[rec.tgid] = TsAgg(rec.tgid)
@@ -299,10 +307,15 @@ class Assembler:
         self.pending_exits[pe.pid] = pe
 
     def _fallback_identity(self, rec: TaskstatsRecord, now_boot_ns: int) -> tuple[Proc, bool]:
-        """In fallback mode: the tracked process if its start agrees, else one derived from taskstats."""
+        """In fallback mode: the tracked process if its start agrees, else one derived from taskstats.
+
+        ``approx`` is late by as long as the record waited to be read (seconds on a starved collector);
+        the record's own begin time (ac_btime, whole wall-clock seconds) does not depend on that wait, so
+        a tracked process started within it is the same one (a pid is not reused within two seconds)."""
         approx = self._start(max(0, now_boot_ns - rec.elapsed_ns))
         p = self.procs.get(rec.pid)
-        if p is not None and abs(p.start_ns - approx) < 2_000_000_000:
+        if p is not None and (abs(p.start_ns - approx) < START_MATCH_NS
+                              or (rec.btime_s > 0 and abs(p.start_ns - rec.btime_s * 1_000_000_000) < START_MATCH_NS)):
             return p, True
         parent = self.procs.get(rec.ppid)
         return Proc(rec.pid, approx, rec.ppid, parent.start_ns if parent else 0, rec.comm,

@@ -30,7 +30,12 @@ from execsight.collector.nvml import Gpus
 from execsight.collector.probes import ExecEvent, Probes
 from execsight.collector.publisher import Sink
 from execsight.collector.sampler import HostSampler, ProcessSampler
-from execsight.collector.taskstats import TaskstatsListener, TaskstatsRecord, enable_delay_accounting
+from execsight.collector.taskstats import (
+    DEFAULT_RCVBUF,
+    TaskstatsListener,
+    TaskstatsRecord,
+    enable_delay_accounting,
+)
 from execsight.reloading import Reloading
 from execsight.schemas.codec import default_codec
 from execsight.schemas.topics import RAW_HOST, RAW_PROCESS
@@ -70,6 +75,7 @@ class Options:
     imds: bool = True
     rules: Rules = field(default_factory=Rules)
     rules_path: Path | None = None  # watched: a changed file applies to the next execs, a broken one is refused
+    taskstats_rcvbuf: int = DEFAULT_RCVBUF  # bytes of exit records the kernel may queue while the reader waits
 
 
 def rate_limiter(rules: Rules) -> ExecRateLimiter | None:
@@ -143,6 +149,7 @@ class Collector:
         self.live_set = live_set.LiveSetFile(settings.state_dir / "collector" / "live_set.json")
         self.gap_totals = live_set.Totals()
         self.exits_unobserved = 0  # this start's
+        self.taskstats_dropped = 0  # as last reported in the log
 
     # ---- start-up --------------------------------------------------------------------------
 
@@ -200,7 +207,10 @@ class Collector:
             asm.limiter = rate_limiter(asm.rules)
         log.info("collector rules reloaded", extra={"file": str(self.opts.rules_path), "reloads": rules.reloads})
 
-    def _seed(self, asm: Assembler, seeded_flag_source: str = "PROCFS") -> int:
+    def _seed(self, asm: Assembler, seeded_flag_source: str = "PROCFS", running_only: bool = False) -> int:
+        """Reports the processes in /proc not tracked yet. ``running_only`` (the fallback's periodic scans)
+        skips zombies: a zombie's exit record was sent when it exited, so it is (or will be) reported from
+        that record; seeding it too would report a second process that never exits."""
         now = time.time_ns()
         n = 0
         stats = {}
@@ -209,7 +219,7 @@ class Collector:
             if st is not None:
                 stats[pid] = st
         for pid, st in stats.items():
-            if pid in asm.procs:
+            if pid in asm.procs or (running_only and st.state in ("Z", "X")):
                 continue
             parent = stats.get(st.ppid)
             argv = procfs.read_cmdline(pid)
@@ -280,12 +290,24 @@ class Collector:
         for rec in self.containers.drain():
             self.publish("ContainerInfo", rec)
 
+    def _taskstats_dropped(self) -> int:
+        """Exit records the kernel dropped (socket full), logged as they grow: in fallback mode each is an
+        exit not reported at all, with eBPF an exit without accounting (also counted as a join timeout)."""
+        assert self.taskstats is not None
+        dropped = self.taskstats.dropped()
+        if dropped > self.taskstats_dropped:
+            log.error("taskstats exit records dropped by the kernel: the collector's receive queue was full", extra={
+                "dropped": dropped - self.taskstats_dropped, "dropped_total": dropped,
+                "rcvbuf_bytes": self.taskstats.rcvbuf, "mode": "EBPF" if self.probes else "FALLBACK"})
+            self.taskstats_dropped = dropped
+        return dropped
+
     def status_record(self, interval_s: float, asm: Assembler) -> dict[str, Any]:
         rates = {k: (v - self._last_totals.get(k, 0)) / max(interval_s, 1e-9) for k, v in self.events_total.items()}
         self._last_totals = Counter(self.events_total)
         lost = dict(self.probes.lost()) if self.probes else {}
         if self.taskstats is not None:
-            lost["taskstats"] = self.taskstats.overruns
+            lost["taskstats"] = self._taskstats_dropped()
         lost["taskstats_join_timeout"] = asm.counters.taskstats_join_timeouts
         if self.probes:
             lost["ringbuf_decode"] = self.probes.decode_errors
@@ -321,7 +343,7 @@ class Collector:
         for change in enable_delay_accounting():
             log.info("enabled delay accounting", extra={"change": change})
         try:
-            self.taskstats = TaskstatsListener()
+            self.taskstats = TaskstatsListener(self.opts.taskstats_rcvbuf)
         except OSError as exc:
             log.error("taskstats unavailable: exits carry no accounting", extra={"error": str(exc)})
         if self.taskstats is not None:
@@ -392,7 +414,7 @@ class Collector:
             if mono >= next_sample:
                 next_sample = mono + self.opts.sample_interval_s
                 if self.probes is None:
-                    self._seed(asm)  # fallback: processes appear through /proc scans
+                    self._seed(asm, running_only=True)  # fallback: processes appear through /proc scans
                 totals = self.probes.read_totals() if self.probes else {}
                 samples, vanished = psampler.sample(asm.live(), totals, time.time_ns(), self.gpus.per_process())
                 # behind the stage too: a sample never overtakes the exec it belongs to

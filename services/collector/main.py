@@ -34,7 +34,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU policy of the collector's threads: adaptive (default) yields to every workload "
                         "(SCHED_IDLE) while it keeps up and takes its fair share (SCHED_BATCH) when it falls "
                         "behind; batch: always SCHED_BATCH; other: the normal policy")
+    p.add_argument("--taskstats-rcvbuf", type=_positive_bytes, metavar="BYTES",
+                   help="receive buffer for taskstats exit records (default 64 MiB); what overflows it is "
+                        "dropped by the kernel and counted in CollectorStatus.lost_events.taskstats")
     return p
+
+
+def _positive_bytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of bytes, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of bytes, not {value}")
+    return value
 
 
 def main(argv: list[str]) -> int:
@@ -91,6 +104,8 @@ def main(argv: list[str]) -> int:
         rules=rules,
         rules_path=rules_path,
     )
+    if args.taskstats_rcvbuf is not None:
+        opts.taskstats_rcvbuf = args.taskstats_rcvbuf
     collector = Collector(settings, sink, opts, cpu)
     install_signal_handlers(collector)
     try:

@@ -24,6 +24,9 @@ TASKSTATS_TYPE_PID, TASKSTATS_TYPE_TGID, TASKSTATS_TYPE_STATS = 1, 2, 3
 TASKSTATS_TYPE_AGGR_PID, TASKSTATS_TYPE_AGGR_TGID = 4, 5
 NLMSG_ERROR = 2
 SO_RCVBUFFORCE = 33
+SO_MEMINFO = 55  # u32[SK_MEMINFO_VARS]; SK_MEMINFO_DROPS: records the kernel could not queue (Linux 4.6+)
+SK_MEMINFO_VARS, SK_MEMINFO_DROPS = 9, 8
+DEFAULT_RCVBUF = 64 << 20  # an exit record takes ~2 KiB of it: tens of thousands of exits while the reader waits
 
 _NLHDR = struct.Struct("<IHHII")
 _GENLHDR = struct.Struct("<BBH")
@@ -210,10 +213,17 @@ def _request(fam: int, attr: bytes, seq: int) -> bytes:
     return _NLHDR.pack(_NLHDR.size + len(body), fam, 1 | 4, seq, 0) + body  # NLM_F_REQUEST|ACK
 
 
+def meminfo_drops(raw: bytes) -> int | None:
+    """SK_MEMINFO_DROPS from a SO_MEMINFO answer; None when the kernel's answer is too short (pure)."""
+    if len(raw) < 4 * (SK_MEMINFO_DROPS + 1):
+        return None
+    return int(_U32.unpack_from(raw, 4 * SK_MEMINFO_DROPS)[0])
+
+
 class TaskstatsListener:
     """A netlink socket registered for exit records on all CPUs."""
 
-    def __init__(self, rcvbuf: int = 64 << 20) -> None:
+    def __init__(self, rcvbuf: int = DEFAULT_RCVBUF) -> None:
         self.family = family_id()
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
         try:
@@ -224,7 +234,18 @@ class TaskstatsListener:
         ncpu = os.cpu_count() or 1
         mask = f"0-{ncpu - 1}".encode() + b"\0"
         self.sock.send(_request(self.family, _nla(TASKSTATS_CMD_ATTR_REGISTER_CPUMASK, mask), 1))
-        self.overruns = 0
+        self.overruns = 0  # ENOBUFS reports: one per overflow episode, however many records it cost
+        self.rcvbuf = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)  # as the kernel accounts it
+
+    def dropped(self) -> int:
+        """Exit records the kernel dropped because this socket's receive queue was full: exact (the
+        socket's drop counter, SO_MEMINFO) where the kernel has it, else the ENOBUFS reports (a lower bound)."""
+        try:
+            raw = self.sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 4 * SK_MEMINFO_VARS)
+        except OSError:
+            return self.overruns
+        drops = meminfo_drops(raw)
+        return self.overruns if drops is None else max(drops, self.overruns)
 
     def fileno(self) -> int:
         return self.sock.fileno()

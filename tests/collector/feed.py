@@ -49,6 +49,24 @@ class JsonlFeed:
                 raise AssertionError(f"timed out waiting ({len(self.records)} records seen)")
             time.sleep(0.2)
 
+    def wait_for_count(self, count: Callable[[list[Rec]], int], want: int, stall_s: float = 30.0,
+                       cap_s: float = 300.0) -> int:
+        """Waits until ``count(records)`` reaches ``want``; returns the last count. It gives up once the count
+        has not grown for ``stall_s`` (or after ``cap_s``): on a loaded machine the collector may need long to
+        catch up, but a record that was lost never arrives, and a fixed deadline cannot tell the two apart."""
+        start = last_growth = time.monotonic()
+        best = -1
+        while True:
+            got = count(self.refresh())
+            now = time.monotonic()
+            if got >= want:
+                return got
+            if got > best:
+                best, last_growth = got, now
+            if now - last_growth > stall_s or now - start > cap_s:
+                return got
+            time.sleep(0.2)
+
 
 class CollectorProcess:
     def __init__(self, args: list[str], env: dict[str, str] | None = None, prefix: list[str] | None = None,
