@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from execsight.correlator.engines.base import (
+    COMMAND_TASK_ENGINE,
     DEFAULT_GENERIC,
     ROLE_GENERIC_CANDIDATE,
     Context,
@@ -18,6 +19,7 @@ from execsight.correlator.engines.base import (
     Parent,
     base_name,
     first_name,
+    inherit_requests,
     parent_roots_tasks,
 )
 
@@ -93,10 +95,33 @@ def generic_pipeline_name(exe: str, argv: Sequence[str], comm: str) -> str:
     return first_name(parse_invocation(exe, argv).program, comm, base_name(argv[0]) if argv else None) or "run"
 
 
+def command_task_name(exe: str, argv: Sequence[str], tool: str | None, pipeline: str | None) -> str:
+    """What the command task of an explicit run is called: its tool, else its script or program; a shell running
+    a command string (bash -c '...') says nothing of what it runs: the pipeline's name then."""
+    from execsight.correlator.program_name import unwrap_launchers
+    from execsight.correlator.tool_rules import parse_invocation
+
+    exe2, argv2, _ = unwrap_launchers(exe, argv)
+    program = parse_invocation(exe2, argv2).program if (exe2 or argv2) else ""
+    if base_name(program) in SHELLS:
+        program = ""
+    return first_name(tool, program, pipeline, base_name(exe)) or "command"
+
+
 def task(ex: Exec, ctx: Context) -> bool:
-    if ctx.run_id and ctx.run_root:
-        return True  # an explicit run's root: its children become tasks
     parent = ex.parent
+    if ctx.run_id and ctx.run_root:
+        if ctx.engine == COMMAND_TASK_ENGINE and not ctx.role:
+            # CMD of `execsight run`: one task, its processes under their own tools (a per-child split would make
+            # a task of every md5sum of a loop); an engine found below it takes its tasks out (labels.task)
+            ctx.task = command_task_name(ex.exe, ex.argv, ex.tool, ctx.pipeline)
+            ctx.task_id = f"{ex.pid}.{ex.start_ns}"
+            ctx.task_root = True
+        return True
+    if ex.in_command_task(ctx) and parent is not None:
+        ctx.task_id, ctx.task, ctx.engine = parent.task_id, parent.task, parent.engine
+        inherit_requests(ctx, parent)
+        return True
     if parent is not None and parent_roots_tasks(parent) and parent.run_id == ctx.run_id:
         ctx.task = generic_task_name(ex.tool, ex.exe, base_name(ex.argv[0]) if ex.argv else "")
         ctx.task_id = f"{ex.pid}.{ex.start_ns}"
