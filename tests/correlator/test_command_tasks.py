@@ -144,3 +144,19 @@ def test_a_version_managers_shim_plumbing_counts_under_the_manager() -> None:
     assert rows[shim]["tool"] == "train"
     (task,) = out.tasks.values()
     assert task["tools"] == ["train", "pyenv"]
+
+
+def test_an_engine_below_a_generic_run_keeps_its_tasks() -> None:
+    """The same wrapper started from a login shell (a generic run, no labels): before, the driver kept the task
+    its fork gave it and every Nextflow task collapsed into one task named `nextflow`."""
+    h = Host("gen")
+    shell = h.seed(100, ["-bash"], exe="/usr/bin/bash")
+    root = h.spawn(shell, ["bash", "wrap.sh"], exe="/usr/bin/bash")
+    driver = h.spawn(root, ["nextflow", "run", "main.nf"], exe="/usr/bin/bash")
+    for d in (NF_DIR, NF_DIR.replace("ab/", "cd/")):
+        t = h.spawn(driver, ["/bin/bash", "-ue", ".command.run"], exe="/usr/bin/bash", cwd=d)
+        h.exit(t, "bash", cpu_ns=MS)
+    h.exit(driver, "java")
+    h.exit(root, "bash")
+    _, out = run_events(h)
+    assert sorted(t["task"] for t in out.tasks.values()) == ["ab/" + "c" * 30, "cd/" + "c" * 30]

@@ -1,6 +1,7 @@
 """Generic runs: a program a person or a scheduler started (from a shell, a terminal, ssh, cron, a
 container entrypoint, ...) roots a run once it has a subtree (it is a candidate until then), and
-the direct children of a run root are its tasks. Which parents count is the GenericPolicy's mode;
+the direct children of a run root are its tasks (the root of an explicitly labelled run, CMD of `execsight
+run`, is one task itself: command_task_name). Which parents count is the GenericPolicy's mode;
 known daemons' trees never count (engines.daemons). Task names fall back from unusable names
 (bare numbers, memfd or deleted executables) to the tool or executable."""
 
