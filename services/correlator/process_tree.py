@@ -40,9 +40,9 @@ from execsight.correlator.host_clock import HostClock
 from execsight.correlator.lifecycle import Lifecycle
 from execsight.correlator.outputs import Outputs
 from execsight.correlator.process_table import ProcessTable
-from execsight.correlator.program_name import is_version_manager
+from execsight.correlator.program_name import is_version_manager, launching_manager
 from execsight.correlator.projections import Container, process_record
-from execsight.correlator.tool_rules import Recognition
+from execsight.correlator.tool_rules import METHOD_PROGRAM, Recognition
 from execsight.correlator.tree_state import (
     EventGate,
     HostActivity,
@@ -252,6 +252,10 @@ class HostTree:
         p.requested_cpus, p.requested_memory_bytes = parent.requested_cpus, parent.requested_memory_bytes
         p.container_id, p.container_runtime, p.cgroup = parent.container_id, parent.container_runtime, parent.cgroup
         p.tool, p.tool_package, p.tool_method = parent.tool, parent.tool_package, parent.tool_method
+        manager = launching_manager(parent.argv)
+        if manager is not None:
+            # forked by a shim before it execs the program: the version manager's plumbing, not the program
+            p.tool, p.tool_package, p.tool_method = manager, None, METHOD_PROGRAM
         p.daemon = parent.daemon
         p.role = ""
         p.run_root = False

@@ -176,6 +176,27 @@ def is_version_manager(tool: str | None) -> bool:
     return tool in _VERSION_MANAGERS
 
 
+def launching_manager(argv: Sequence[str]) -> str | None:
+    """The version manager a process is running as a launcher (a shim, ``pyenv exec``, ``pyenv-exec``), before
+    it execs the program: what it forks meanwhile (``$(pyenv-version-name)`` subshells) is the manager's."""
+    args = tuple(argv)
+    if args and basename(args[0]) in _SHELLS:
+        script = _shell_script(args)
+        args = args[script:] if script is not None else ()
+    if not args:
+        return None
+    first = args[0]
+    name = basename(first)
+    if name in _VERSION_MANAGERS:
+        return name
+    if name in _MANAGER_EXECS:
+        return name[: -len("-exec")]
+    if "/shims/" in first:
+        manager = basename(first.split("/shims/", 1)[0]).lstrip(".")  # ~/.pyenv/shims/python3 -> pyenv
+        return manager if manager in _VERSION_MANAGERS else None
+    return None
+
+
 def _after_options(args: Sequence[str], with_value: frozenset[str], assignments: bool,
                    skip_positionals: int) -> tuple[str, ...]:
     i = 0

@@ -135,13 +135,20 @@ def test_a_version_managers_shim_plumbing_counts_under_the_manager() -> None:
         h.exit(helper, "readlink")
         h.exit(q, "bash", cpu_ns=3 * MS)
         plumbing += [q, helper]
+    subshell = h.fork_only(shim)  # $(pyenv-version-name) in the shim's own script
+    helper = h.spawn(subshell, ["/usr/bin/readlink", "pyenv"], env=LABELS)
+    h.exit(helper, "readlink")
+    h.exit(subshell, "bash")
+    plumbing += [subshell, helper]
     _re_exec(h, shim, obs, ["/root/.pyenv/versions/3.11.7/bin/python3", "train.py"], LABELS)
+    worker = h.fork_only(shim, comm="python3")  # forked by the program itself: the program's
+    h.exit(worker, "python3")
     h.exit(shim, "python3", cpu_ns=400 * MS)
     _, out = run_events(h)
 
     rows = {r["pid"]: r for r in out.processes.values()}
     assert {rows[p]["tool"] for p in plumbing} == {"pyenv"}  # before: pyenv-version-name, pyenv-hooks which, ...
-    assert rows[shim]["tool"] == "train"
+    assert rows[shim]["tool"] == rows[worker]["tool"] == "train"
     (task,) = out.tasks.values()
     assert task["tools"] == ["train", "pyenv"]
 
