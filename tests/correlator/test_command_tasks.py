@@ -167,3 +167,22 @@ def test_an_engine_below_a_generic_run_keeps_its_tasks() -> None:
     h.exit(root, "bash")
     _, out = run_events(h)
     assert sorted(t["task"] for t in out.tasks.values()) == ["ab/" + "c" * 30, "cd/" + "c" * 30]
+
+
+def test_a_shell_that_execs_the_engine_gives_its_run_to_the_engine() -> None:
+    """bash -c 'mkdir -p out; nextflow run main.nf': the shell becomes the driver (its last command)."""
+    h = Host("tail")
+    obs = _observer(h)
+    root = h.spawn(obs, ["bash", "-c", "mkdir -p out; nextflow run main.nf"], exe="/usr/bin/bash", env=LABELS)
+    helper = h.spawn(root, ["mkdir", "-p", "out"], env=LABELS)
+    h.exit(helper, "mkdir", cpu_ns=MS)
+    _re_exec(h, root, obs, ["nextflow", "run", "main.nf"], LABELS)
+    t = h.spawn(root, ["/bin/bash", "-ue", ".command.run"], exe="/usr/bin/bash", cwd=NF_DIR, env=LABELS)
+    h.exit(t, "bash", cpu_ns=MS)
+    h.exit(root, "java")
+    _, out = run_events(h)
+    tasks = {t["task"]: t for t in out.tasks.values()}
+    assert set(tasks) == {"ab/" + "c" * 30, "rt-loop"}  # the engine's task; what ran before it, as one task
+    assert tasks["rt-loop"]["process_count"] == 1 and tasks["ab/" + "c" * 30]["engine"] == "nextflow"
+    (run,) = out.runs.values()
+    assert (run["status"], run["task_count"]) == ("SUCCEEDED", 2)
