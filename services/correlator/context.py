@@ -48,6 +48,7 @@ from execsight.correlator.engines.generic import (
     generic_task_name,
     is_launcher,
     session_launcher,
+    shell_command_program,
 )
 from execsight.correlator.engines.nextflow import nextflow_driver, nextflow_task, nextflow_task_name
 from execsight.correlator.engines.snakemake import (
@@ -84,6 +85,7 @@ __all__ = [
     "parent_roots_tasks",
     "parse_snakefile",
     "session_launcher",
+    "shell_command_program",
     "short_id",
     "snakemake_driver",
     "snakemake_job",

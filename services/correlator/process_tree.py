@@ -349,7 +349,8 @@ class HostTree:
             ctx.requested_memory_bytes = ctx.requested_memory_bytes or p.requested_memory_bytes
             if p.task_named_at_exec and p.task_root:
                 # unusable names (a bare number, a memfd or deleted executable) keep the name from the fork
-                name = first_name(tool, base_name(exe), rec["comm"], base_name(argv[0]) if argv else None,
+                name = first_name(tool, context.shell_command_program(argv), base_name(exe), rec["comm"],
+                                  base_name(argv[0]) if argv else None,
                                   p.task) or "task"
                 ctx.task = name
                 p.task_named_at_exec = False

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from execsight.correlator.engines.generic import command_task_name
+from execsight.correlator.engines.generic import command_task_name, shell_command_program
 from execsight.correlator.outputs import Outputs
 from execsight.correlator.process_tree import HostTree, TreeConfig
 from execsight.correlator.tool_rules import load_rules
@@ -186,3 +186,30 @@ def test_a_shell_that_execs_the_engine_gives_its_run_to_the_engine() -> None:
     assert tasks["rt-loop"]["process_count"] == 1 and tasks["ab/" + "c" * 30]["engine"] == "nextflow"
     (run,) = out.runs.values()
     assert (run["status"], run["task_count"]) == ("SUCCEEDED", 2)
+
+
+def test_a_shell_running_one_command_is_named_after_the_command() -> None:
+    """make's recipes and xargs' children are `sh -c 'cc ...'`: tasks of a generic `make -j2` were all `bash`."""
+    assert shell_command_program(["/bin/sh", "-c", "cc -O2 -fPIC -c a.c -o a.o"]) == "cc"
+    assert shell_command_program(["bash", "-e", "-c", "LC_ALL=C exec /opt/bin/bwa-0.7.17 mem r.fa x.fq"]) == "bwa"
+    for argv in (["sh", "-c", "for i in 1 2; do gzip $i; done"], ["sh", "-c", "cd src && make"],
+                 ["sh", "-c", "rm -f *.o"], ["bash", "run.sh"], ["python3", "-c", "print(1)"]):
+        assert shell_command_program(argv) is None, argv
+    assert command_task_name("/usr/bin/bash", ["bash", "-c", "gzip -k big.txt"], None, "rt") == "gzip"
+
+    h = Host("make")
+    shell = h.seed(100, ["-bash"], exe="/usr/bin/bash")
+    make = h.spawn(shell, ["make", "-j2"], exe="/usr/bin/make")
+    recipes = []
+    for src in ("a", "b"):
+        r = h.spawn(make, ["/bin/sh", "-c", f"cc -O2 -c {src}.c -o {src}.o"], exe="/usr/bin/dash")
+        recipes.append(r)
+    for r in recipes:
+        h.events.append(exec_(h.host, r, h.starts[r], h.tick(), make, h.starts[make], ["cc", "-O2", "-c", "x.c"],
+                              exe="/usr/bin/x86_64-linux-gnu-gcc-12"))  # dash execs its only command
+        h.exit(r, "cc", cpu_ns=50 * MS)
+    loop = h.spawn(make, ["/bin/sh", "-c", "for f in *.o; do test -s $f; done"], exe="/usr/bin/dash")
+    h.exit(loop, "sh")
+    h.exit(make, "make")
+    _, out = run_events(h)
+    assert sorted(t["task"] for t in out.tasks.values()) == ["cc", "cc", "dash"]  # a loop: its shell

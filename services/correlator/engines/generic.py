@@ -7,6 +7,7 @@ known daemons' trees never count (engines.daemons). Task names fall back from un
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from execsight.correlator.engines.base import (
@@ -23,6 +24,7 @@ from execsight.correlator.engines.base import (
     inherit_requests,
     parent_roots_tasks,
 )
+from execsight.correlator.program_name import display_name, is_denied
 
 SHELLS = frozenset({"bash", "sh", "dash", "zsh", "fish", "ksh", "tcsh", "csh", "-bash", "-sh", "-zsh"})
 # Processes whose children are started by a person or a scheduler (their children can be run roots).
@@ -83,8 +85,35 @@ def generic_candidate(exe: str, argv: Sequence[str], cgroup_path: str | None, pa
     return not (parent is not None and parent.pid <= 1 and cgroup_path and "system.slice" in cgroup_path)
 
 
-def generic_task_name(tool: str | None, exe: str, comm: str, *more: str | None) -> str:
-    return first_name(tool, base_name(exe), comm, *more) or "task"
+_SHELL_KEYWORDS = frozenset({"if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "case",
+                             "esac", "function", "select", "cd", "set", "export", "source", ".", "eval", "trap",
+                             "exit", "return", "true", "false", "test", "read", "echo", "printf", "local", "{", "}"})
+_SHELL_WORDS = frozenset({"exec", "command", "builtin", "nohup", "time", "nice", "env"})
+_PROGRAM_WORD = re.compile(r"^[\w][\w.+-]*$")
+
+
+def shell_command_program(argv: Sequence[str]) -> str | None:
+    """The program of a shell's simple command string (`sh -c 'cc -O2 -c a.c'` -> cc: what make's recipes
+    and xargs' children look like), None for anything else (a loop, a list starting with cd, a script)."""
+    if len(argv) < 3 or base_name(argv[0]) not in SHELLS or "-c" not in argv[1:3]:
+        return None
+    i = list(argv).index("-c", 1)
+    if i + 1 >= len(argv):
+        return None
+    for word in argv[i + 1].split():
+        if "=" in word and _PROGRAM_WORD.match(word.split("=", 1)[0]):
+            continue  # FOO=1 cmd
+        if word in _SHELL_WORDS:
+            continue
+        name = base_name(word)
+        if not _PROGRAM_WORD.match(name) or word in _SHELL_KEYWORDS:
+            return None
+        return None if is_denied(name) else display_name(name)
+    return None
+
+
+def generic_task_name(tool: str | None, exe: str, comm: str, *more: str | None, argv: Sequence[str] = ()) -> str:
+    return first_name(tool, shell_command_program(argv), base_name(exe), comm, *more) or "task"
 
 
 def generic_pipeline_name(exe: str, argv: Sequence[str], comm: str) -> str:
@@ -106,7 +135,7 @@ def command_task_name(exe: str, argv: Sequence[str], tool: str | None, pipeline:
     program = parse_invocation(exe2, argv2).program if (exe2 or argv2) else ""
     if base_name(program) in SHELLS:
         program = ""
-    return first_name(tool, program, pipeline, base_name(exe)) or "command"
+    return first_name(tool, shell_command_program(argv), program, pipeline, base_name(exe)) or "command"
 
 
 def task(ex: Exec, ctx: Context) -> bool:
@@ -124,7 +153,7 @@ def task(ex: Exec, ctx: Context) -> bool:
         inherit_requests(ctx, parent)
         return True
     if parent is not None and parent_roots_tasks(parent) and parent.run_id == ctx.run_id:
-        ctx.task = generic_task_name(ex.tool, ex.exe, base_name(ex.argv[0]) if ex.argv else "")
+        ctx.task = generic_task_name(ex.tool, ex.exe, base_name(ex.argv[0]) if ex.argv else "", argv=ex.argv)
         ctx.task_id = f"{ex.pid}.{ex.start_ns}"
         ctx.task_root = True
         return True
