@@ -53,19 +53,46 @@ def tool_label(p: Row) -> str:
     return f"{exe} (unidentified executable)"
 
 
+def own_walls(processes: Sequence[Row]) -> list[float]:
+    """Wall ns of each process (in order) less the time its children among the rows were running: a shell
+    that waits on its steps counts only its own time, also when it exec'd its last step itself (bash -c
+    'a; b; rm f' ends as rm: without this, rm had the whole script's wall). Rows without their parent's
+    identity (ppid, parent_start_time_ns) count as nobody's children."""
+    spans: dict[tuple[Any, Any], list[tuple[int, int]]] = {}
+    for p in processes:
+        if p.get("ppid") is not None and p.get("parent_start_time_ns") is not None:
+            start = int(p.get("start_time_ns") or 0)
+            spans.setdefault((p["ppid"], p["parent_start_time_ns"]), []).append(
+                (start, start + int(p.get("wall_ns") or 0)))
+    out: list[float] = []
+    for p in processes:
+        start, wall = int(p.get("start_time_ns") or 0), int(p.get("wall_ns") or 0)
+        end, busy, cursor = start + wall, 0, start
+        kids = spans.get((p.get("pid"), p.get("start_time_ns")), ()) if p.get("pid") is not None else ()
+        for a, b in sorted(kids):
+            a, b = max(a, cursor), min(b, end)
+            if b > a:
+                busy += b - a
+                cursor = b
+        out.append(float(max(0, wall - busy)))
+    return out
+
+
 def tool_totals(tasks: Sequence[Row], processes: Sequence[Row]) -> dict[str, list[float]]:
     """Per tool: [wall ns, cpu ns, cost usd, count]. From processes (each task's cost split among its
-    processes by CPU time) when recorded, else from tasks by their dominant tool."""
+    processes by CPU time; a process's wall without its children's, own_walls) when recorded, else from
+    tasks by their dominant tool."""
     out: dict[str, list[float]] = {}
     if processes:
         by_task: dict[Any, list[Row]] = {}
         for p in processes:
             by_task.setdefault(p.get("task_id"), []).append(p)
         costs = {t.get("task_id"): float(t.get("cost_usd") or 0) for t in tasks}
+        walls = {id(p): w for p, w in zip(processes, own_walls(processes), strict=True)}
         for task_id, procs in by_task.items():
             for p, c in zip(procs, split_by_cpu(costs.get(task_id, 0.0), procs), strict=True):
                 acc = out.setdefault(tool_label(p), [0.0, 0.0, 0.0, 0.0])
-                acc[0] += float(p.get("wall_ns") or 0)
+                acc[0] += walls[id(p)]
                 acc[1] += float(p.get("cpu_ns") or 0)
                 acc[2] += c
                 acc[3] += 1
@@ -140,6 +167,7 @@ def render(report: RunReport, top: int = 5) -> str:
         tool_rows = [[name, _dur(v[0]), _dur(v[1]), _mib(io.get(name, (0, 0, 0))[0]),
                       _mib(io.get(name, (0, 0, 0))[1]), _dur(io.get(name, (0, 0, 0))[2]), _usd(v[2]), str(int(v[3]))]
                      for name, v in sorted(by_tool.items(), key=lambda kv: (-kv[1][0], -kv[1][2]))[:top]]
+        # wall from processes: each process's own, less the time its child processes ran (own_walls)
         lines += ["  " + x for x in _table(["tool", "wall", "cpu", "read", "written", "io wait", "cost", unit],
                                            tool_rows)]
         read = sum(int(t.get("read_bytes") or 0) for t in tasks)

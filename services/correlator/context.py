@@ -6,7 +6,9 @@ driver (Nextflow, Snakemake) -> a generic root (a process started from a shell, 
 cron, ... becomes a run once it has a subtree).
 Task level, first that applies: explicit label (EXECSIGHT_TASK) -> the parent's task ->
 a workflow engine's task (Nextflow .command.run in a work dir; a Snakemake job) -> the
-scheduler job -> a direct child of a generic root.
+scheduler job -> the command of an explicit run (one task) -> a direct child of a generic root.
+Below the command task of an explicit run, an engine's driver and tasks are the engine's (checked
+before the command task is inherited), so `execsight run -- CMD` splits an engine's run as without it.
 Children inherit their parent's context; ids are derived deterministically from the
 process identity, so a replay derives the same ids.
 
@@ -46,6 +48,7 @@ from execsight.correlator.engines.generic import (
     generic_task_name,
     is_launcher,
     session_launcher,
+    shell_command_program,
 )
 from execsight.correlator.engines.nextflow import nextflow_driver, nextflow_task, nextflow_task_name
 from execsight.correlator.engines.snakemake import (
@@ -82,6 +85,7 @@ __all__ = [
     "parent_roots_tasks",
     "parse_snakefile",
     "session_launcher",
+    "shell_command_program",
     "short_id",
     "snakemake_driver",
     "snakemake_job",
@@ -116,7 +120,7 @@ def classify(ex: Exec) -> Context:
     label = ex.env.get("EXECSIGHT_PIPELINE")
     if label and ctx.pipeline is None:
         ctx.pipeline = label  # an explicit pipeline label names whatever recognised the run
-    if ex.parent_task(ctx) is None:
+    if ex.parent_task(ctx) is None or ex.in_command_task(ctx):
         for d in DETECTORS:
             if d.driver is not None and d.driver(ex, ctx):
                 break

@@ -27,14 +27,22 @@ from execsight.correlator.containers import KEY_PREFIX as CONTAINER_KEY
 from execsight.correlator.containers import HostContainers
 from execsight.correlator.context import Context, Parent
 from execsight.correlator.engines import nextflow, snakemake
-from execsight.correlator.engines.base import DEFAULT_GENERIC, GenericPolicy, base_name, first_name
+from execsight.correlator.engines.base import (
+    COMMAND_TASK_ENGINE,
+    DEFAULT_GENERIC,
+    DRIVER_ROLES,
+    GenericPolicy,
+    base_name,
+    first_name,
+)
 from execsight.correlator.host_activity import Activity
 from execsight.correlator.host_clock import HostClock
 from execsight.correlator.lifecycle import Lifecycle
 from execsight.correlator.outputs import Outputs
 from execsight.correlator.process_table import ProcessTable
+from execsight.correlator.program_name import is_version_manager, launching_manager
 from execsight.correlator.projections import Container, process_record
-from execsight.correlator.tool_rules import Recognition
+from execsight.correlator.tool_rules import METHOD_PROGRAM, Recognition
 from execsight.correlator.tree_state import (
     EventGate,
     HostActivity,
@@ -244,6 +252,10 @@ class HostTree:
         p.requested_cpus, p.requested_memory_bytes = parent.requested_cpus, parent.requested_memory_bytes
         p.container_id, p.container_runtime, p.cgroup = parent.container_id, parent.container_runtime, parent.cgroup
         p.tool, p.tool_package, p.tool_method = parent.tool, parent.tool_package, parent.tool_method
+        manager = launching_manager(parent.argv)
+        if manager is not None:
+            # forked by a shim before it execs the program: the version manager's plumbing, not the program
+            p.tool, p.tool_package, p.tool_method = manager, None, METHOD_PROGRAM
         p.daemon = parent.daemon
         p.role = ""
         p.run_root = False
@@ -312,6 +324,10 @@ class HostTree:
                               rec.get("env_packages") or ())
         tool = found.tool
         p.tool, p.tool_package, p.tool_method = tool, found.package, found.method
+        if tool is None and parent is not None and is_version_manager(parent.tool):
+            # readlink, basename... run by a version manager's scripts: its plumbing too
+            p.tool, p.tool_package, p.tool_method = parent.tool, parent.tool_package, parent.tool_method
+            tool = p.tool
         if tool:
             out.seen(out.tools, tool, rec["time_ns"])
         if p.container_id:
@@ -328,7 +344,7 @@ class HostTree:
               and p.engine == "generic"):
             ctx = None  # a generic run's root handing over to its program (a pyenv shim's exec): still its run
         elif (ctx is not None and old_tid and old_run == ctx.run_id and not env.get("EXECSIGHT_TASK")
-              and not (ctx.task_root and ctx.task_id != old_tid)):
+              and not (ctx.task_root and ctx.task_id != old_tid) and ctx.role not in DRIVER_ROLES):
             # a re-exec inside its task keeps the task; a generic task gets its name from the first exec,
             # unless the exec shows an engine's own task (a Nextflow work dir, a Snakemake job): that wins
             ctx.task_id, ctx.task, ctx.task_root = old_tid, p.task, p.task_root
@@ -336,7 +352,8 @@ class HostTree:
             ctx.requested_memory_bytes = ctx.requested_memory_bytes or p.requested_memory_bytes
             if p.task_named_at_exec and p.task_root:
                 # unusable names (a bare number, a memfd or deleted executable) keep the name from the fork
-                name = first_name(tool, base_name(exe), rec["comm"], base_name(argv[0]) if argv else None,
+                name = first_name(tool, context.shell_command_program(argv), base_name(exe), rec["comm"],
+                                  base_name(argv[0]) if argv else None,
                                   p.task) or "task"
                 ctx.task = name
                 p.task_named_at_exec = False
@@ -347,9 +364,13 @@ class HostTree:
                 p.snakefile = drv[1]  # until the collector's ProcessContext names the file it read
         if ctx is not None:
             moved = (ctx.run_id, ctx.task_id) != (old_run, old_tid)
+            if moved and (ctx.role in DRIVER_ROLES or (ctx.task_root and ctx.engine != COMMAND_TASK_ENGINE)):
+                self._yield_command_task(parent, p, ctx, out)
             if moved and not is_new:
                 self.life.detach_task(p)
                 self.life.detach_run(p, rec["time_ns"], out)
+            if moved:
+                p.task_named_at_exec = False  # the exec named its new task (a fork's generic task is left behind)
             _set_ctx(p, ctx)
             if moved or is_new:
                 self.life.attach_run(p, start, out)
@@ -365,6 +386,35 @@ class HostTree:
                 self.log.touch(task)
         self.log.touch(p)
         self._rows[(pid, start)] = p
+
+    def _yield_command_task(self, parent: Proc | None, p: Proc, ctx: Context, out: Outputs) -> None:
+        """An engine's driver or task below the command task of an explicit run: CMD runs a workflow engine,
+        so the run is split as the engine splits it. The command task gives up its live processes (they are in
+        no task, as an engine's driver is; CMD's later children are tasks of their own, engines.generic);
+        what already exited of it stays a task of its own."""
+        for holder in (p, parent):
+            if holder is None or holder.run_id != ctx.run_id or not holder.task_id:
+                continue
+            r = self.life.runs.get(holder.run_id or "")
+            if r is not None and r.engine == COMMAND_TASK_ENGINE and holder.task_id == f"{r.root_pid}.{r.root_start}":
+                self._dissolve(r, holder.task_id, p, out)
+                return
+
+    def _dissolve(self, r: Run, task_id: str, p: Proc, out: Outputs) -> None:
+        task = self.life.tasks.get((r.run_id, task_id))
+        if task is None or not self.gate.ok(task):
+            return
+        for q in [q for q in self.table.of_run(r.run_id) if q.task_id == task_id]:
+            if q is not p and not self.gate.ok(q):
+                continue
+            self.life.detach_task(q)
+            q.task_id, q.task, q.task_root = None, None, False
+            self.log.touch(q)
+            self._rows[(q.pid, q.start)] = q
+        task = self.life.tasks.get((r.run_id, task_id))  # gone unless some of it had exited
+        if task is not None:
+            task.root_exited = True
+            self.life.complete_task(task, out)
 
     # ------------------------------------------------------------------ context files (ProcessContext)
 

@@ -11,7 +11,8 @@ Three steps, each a pure function of the exec's executable and argv:
    ``name_key``: the same, lower-cased and without separators, for case- and separator-insensitive
    matching (``miRDeep2`` and ``mirdeep-2`` compare equal... as do ``raxml-ng`` and ``raxml_ng``).
 
-``is_denied`` says which names are plumbing, not tools (shells, coreutils, bare interpreters, engine
+``version_manager`` folds a version manager's internal commands (``pyenv-which``, ``pyenv-hooks``...) into the
+manager. ``is_denied`` says which names are plumbing, not tools (shells, coreutils, bare interpreters, engine
 wrappers): such processes stay without a tool and are shown under their executable.
 """
 
@@ -161,6 +162,39 @@ def _is_manager_script(path: str) -> bool:
     """pyenv / pyenv-exec (and their siblings) or a shim: a shell script that only execs the real program."""
     name = basename(path)
     return name in _VERSION_MANAGERS or name in _MANAGER_EXECS or "/shims/" in path
+
+
+def version_manager(program: str) -> str | None:
+    """The version manager whose own command this is (``pyenv-version-name``, ``pyenv-which``, ``rbenv-hooks``,
+    a plugin's ``pyenv-virtualenv``): a shim's plumbing, counted under the manager, not a tool of its own."""
+    name = basename(program)
+    head, sep, rest = name.partition("-")
+    return head if sep and rest and head in _VERSION_MANAGERS else None
+
+
+def is_version_manager(tool: str | None) -> bool:
+    return tool in _VERSION_MANAGERS
+
+
+def launching_manager(argv: Sequence[str]) -> str | None:
+    """The version manager a process is running as a launcher (a shim, ``pyenv exec``, ``pyenv-exec``), before
+    it execs the program: what it forks meanwhile (``$(pyenv-version-name)`` subshells) is the manager's."""
+    args = tuple(argv)
+    if args and basename(args[0]) in _SHELLS:
+        script = _shell_script(args)
+        args = args[script:] if script is not None else ()
+    if not args:
+        return None
+    first = args[0]
+    name = basename(first)
+    if name in _VERSION_MANAGERS:
+        return name
+    if name in _MANAGER_EXECS:
+        return name[: -len("-exec")]
+    if "/shims/" in first:
+        manager = basename(first.split("/shims/", 1)[0]).lstrip(".")  # ~/.pyenv/shims/python3 -> pyenv
+        return manager if manager in _VERSION_MANAGERS else None
+    return None
 
 
 def _after_options(args: Sequence[str], with_value: frozenset[str], assignments: bool,

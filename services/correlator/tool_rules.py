@@ -43,7 +43,13 @@ from typing import Any
 
 from execsight.correlator.owning_package import is_helper_package, owning_package, sole_requested_package
 from execsight.correlator.program_name import basename as _basename
-from execsight.correlator.program_name import display_name, is_denied, name_key, unwrap_launchers
+from execsight.correlator.program_name import (
+    display_name,
+    is_denied,
+    name_key,
+    unwrap_launchers,
+    version_manager,
+)
 from execsight.correlator.subcommand import SubcommandCap, generic_subcommand
 from execsight.reloading import Reloading
 from execsight.yaml_lines import YamlProblem, load_with_lines
@@ -438,6 +444,11 @@ class RuleSet:
         inv = parse_invocation(exe2, args2)
         # conda-meta names the executable's owner; it is the program's only when the program is that file
         installed = exe_package if exe_package and exe2 == exe and inv.kind == "plain" else None
+        manager = version_manager(inv.program)
+        if manager is not None:
+            # pyenv-version-name, pyenv-hooks, pyenv-which: what a shim runs before it execs the program
+            return Recognition(manager, METHOD_PROGRAM, owning_package(manager, (inv.path, exe), image, None),
+                               executable)
         sub = inv.subcommand
         if sub is not None and not self._cap.allow(name_key(_fallback_program(inv)), sub):
             sub = None  # past the cap: argument values, not subcommands

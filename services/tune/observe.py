@@ -2,8 +2,9 @@
 
 CMD runs with EXECSIGHT_PIPELINE and EXECSIGHT_RUN_ID set, so the collector and correlator attribute
 its processes to this run. Tasks are what the correlator recognises: a workflow engine's tasks
-(Nextflow, Snakemake) or, for any other command, each child of CMD. EXECSIGHT_TASK is set only when
---task is given (it makes the whole tree one task, which hides an engine's tasks).
+(Nextflow, Snakemake), also below a script that starts the engine, or, for any other command, one
+task: CMD (its processes under their own tools). EXECSIGHT_TASK is set only when --task is given (it
+makes the whole tree one task of that name, which hides an engine's tasks).
 
 Before CMD runs: the command must exist (else exit 127 at once), the settings must parse, the
 database must answer, the run id must be new (a reused --run-id would merge two runs: refused),
@@ -309,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pipeline", help="pipeline name (default: the command's name)")
     parser.add_argument("--run-id", help="run id (default: generated); an id already recorded is refused")
     parser.add_argument("--task", help="make the whole command one task of this name (default: the tasks the "
-                                       "correlator recognises: the engine's, or each child of CMD)")
+                                       "correlator recognises: the engine's, else CMD as one task)")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds to wait for the run to be analysed after CMD exits (default 60)")
     parser.add_argument("--no-report", action="store_true", help="do not wait for or print the report")

@@ -179,7 +179,8 @@ def run_processes(conn: psycopg.Connection[Any], run_id: str) -> list[Row]:
     """Processes attributed to a run, with their wall time."""
     with cursor(conn) as cur:
         return cur.execute(
-            "SELECT pid, start_time_ns, comm, exe, tool, tool_package, tool_method, task_id, task, cpu_ns, runq_ns, "
+            "SELECT pid, start_time_ns, ppid, parent_start_time_ns, comm, exe, tool, tool_package, tool_method, "
+            "task_id, task, cpu_ns, runq_ns, "
             "blkio_ns, peak_rss_bytes, read_bytes, write_bytes, "
             "short_lived, (extract(epoch FROM end_time - start_time) * 1e9)::bigint AS wall_ns "
             "FROM processes WHERE run_id = %s",

@@ -22,7 +22,9 @@ def test_explicit_labels_win_and_mark_the_root() -> None:
     ctx = derive(H, 100, 1, "/usr/bin/bash", ["bash", "run.sh"], None,
                  {"EXECSIGHT_RUN_ID": "r1", "EXECSIGHT_PIPELINE": "rnaseq", "SLURM_JOB_ID": "77"}, None,
                  parent(pid=9))
-    assert (ctx.run_id, ctx.pipeline, ctx.engine, ctx.run_root, ctx.task_id) == ("r1", "rnaseq", "explicit", True, None)
+    assert (ctx.run_id, ctx.pipeline, ctx.engine, ctx.run_root) == ("r1", "rnaseq", "explicit", True)
+    # the command of the explicit run is its one task (named after its script), unless it runs an engine
+    assert (ctx.task_id, ctx.task, ctx.task_root) == ("100.1", "run.sh", True)
     child = derive(H, 101, 2, "/usr/bin/bwa", ["bwa", "mem"], None,
                    {"EXECSIGHT_RUN_ID": "r1", "EXECSIGHT_TASK": "align"}, None,
                    parent(pid=100, run_id="r1", pipeline="rnaseq", engine="explicit", run_root=True))

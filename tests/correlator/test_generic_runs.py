@@ -99,6 +99,28 @@ def test_a_known_daemon_started_from_a_shell_leaves_the_run_and_its_backends_nev
     assert all(r["process_count"] < 10 for r in out.runs.values())
 
 
+def test_the_stacks_supervisors_started_by_execsight_up_are_no_run() -> None:
+    """`execsight up` starts a supervisor per service and exits: the supervisor (python -m
+    execsight.deploy.local.supervisor) and what it supervises made a generic run that stayed open ("streamlit run is
+    idle or stalled", HIGH) because `execsight` is a launcher whose children are judged afresh."""
+    h = Host("up")
+    shell = h.seed(100, ["-bash"], exe="/usr/bin/bash")
+    up = h.spawn(shell, ["/venv/bin/python", ".venv/bin/execsight", "up"], exe="/usr/bin/python3.11", comm="execsight")
+    sup = h.spawn(up, ["/venv/bin/python", "-m", "execsight.deploy.local.supervisor", "--name", "ui", "--",
+                       "/venv/bin/python", "-m", "streamlit", "run", "/repo/services/ui/app.py"],
+                  exe="/usr/bin/python3.11")
+    ui = h.spawn(sup, ["/venv/bin/python", "-m", "streamlit", "run", "/repo/services/ui/app.py"],
+                 exe="/usr/bin/python3.11")
+    h.fork_only(ui, comm="python")
+    h.exit(up, "execsight")
+    demo = h.spawn(shell, ["/venv/bin/python", "-m", "execsight.deploy.demo.nextflow_shaped", "--out", "x"],
+                   exe="/usr/bin/python3.11")
+    h.spawn(demo, ["/bin/bash", "-ue", ".command.run"], exe="/usr/bin/bash")
+    tree, out = run_events(h)
+    assert {r["root_pid"] for r in runs_by_root(tree, out).values()} == {demo}  # the demo is a pipeline, not the stack
+    assert all(p.run_id is None and p.daemon for p in tree.procs.values() if p.pid in (sup, ui))
+
+
 def test_extra_daemon_names_and_mode_off() -> None:
     def events() -> Host:
         h = Host("extra")

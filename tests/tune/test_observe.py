@@ -287,3 +287,25 @@ def test_the_exit_status_stays_cmds_when_the_database_fails_after_cmd_ran(
     assert observe.main(["--timeout", "2", "--", sys.executable, "-c", breaker]) == 0
     err = capsys.readouterr().err
     assert "the report could not be read" in err and "Traceback" not in err
+
+
+def test_a_tools_wall_is_its_own_not_its_childrens() -> None:
+    """bash -c 'step; step; rm f' ends as rm (the shell exec'd its last step): rm had the script's whole wall."""
+    from execsight.run_analysis.report import own_walls, tool_totals
+
+    def proc(pid: int, ppid: int, pstart: int, start_s: float, wall_s: float, exe: str) -> dict[str, object]:
+        return {"pid": pid, "start_time_ns": int(start_s * 1e9), "ppid": ppid, "parent_start_time_ns": pstart,
+                "wall_ns": int(wall_s * 1e9), "exe": exe, "tool": None, "task_id": "t", "cpu_ns": 1}
+
+    shell = proc(10, 1, 0, 0.0, 10.0, "/usr/bin/rm")  # the script's shell, ended as rm
+    steps = [proc(11, 10, 0, 0.5, 4.0, "/usr/bin/md5sum"), proc(12, 10, 0, 3.0, 2.0, "/usr/bin/md5sum"),
+             proc(13, 10, 0, 6.0, 3.5, "/usr/bin/sort"), proc(14, 99, 0, 6.0, 1.0, "/usr/bin/cat")]
+    walls = own_walls([shell, *steps])
+    # 10 s less its children's union, [0.5, 5.0] and [6.0, 9.5]; an unrelated process (ppid 99) does not count
+    assert walls == pytest.approx([2e9, 4e9, 2e9, 3.5e9, 1e9])
+    totals = tool_totals([{"task_id": "t", "cost_usd": 0.0}], [shell, *steps])
+    assert totals["rm (unidentified executable)"][0] == pytest.approx(2e9)
+    assert totals["md5sum (unidentified executable)"][0] == pytest.approx(6e9)
+    # rows without the parent's identity keep their whole wall
+    bare = [{k: v for k, v in p.items() if k not in ("ppid", "parent_start_time_ns")} for p in (shell, *steps)]
+    assert own_walls(bare) == pytest.approx([10e9, 4e9, 2e9, 3.5e9, 1e9])

@@ -33,6 +33,9 @@ ROLE_WDL_DRIVER = "wdl_driver"
 ROLE_GENERIC_CANDIDATE = "generic_candidate"
 ROLE_GENERIC_ROOT = "generic_root"
 DRIVER_ROLES = (ROLE_NF_DRIVER, ROLE_SMK_DRIVER, ROLE_CWL_DRIVER, ROLE_WDL_DRIVER)
+# the engine of an explicitly labelled run and of its command task (CMD of `execsight run`: one task, not a task
+# per child, unless CMD turns out to run a workflow engine)
+COMMAND_TASK_ENGINE = "explicit"
 
 
 @dataclass(slots=True)
@@ -131,6 +134,13 @@ class Exec:
         """The parent's task when the parent is in the same run (the child then belongs to it)."""
         p = self.parent
         return p.task_id if p is not None and ctx.run_id and p.run_id == ctx.run_id else None
+
+    def in_command_task(self, ctx: Context) -> bool:
+        """The parent is in the command task of an explicitly labelled run (`execsight run -- CMD` without
+        --task): an engine's driver or task found below it is the engine's, as it would be without the label."""
+        p = self.parent
+        return (self.parent_task(ctx) is not None and p is not None and p.engine == COMMAND_TASK_ENGINE
+                and not self.env.get("EXECSIGHT_TASK"))
 
 
 # A step refines ctx; True when its phase is settled (run, driver) or the context is final (task).

@@ -29,10 +29,14 @@ KNOWN_DAEMONS = frozenset({
 KNOWN_JAVA_MAINS = frozenset({"kafka.Kafka", "org.apache.zookeeper.server.quorum.QuorumPeerMain"})
 # execsight's own long-lived commands: `execsight <command>` or `python -m execsight.cli <command>`.
 STACK_COMMANDS = frozenset({"collector", "correlator", "tune", "sweep", "ui", "up", "down"})
+# modules of the local stack itself, run with python -m (not execsight.deploy.demo: the demo is a pipeline)
+STACK_MODULES = ("execsight.deploy.local.",)
 
 
 def _stack_service(argv: list[str]) -> bool:
     for i, arg in enumerate(argv[:4]):
+        if arg.startswith(STACK_MODULES):
+            return True  # `execsight up`'s per-service supervisors (python -m execsight.deploy.local.supervisor)
         if arg == "execsight.cli" or base_name(arg) == "execsight":
             rest = [a for a in argv[i + 1 :] if not a.startswith("-")]
             return bool(rest) and rest[0] in STACK_COMMANDS

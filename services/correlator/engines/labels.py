@@ -1,12 +1,21 @@
 """Explicit labels (EXECSIGHT_RUN_ID, EXECSIGHT_PIPELINE, EXECSIGHT_TASK) and inheritance from the parent.
 
 Run level: an explicit run id wins, else the parent's run. Task level: an explicit task label,
-else the parent's task; a workflow engine's driver stops here (it is run level, never a task).
+else the parent's task; a workflow engine's driver stops here (it is run level, never a task). Below the
+command task of an explicit run (engines.generic.command_task) the engine detectors go first: a workflow
+engine's task is the engine's, under `execsight run` as without it.
 """
 
 from __future__ import annotations
 
-from execsight.correlator.engines.base import Context, Detector, Exec, inherit_requests
+from execsight.correlator.engines.base import (
+    COMMAND_TASK_ENGINE,
+    DRIVER_ROLES,
+    Context,
+    Detector,
+    Exec,
+    inherit_requests,
+)
 
 
 def run(ex: Exec, ctx: Context) -> bool:
@@ -15,7 +24,7 @@ def run(ex: Exec, ctx: Context) -> bool:
     if explicit_run:
         ctx.run_id = explicit_run
         ctx.pipeline = env.get("EXECSIGHT_PIPELINE") or (parent.pipeline if parent else None)
-        ctx.engine = "explicit"
+        ctx.engine = COMMAND_TASK_ENGINE
         ctx.run_root = parent is None or parent.run_id != explicit_run
         return True
     if parent is not None and parent.run_id:
@@ -37,7 +46,11 @@ def task(ex: Exec, ctx: Context) -> bool:
             ctx.task = explicit_task
             ctx.task_root = True
         return True
+    if ctx.role in DRIVER_ROLES:
+        return True  # a driver is run-level, never a task (also below a command task: context.classify)
     if parent_task and parent is not None:
+        if ex.in_command_task(ctx):
+            return False  # an engine's task below CMD is the engine's; else generic.task keeps the command task
         # A task's processes keep the engine that recognised the task, under an explicitly labelled run too.
         ctx.task_id, ctx.task, ctx.engine = parent.task_id, parent.task, parent.engine
         inherit_requests(ctx, parent)
