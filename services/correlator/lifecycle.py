@@ -82,9 +82,10 @@ class Lifecycle:
             if r.pipeline:
                 out.seen(out.pipelines, r.pipeline, r.start)
 
-    def detach_run(self, p: Proc, t: int, out: Outputs) -> None:
-        """p leaves its run before exiting (its context changed at exec, at time t). A root that leaves ends
-        its run there, as its exit would: nothing else could (the run stayed RUNNING until its timeout)."""
+    def detach_run(self, p: Proc, t: int, out: Outputs, leaves: bool = True) -> None:
+        """p leaves its run before exiting (its context changed at exec, at time t; ``leaves``: for another run or
+        none, not only another task of it, after which it attaches again). A root that leaves ends its run there,
+        as its exit would: nothing else could (the run stayed RUNNING until its timeout)."""
         r = self.runs.get(p.run_id or "")
         if r is None or not self.gate.ok(r):
             return
@@ -92,7 +93,7 @@ class Lifecycle:
         r.live = max(0, r.live - 1)
         concurrent_peak.exit(r.segments, p.t0 or p.start, 0)
         self.log.touch(r)
-        if (p.pid, p.start) == (r.root_pid, r.root_start) and not r.done:
+        if leaves and (p.pid, p.start) == (r.root_pid, r.root_start) and not r.done:
             r.root_exited = True
             r.end = max(r.last, t)
             self.complete_run(r, "SUCCEEDED", out)

@@ -368,7 +368,7 @@ class HostTree:
                 self._yield_command_task(parent, p, ctx, out)
             if moved and not is_new:
                 self.life.detach_task(p)
-                self.life.detach_run(p, rec["time_ns"], out)
+                self.life.detach_run(p, rec["time_ns"], out, leaves=ctx.run_id != old_run)
             if moved:
                 p.task_named_at_exec = False  # the exec named its new task (a fork's generic task is left behind)
             _set_ctx(p, ctx)
