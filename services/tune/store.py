@@ -251,12 +251,20 @@ def open_findings_of_pipelines(
     return out
 
 
+# Less CPU than this in a task's interval took no core it waited for worth naming ("postgres 0.0 s CPU").
+MIN_COMPETITOR_CPU_S = 0.05
+
+
 def host_competitors(
     conn: psycopg.Connection[Any], spans: Sequence[tuple[str, int, int, Sequence[tuple[str, str]]]], top: int = 3
 ) -> list[list[Row]]:
     """Per (host, start ns, end ns, own (run_id, task_id) keys): the other work on the host in that interval,
-    by task (and tool) or, outside tasks, by tool, with its CPU seconds in the interval (a process's CPU time
-    prorated over the part of its life inside it); the ``top`` by CPU, in one query for all spans."""
+    by task (and tool) or, outside tasks, by tool, with its CPU seconds in the interval; the ``top`` by CPU,
+    at least MIN_COMPETITOR_CPU_S each, in one query for all spans.
+
+    A process's CPU in the interval is what its live samples inside it say (a process still running, such as
+    a database or the stack's own services, has no CPU total in its row until it exits), else its CPU total
+    prorated over the part of its life inside the interval."""
     out: list[list[Row]] = [[] for _ in spans]
     if not spans:
         return out
@@ -266,16 +274,19 @@ def host_competitors(
             "WITH x AS (SELECT * FROM unnest(%s::int[], %s::text[], %s::text[]) AS x(i, run_id, task_id)) "
             "SELECT k.i AS batch_key, c.* FROM unnest(%s::int[], %s::text[], %s::float8[], %s::float8[]) "
             "AS k(i, host, s, e) CROSS JOIN LATERAL (SELECT p.task, p.run_id, coalesce(p.tool, p.comm) AS tool, "
-            "sum(p.cpu_ns * greatest(0.0, extract(epoch FROM least(coalesce(p.end_time, to_timestamp(k.e)), "
+            "sum(coalesce((SELECT sum(m.cpu_ns) FROM process_samples m WHERE m.host_id = p.host_id AND m.pid = p.pid "
+            "AND m.start_time_ns = p.start_time_ns AND m.time > to_timestamp(k.s) AND m.time <= to_timestamp(k.e)), "
+            "p.cpu_ns * greatest(0.0, extract(epoch FROM least(coalesce(p.end_time, to_timestamp(k.e)), "
             "to_timestamp(k.e)) - greatest(p.start_time, to_timestamp(k.s)))) / greatest(extract(epoch FROM "
-            "coalesce(p.end_time, to_timestamp(k.e)) - p.start_time), 0.001))::float8 / 1e9 AS cpu_s "
+            "coalesce(p.end_time, to_timestamp(k.e)) - p.start_time), 0.001)))::float8 / 1e9 AS cpu_s "
             "FROM processes p WHERE p.host_id = k.host AND p.start_time < to_timestamp(k.e) "
             "AND coalesce(p.end_time, 'infinity') > to_timestamp(k.s) AND NOT EXISTS (SELECT 1 FROM x "
             "WHERE x.i = k.i AND x.run_id = p.run_id AND x.task_id = p.task_id) "
-            "GROUP BY 1, 2, 3 HAVING sum(p.cpu_ns) > 0 ORDER BY cpu_s DESC, 1, 3 LIMIT %s) c "
-            "WHERE c.cpu_s > 0 ORDER BY k.i, c.cpu_s DESC",
+            "GROUP BY 1, 2, 3 ORDER BY cpu_s DESC, 1, 3 LIMIT %s) c "
+            "WHERE c.cpu_s >= %s ORDER BY k.i, c.cpu_s DESC",
             ([o[0] for o in own], [o[1] for o in own], [o[2] for o in own], list(range(len(spans))),
-             [s[0] for s in spans], [s[1] / 1e9 for s in spans], [s[2] / 1e9 for s in spans], top),
+             [s[0] for s in spans], [s[1] / 1e9 for s in spans], [s[2] / 1e9 for s in spans], top,
+             MIN_COMPETITOR_CPU_S),
         ).fetchall()
     for r in rows:
         out[int(r.pop("batch_key"))].append(r)

@@ -10,6 +10,7 @@ batches (a task row rewritten, samples added) must be seen by the batched path a
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,6 +22,7 @@ import pytest
 
 from execsight.pricing import HostRate
 from execsight.settings import Settings
+from execsight.tune import store
 from execsight.tune.batch_analysis import DefinitionBatch
 from execsight.tune.task_analysis import analyze_task, merge_history
 from execsight.tune.worker import TuneWorker
@@ -216,7 +218,7 @@ def test_definition_batch_matches_analyze_task_for_every_task() -> None:
     assert any(f["kind"] == "rightsize_cpu" for f in want.findings)
 
 
-def _process(conn: psycopg.Connection[Any], pid: int, start_s: float, end_s: float, cpu_s: float, comm: str,
+def _process(conn: psycopg.Connection[Any], pid: int, start_s: float, end_s: float | None, cpu_s: float, comm: str,
              tool: str | None, run_id: str | None = None, task_id: str | None = None, task: str | None = None) -> None:
     conn.execute(
         "INSERT INTO processes (host_id, pid, start_time_ns, start_time, end_time, ppid, comm, cpu_ns, run_id, "
@@ -228,8 +230,8 @@ def _process(conn: psycopg.Connection[Any], pid: int, start_s: float, end_s: flo
 @pytest.mark.db
 def test_contended_finding_names_what_ran_beside_it_on_the_host(settings: Settings, database_url: str) -> None:
     """Two overlapping tasks on one host (and a daemon): the contended one's finding names the other task
-    and its tool, and the daemon, by the CPU they used while it ran; its own processes are not named."""
-    t0 = 1_700_000_000.0
+    and its tool, and the daemons, by the CPU they used while it ran; its own processes are not named."""
+    t0 = float(int(time.time()) - 3600)  # recent: samples older than the retention would be dropped meanwhile
     waits = workload_task("cpu_heavy", task="align", task_id="a1", run_id="ra", pipeline="p", start_ns=int(t0 * 1e9),
                           end_ns=int((t0 + 60) * 1e9), wall_ns=60 * 10**9, cpu_ns=20 * 10**9, runq_ns=30 * 10**9,
                           blkio_ns=0, process_count=1, short_lived_count=0, short_lived_wall_ns=0)
@@ -243,6 +245,11 @@ def test_contended_finding_names_what_ran_beside_it_on_the_host(settings: Settin
         _process(conn, 200, t0 - 30, t0 + 90, 120, "sort", "gnu-sort", "rb", "b1", "sort")     # 60 s of 120 inside
         _process(conn, 300, t0 - 3600, t0 + 3600, 72, "backupd", None)                         # 0.6 s inside
         _process(conn, 400, t0 + 100, t0 + 200, 50, "late", "late", "rb", "b1", "sort")        # after it: not named
+        # still running (no CPU total in its row yet): its samples say 3 s inside the interval, 9 s after it
+        _process(conn, 500, t0 - 7200, None, 0, "postgres", None)
+        add_samples(conn, [("tune-test-host", 500, int((t0 - 7200) * 1e9), t0 + at, 10**9, cpu, 0, 0, 1 << 20, 1,
+                            None, None) for at, cpu in ((10, 10**9), (20, 10**9), (30, 10**9), (120, 9 * 10**9))])
+        _process(conn, 600, t0 + 1, t0 + 2, 0.01, "tinyd", None)                                # 0.01 s: not named
     named: list[dict[str, Any]] = []
     for per_record in (True, False):
         worker = TuneWorker(settings, clock=lambda: NOW, per_record=per_record)
@@ -253,12 +260,16 @@ def test_contended_finding_names_what_ran_beside_it_on_the_host(settings: Settin
         named.append(found["contended"])
     f = named[1]
     assert named[0] == f  # both paths name the same competitors
-    assert "competing on the host: sort (gnu-sort, run rb) 60.0 s CPU, backupd 0.6 s CPU" in f["summary"], f["summary"]
+    assert "competing on the host: sort (gnu-sort, run rb) 60.0 s CPU, postgres 3.0 s CPU, backupd 0.6 s CPU" \
+        in f["summary"], f["summary"]
     assert "Running with it on the host: sort (gnu-sort, run rb)" in f["recommendation"]
     ev = {e["name"]: e["value"] for e in f["evidence"]}
     assert ev["competitor:sort (gnu-sort, run rb)"] == pytest.approx(60.0)
     assert ev["competitor:backupd"] == pytest.approx(0.6)
     assert not any("bwa" in k or "late" in k for k in ev)
+    with psycopg.connect(database_url) as conn:  # alone, the tiny one is below the floor: nothing is named
+        conn.execute("DELETE FROM processes WHERE pid <> 600")
+        assert store.host_competitors(conn, [("tune-test-host", int(t0 * 1e9), int((t0 + 60) * 1e9), ())]) == [[]]
     with psycopg.connect(database_url) as conn:
         stored = conn.execute("SELECT summary FROM findings WHERE kind = 'contended'").fetchone()
     assert stored is not None and "sort (gnu-sort, run rb)" in stored[0]
