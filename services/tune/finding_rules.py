@@ -461,10 +461,17 @@ def regression_finding(
     if result.run_wall is not None:
         parts.append(f"run {_fmt(result.run_wall.current, 'ns')} vs {_fmt(result.run_wall.baseline.median, 'ns')} "
                      f"({result.run_wall.ratio:.1f}x)")
-    names = ", ".join(result.tasks) if result.tasks else "no single task"
-    f["summary"] = f"{pipeline} run {run_id} regressed ({names}): " + "; ".join(parts)
-    f["recommendation"] = (f"Compare {names} with the previous {result.compared_runs} runs: input size, tool "
-                           "version, options, host and storage.")
+    if result.tasks:
+        names = ", ".join(result.tasks)
+        f["summary"] = f"{pipeline} run {run_id} regressed ({names}): " + "; ".join(parts)
+        f["recommendation"] = (f"Compare {names} with the previous {result.compared_runs} runs: input size, tool "
+                               "version, options, host and storage.")
+    else:
+        # only the run's wall moved: the time went between tasks, not into one
+        f["summary"] = f"{pipeline} run {run_id} regressed as a whole, no task of it slower: " + "; ".join(parts)
+        f["recommendation"] = (f"No task took longer than in the previous {result.compared_runs} runs: the time went "
+                               "between tasks. Compare the run's timeline with theirs: waits for a scheduler or "
+                               "queue, staging of inputs, fewer tasks at once, the engine's own start-up.")
     ev: list[Record] = [*evidence(("baseline_runs", result.compared_runs, "count"))]
     for m in result.moves:
         ev += evidence((f"{m.task}.{m.metric}", m.current, m.unit),

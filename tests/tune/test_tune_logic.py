@@ -224,6 +224,21 @@ def test_slow_run_regresses_naming_the_slow_task_and_normal_run_does_not() -> No
     assert detect_regression(slow, base[:2]).missing_baseline
 
 
+def test_a_run_slower_as_a_whole_says_that_no_task_is_slower() -> None:
+    """Only the run's wall moved (tasks as before, more time between them): the finding says where to look,
+    not "compare no single task"."""
+    base = [t for label, t in _runs() if label == "baseline"]
+    normal = next(t for label, t in _runs() if label == "normal")
+    walls = [100e9] * len(base)
+    r = detect_regression(normal, base, current_run_wall_ns=400e9, previous_run_walls_ns=walls)
+    assert r.regressed and not r.tasks and r.run_wall is not None
+    f = regression_finding("p", "p-late", "h", r, now_ns=1)
+    assert f is not None and f["task"] is None
+    assert "regressed as a whole, no task of it slower: run 400.0 s vs 100.0 s (4.0x)" in f["summary"], f["summary"]
+    assert f["recommendation"].startswith(f"No task took longer than in the previous {len(base)} runs")
+    assert "no single task" not in f["summary"] + f["recommendation"]
+
+
 def test_baseline_is_median_and_mad() -> None:
     b = baseline([1.0, 2.0, 3.0, 100.0])
     assert b.median == 2.5 and b.mad == pytest.approx(1.0 * 1.4826)
