@@ -196,6 +196,7 @@ def previous_runs(
         return cur.execute(
             "SELECT run_id, start_time, end_time, wall_ns, cost_usd FROM run_overview "
             "WHERE pipeline = %s AND run_id <> %s AND status = 'SUCCEEDED' AND end_time IS NOT NULL "
+            "AND engine IS DISTINCT FROM 'generic' "
             "AND start_time < to_timestamp(%s) ORDER BY start_time DESC LIMIT %s",
             (pipeline, run_id, before_ns / 1e9, limit),
         ).fetchall()
@@ -213,7 +214,8 @@ def previous_runs_many(
             "SELECT k.i AS batch_key, p.* FROM unnest(%s::int[], %s::text[], %s::text[], %s::float8[]) "
             "AS k(i, pipeline, run_id, before) CROSS JOIN LATERAL (SELECT run_id, start_time, end_time, wall_ns, "
             "cost_usd FROM run_overview o WHERE o.pipeline = k.pipeline AND o.run_id <> k.run_id AND "
-            "o.status = 'SUCCEEDED' AND o.end_time IS NOT NULL AND o.start_time < to_timestamp(k.before) "
+            "o.status = 'SUCCEEDED' AND o.end_time IS NOT NULL AND o.engine IS DISTINCT FROM 'generic' "
+            "AND o.start_time < to_timestamp(k.before) "
             "ORDER BY o.start_time DESC LIMIT %s) p ORDER BY k.i, p.start_time DESC",
             (list(range(len(runs))), [r[0] for r in runs], [r[1] for r in runs], [r[2] / 1e9 for r in runs], limit),
         ).fetchall()

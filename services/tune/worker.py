@@ -82,6 +82,15 @@ def validate(kind: str, rec: Mapping[str, Any]) -> None:
         raise InvalidRecord(f"EnrichedRun {rec.get('run_id')}: end before start")
 
 
+def regression_checked(run: Mapping[str, Any]) -> bool:
+    """Whether a completed run is compared with the pipeline's earlier runs: a successful run of a pipeline
+    that is one (an engine's workflow, or named by EXECSIGHT_PIPELINE / `execsight run --pipeline`). A
+    generic run's "pipeline" is only its program (make, git, bash): two of them need not be the same work,
+    and an unrelated build was reported as a 90x regression of "make"."""
+    return bool(run.get("pipeline")) and run.get("engine") != "generic" and run["status"] == "SUCCEEDED" \
+        and run.get("end_ns") is not None
+
+
 @dataclass
 class Stats:
     messages: int = 0
@@ -245,7 +254,7 @@ class TuneWorker:
         store.upsert_run_cost(conn, run_id, total, waste)
         pipeline = run.get("pipeline")
         out: list[Record] = []
-        if pipeline and run["status"] == "SUCCEEDED" and run.get("end_ns") is not None:
+        if regression_checked(run):
             prev = store.previous_runs(conn, str(pipeline), run_id, int(run["start_ns"]))
             prev_tasks = reads.run_tasks([str(r["run_id"]) for r in prev])
             for ts in prev_tasks.values():
@@ -282,7 +291,7 @@ class TuneWorker:
         reads.queries += 1
         fresh = store.run_tasks(conn, list(dict.fromkeys(str(r["run_id"]) for r in done)))
         reads.runs.update(fresh)
-        checked = [r for r in done if r.get("pipeline") and r["status"] == "SUCCEEDED" and r.get("end_ns") is not None]
+        checked = [r for r in done if regression_checked(r)]
         if not self.every_record:
             # a pipeline's regression finding is decided by its last checked run of the batch (as its tasks'
             # findings by their definition's last task: decisive_tasks); that run's baseline holds the others

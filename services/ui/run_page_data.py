@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from execsight.ui import queries, run_report_data
+from execsight.ui import queries, run_report_data, shaping
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,8 @@ def version(conn: queries.Conn, run: dict[str, Any]) -> tuple[str, ...]:
 
 def load(conn: queries.Conn, run: dict[str, Any], end: datetime) -> RunPageData:
     run_id = str(run["run_id"])
-    history = queries.previous_runs(conn, run["pipeline"], run["start_time"]) if run["pipeline"] else pd.DataFrame()
+    history = queries.previous_runs(conn, run["pipeline"], run["start_time"]) if shaping.comparable(run) \
+        else pd.DataFrame()
     earlier_ids = [x for x in history["run_id"].tolist() if x != run_id] if not history.empty else []
     return RunPageData(
         tasks=queries.run_tasks(conn, run_id),

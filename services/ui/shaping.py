@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -316,8 +317,20 @@ def task_comparison(this_tasks: pd.DataFrame, earlier_tasks: pd.DataFrame) -> pd
     return out.assign(_k=key).sort_values("_k", ascending=False).drop(columns="_k").reset_index(drop=True)
 
 
+# A generic run's pipeline is only its program (make, git, bash): two runs of it need not be the same work
+# (the tune worker does not compare them either: execsight.tune.worker.regression_checked).
+NOT_COMPARED = ("Not compared with earlier runs: a generic run is named after its program, and two runs of it "
+                "need not be the same work. Name the pipeline (`execsight run --pipeline NAME -- CMD`) to compare "
+                "its runs.")
+
+
+def comparable(run: Mapping[str, Any]) -> bool:
+    """Whether a run is compared with its pipeline's earlier runs (an engine's or a named pipeline)."""
+    return bool(run.get("pipeline")) and run.get("engine") != "generic"
+
+
 def first_answers(tasks: pd.DataFrame, breakdown: Breakdown, tools: pd.DataFrame, findings: pd.DataFrame,
-                  comparison: pd.DataFrame, runs_before: int) -> dict[str, str]:
+                  comparison: pd.DataFrame, runs_before: int, compared: bool = True) -> dict[str, str]:
     """The five questions a user asks first, each answered in one line (markdown) from what the page shows."""
     out: dict[str, str] = {}
     if not tasks.empty and tasks["cost_usd"].notna().any():
@@ -350,7 +363,9 @@ def first_answers(tasks: pd.DataFrame, breakdown: Breakdown, tools: pd.DataFrame
         out["config"] = f"{f['recommendation']} ({f['kind']!s}, {str(f['severity']).lower()} severity)."
     else:
         out["config"] = "Nothing to change: no open recommendation for this run."
-    if runs_before == 0 or comparison.empty:
+    if not compared:
+        out["regression"] = NOT_COMPARED
+    elif runs_before == 0 or comparison.empty:
         out["regression"] = "First run of its pipeline: nothing to compare with yet."
     else:
         moved_rows = comparison[comparison["verdict"].isin([VERDICT_SLOWER, VERDICT_FASTER])]

@@ -123,3 +123,26 @@ def test_one_batch_stores_what_record_by_record_analysis_stores(
             k: (v["status"], v["summary"]) for k, v in published_one.items() if k not in gone}
     # and the batch asked the database far fewer questions
     assert batched.stats.queries * 4 < one_by_one.stats.queries, (batched.stats.queries, one_by_one.stats.queries)
+
+
+@pytest.mark.parametrize("engine", ["explicit", "generic"])
+def test_only_runs_of_a_named_or_engine_pipeline_are_compared_with_earlier_runs(
+    settings: Settings, database_url: str, engine: str
+) -> None:
+    """The nightly runs with a slow one: a regression when the pipeline is one (named, or an engine's);
+    none when they are generic runs, whose "pipeline" is only their program (an unrelated `make` was once
+    reported as a 90x regression of the last one)."""
+    recs: list[tuple[str, dict[str, Any]]] = []
+    for label, run, tasks in pipeline_runs("nightly"):
+        if label != "normal":
+            recs += [("EnrichedTask", t) for t in tasks] + [("EnrichedRun", {**run, "engine": engine})]
+    _load(database_url, recs)
+    worker = TuneWorker(settings, clock=lambda: NOW)
+    try:
+        for rec in recs:  # one at a time: every run is checked
+            worker.analyse([rec])
+    finally:
+        worker.close()
+    with psycopg.connect(database_url) as conn:
+        found = conn.execute("SELECT status, task FROM findings WHERE kind = 'regression'").fetchall()
+    assert found == ([("OPEN", "sort")] if engine == "explicit" else [])

@@ -257,7 +257,8 @@ def run_page(r: dict[str, Any]) -> None:
 
     breakdown = shaping.time_breakdown(tasks)
     comparison = shaping.task_comparison(tasks, earlier_tasks) if earlier_ids else pd.DataFrame()
-    answers = shaping.first_answers(tasks, breakdown, tool_costs, found, comparison, len(earlier_ids))
+    answers = shaping.first_answers(tasks, breakdown, tool_costs, found, comparison, len(earlier_ids),
+                                    compared=shaping.comparable(r))
     st.markdown("#### At a glance")
     st.markdown("\n".join([
         f"- **Cost** · {answers['cost']}",
@@ -268,7 +269,9 @@ def run_page(r: dict[str, Any]) -> None:
     ]))
 
     st.markdown("#### Compared with this pipeline's earlier runs")
-    if not earlier_ids:
+    if not shaping.comparable(r):
+        st.caption(shaping.NOT_COMPARED)
+    elif not earlier_ids:
         st.caption("This is the pipeline's first run: nothing to compare with yet.")
     else:
         per_run = shaping.compare_with_previous(history, run_id)
