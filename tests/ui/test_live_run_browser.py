@@ -1,6 +1,5 @@
-"""The live view in headless Chromium, watching a real run: `execsight run` of a command whose children are
-its tasks, observed by this test's own collector, correlator and tune worker (own topics and database, as in
-tests/e2e), while the dashboard reads that database as the read-only role.
+"""The live view in headless Chromium, watching a real run: `execsight run` of a command with labelled tasks,
+observed by this test's own collector, correlator and tune worker (own topics and database, as in tests/e2e), while the dashboard reads that database as the read-only role.
 
 Seen in the browser, with no reload: the run's tasks running now, the done count going up as they end while
 another still runs, and the live section saying that the run has ended. Then a reload shows the ended run
@@ -31,17 +30,19 @@ from .test_run_page_browser import ARTIFACTS, rendered
 pytestmark = [pytest.mark.e2e, pytest.mark.ebpf, pytest.mark.kafka, pytest.mark.db, pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium package")]
 
-# Three children of the command, so three tasks: a short one, a long one, and one that starts later. Each
-# hashes in bursts (some CPU to show, little load on a shared machine) for its number of seconds.
+# A plain command is one task; three children labelled as tasks of their own (EXECSIGHT_TASK) are three
+# more: a short one, a long one, and one that starts later. The script's own task (its sh, the subshell and
+# sleep) ends last. Each child hashes in bursts (some CPU to show, little load on a shared machine) for its
+# number of seconds.
 WORK = "import hashlib, sys, time\nend = time.time() + float(sys.argv[1])\n" \
        "while time.time() < end:\n    hashlib.sha256(b'x' * 4_000_000).digest()\n    time.sleep(0.1)\n"
 SCRIPT = """#!/bin/sh
-python3 {work} 8 &
-python3 {work} 40 &
-(sleep 12; python3 {work} 10) &
+EXECSIGHT_TASK=short python3 {work} 8 &
+EXECSIGHT_TASK=long python3 {work} 40 &
+(sleep 12; EXECSIGHT_TASK=late python3 {work} 10) &
 wait
 """
-TASKS = 3
+TASKS = 4
 
 # The live tiles as numbers, the caption's state, whether the live section is there at all.
 LIVE_STATE = """(() => {
@@ -118,7 +119,7 @@ def test_live_view_watches_a_real_run_to_its_end(
         assert done == sorted(done) and done[-1] > done[0], seen
         assert seen[-1]["ended"] and seen[-1]["failed"] == "0"
 
-        # reloaded: the ended run with its three tasks, what the database holds
+        # reloaded: the ended run with its tasks, what the database holds
         browser.navigate(f"{base}/runs?run={run_id}")
         rendered(browser, ["At a glance", "Where the time went", "SUCCEEDED"], "the ended run's page", timeout_s=90)
         assert "Live: tasks now" not in browser.evaluate("document.body.innerText")
