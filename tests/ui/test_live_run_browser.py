@@ -1,5 +1,6 @@
 """The live view in headless Chromium, watching a real run: `execsight run` of a command with labelled tasks,
-observed by this test's own collector, correlator and tune worker (own topics and database, as in tests/e2e), while the dashboard reads that database as the read-only role.
+observed by this test's own collector, correlator and tune worker (own topics and database, as in tests/e2e),
+while the dashboard reads that database as the read-only role.
 
 Seen in the browser, with no reload: the run's tasks running now, the done count going up as they end while
 another still runs, and the live section saying that the run has ended. Then a reload shows the ended run
