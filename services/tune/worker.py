@@ -3,13 +3,15 @@
 Per batch of messages (arroyo-style small steps, commit last):
 1. decode; a message that is not the topic's record type, or does not decode, goes to
    the dead-letter topic with the reason (once, before any retry);
-2. in one database transaction: per task, its breakdown, class, cost (task_costs) and
-   right-sizing over its type's history, with findings opened, updated or resolved;
-   per completed run, its cost (run_costs) and a regression check against previous
-   runs of the pipeline. The batch is analysed per process definition (DefinitionBatch:
-   its history read, sorted and right-sized once per batch) and its reads are shared
-   (BatchReads; samples are kept across batches behind a signature probe); the result is
-   what analysing record by record gives (``per_record=True`` keeps that path, the reference
+2. in one database transaction: per task, its cost (task_costs); per process definition, its
+   last task's breakdown, class and right-sizing over the definition's history, with findings
+   opened, updated or resolved (decisive_tasks); per completed run, its cost (run_costs), and
+   for each pipeline's last one a regression check against previous runs of the pipeline.
+   The batch is analysed per process definition (DefinitionBatch: its history read, sorted and
+   right-sized once per batch) and its reads are shared (BatchReads; samples are kept across
+   batches behind a signature probe); the result is what analysing record by record gives, less
+   findings opened and resolved again within the batch (``per_record=True`` keeps that path and
+   ``every_record=True`` the batched one analysing every record: the references
    tests/tune/test_batch_analysis.py compares against);
 3. commit the transaction, publish the findings (Avro TuneFinding, keyed by id), then
    commit the Kafka offsets.
