@@ -402,7 +402,7 @@ class TuneWorker:
         last = {(t.get("pipeline"), self.task_type(t)): i for i, t in enumerate(tasks)}
         return [tasks[i] for i in sorted(last.values())]
 
-    def decisive_tasks(self, reads: BatchReads, tasks: Sequence[Record]) -> list[Record]:
+    def decisive_tasks(self, reads: BatchReads, tasks: Sequence[Record], decisive: Sequence[Record]) -> list[Record]:
         """The tasks whose analysis decides the batch's findings: each definition's last one. Every finding of
         a definition has the definition as its subject, and a task analysed raises or resolves each open one,
         so the last task of a definition leaves its findings as analysing all of them in order would (bar
@@ -410,13 +410,12 @@ class TuneWorker:
         transaction: never visible as open, so not raised). The others are costed only; the history the last
         one is right-sized over holds them already (the correlator writes a task's row before publishing it).
         A burst of many runs then costs one analysis per definition per batch, not one per task."""
-        decisive = self.last_of_definitions(tasks)
-        chosen = {id(t) for t in decisive}
+        chosen = {id(t) for t in decisive}  # decisive: last_of_definitions(tasks)
         for t in tasks:
             if id(t) not in chosen and t.get("run_id"):
                 rate, cpu_count, mem_total = self._rate(reads, t)
                 reads.stage_cost(str(t["run_id"]), str(t["task_id"]), task_cost(t, rate, cpu_count, mem_total))
-        return decisive
+        return list(decisive)
 
     def analyse(self, decoded: Sequence[tuple[str, Record]]) -> list[Record]:
         """One transaction over a batch of decoded records; returns the findings it stored (committed).
@@ -431,14 +430,15 @@ class TuneWorker:
         try:
             tasks = self.current_tasks(reads, [rec for kind, rec in decoded if kind == "EnrichedTask"])
             self._stage(reads, self.renamed_placeholders(reads, tasks, now), None, findings)
-            reads.prefetch(tasks if self.per_record or self.every_record else self.last_of_definitions(tasks))
+            last = tasks if self.per_record or self.every_record else self.last_of_definitions(tasks)
+            reads.prefetch(last)
             # Tasks before runs: a run's check reads its tasks' costs and findings.
             if self.per_record:
                 for rec in tasks:
                     self._stage(reads, self.handle_task(reads, rec, now), (rec.get("pipeline"), self.task_type(rec)),
                                 findings)
             else:
-                decisive = tasks if self.every_record else self.decisive_tasks(reads, tasks)
+                decisive = tasks if self.every_record else self.decisive_tasks(reads, tasks, last)
                 # analyses first (they read nothing the batch writes), then what the contended ones competed
                 # with in one query, then findings in record order
                 analyses = [self.analysis_of(reads, rec, now) for rec in decisive]
